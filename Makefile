@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both build .venv once.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+# One thread per process for numpy/torch unless the caller says otherwise: with two threads on this
+# 2-core machine while anything else runs, libgomp spinning made training 70x slower.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: setup data demo test test-slow bench clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[torch,test]'
+	@touch $(STAMP)
+
+# The default data set (Fashion-MNIST, 60k/10k) comes from Debian's package, never from a download at run time.
+data:
+	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "Fashion-MNIST is missing from $(FASHION_MNIST_DIR); install it as root: apt-get install dataset-fashion-mnist" >&2; exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	fi
+
+demo: setup
+	$(BIN)/allocator bound --arch 784,100,100,10 --density 0.001,0.001,1 --rank-model binomial
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow" allocator tests
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow tests
+
+bench: setup
+	$(BIN)/python -m experiments.bench_bound
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,167 @@
+"""``expected_bound``: the expected linear-region bound ``E[B]`` of a network at given per-layer densities."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Sequence
+
+from allocator.bound.rank import RankLaw, RankModel, ln_of_int
+from allocator.bound.recursion import expected_bound_exact, ln_expected_bound_from_laws
+from allocator.errors import InvalidInputError
+from allocator.network import Network
+
+LN_2 = math.log(2.0)
+LN_10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One weight layer as the bound saw it."""
+
+    name: str
+    rows: int
+    cols: int
+    weights: int
+    density: float
+    expected_kept: float
+    in_bound: bool
+    expected_rank: float | None
+
+
+@dataclass(frozen=True)
+class BoundResult:
+    """The expected bound and every convention it was computed under.
+
+    Attributes:
+        ln_bound: ``ln E[B]`` in nats (``-inf`` when ``E[B] = 0``, possible only with ``paper_p0``).
+        log2_bound: ``log2 E[B]``.
+        exact_value: ``E[B]`` as a Fraction in exact mode, else ``None``.
+        structural_samples: masks sampled per layer by the structural model, else ``None``.
+    """
+
+    ln_bound: float
+    log2_bound: float
+    exact_value: Fraction | None
+    rank_model: str
+    rank_model_options: dict[str, object]
+    include_output_layer: bool
+    input_width: int
+    widths: tuple[int, ...]
+    densities: tuple[float, ...]
+    layers: tuple[LayerReport, ...]
+    structural_samples: int | None
+
+    def scientific(self, digits: int = 3) -> str:
+        """``E[B]`` in scientific notation from its natural log, e.g. ``'1.07e+52'``."""
+        if self.ln_bound == -math.inf:
+            return "0"
+        log10 = self.ln_bound / LN_10
+        exponent = math.floor(log10)
+        mantissa = 10 ** (log10 - exponent)
+        if round(mantissa, digits - 1) >= 10.0:
+            mantissa, exponent = mantissa / 10.0, exponent + 1
+        return f"{mantissa:.{digits - 1}f}e{exponent:+03d}"
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict (the exact value as a decimal string of the integer part when integral)."""
+        document = asdict(self)
+        exact = self.exact_value
+        document["exact_value"] = None if exact is None else str(exact)
+        document["bound_scientific"] = self.scientific()
+        document["ln_bound_unit"] = "nats"
+        return document
+
+
+def _rank_laws(
+    network: Network, densities: Sequence[float | Fraction], model: RankModel, exact: bool
+) -> list[RankLaw]:
+    return [
+        model.law(rows, cols, densities[layer], exact=exact)
+        for layer, (rows, cols) in enumerate(network.shapes)
+        if layer in network.bound_layers
+    ]
+
+
+def ln_expected_bound(
+    network: Network, densities: Sequence[float], rank_model: RankModel | str = "binomial"
+) -> float:
+    """``ln E[B]`` (nats) for one density per weight layer; the fast path the solver calls repeatedly.
+
+    Example:
+        >>> net = Network.from_arch("784,100,100,10")
+        >>> round(ln_expected_bound(net, [0.001, 0.001, 1.0]), 2)
+        119.8
+    """
+    model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
+    values = network.validate_densities(densities)
+    laws = _rank_laws(network, values, model, exact=False)
+    widths = [network.widths[i] for i in network.bound_layers]
+    return ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws])
+
+
+def expected_bound(
+    network: Network,
+    densities: Sequence[float | Fraction],
+    rank_model: RankModel | str = "binomial",
+    *,
+    exact: bool = False,
+) -> BoundResult:
+    """``E[B]`` of ``network`` with weight layer ``l`` kept at density ``densities[l]``.
+
+    ``E[B] = N(1, n0)`` by the recursion of ``allocator.bound.recursion``. With ``exact=True`` it is also
+    computed in rational arithmetic (densities taken as the decimals they print as) and ``ln_bound`` is
+    the log of that exact value; otherwise float64 log space.
+
+    Raises:
+        InvalidInputError: a density outside [0, 1], a wrong count of densities, an unknown rank model.
+    """
+    model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
+    values = network.validate_densities([float(d) for d in densities])
+    exact_densities: Sequence[float | Fraction] = list(densities) if exact else values
+    laws = _rank_laws(network, exact_densities, model, exact)
+    widths = tuple(network.widths[i] for i in network.bound_layers)
+    exact_value: Fraction | None = None
+    if exact:
+        pmfs = [law.exact_pmf for law in laws]
+        if any(p is None for p in pmfs):  # pragma: no cover - every builder honours exact
+            raise InvalidInputError(f"rank model {model.name!r} gave no exact law")
+        exact_value = expected_bound_exact(network.input_width, widths, pmfs)  # type: ignore[arg-type]
+        ln_bound = _ln_fraction(exact_value)
+    else:
+        ln_bound = ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws])
+    law_by_layer = dict(zip(network.bound_layers, laws))
+    layers = tuple(
+        LayerReport(
+            name=name,
+            rows=rows,
+            cols=cols,
+            weights=rows * cols,
+            density=density,
+            expected_kept=density * rows * cols,
+            in_bound=index in law_by_layer,
+            expected_rank=law_by_layer[index].mean() if index in law_by_layer else None,
+        )
+        for index, (name, (rows, cols), density) in enumerate(zip(network.names, network.shapes, values))
+    )
+    samples = laws[0].samples if model.name == "structural" else None
+    return BoundResult(
+        ln_bound=ln_bound,
+        log2_bound=ln_bound / LN_2,
+        exact_value=exact_value,
+        rank_model=model.name,
+        rank_model_options=model.options(),
+        include_output_layer=network.include_output_layer,
+        input_width=network.input_width,
+        widths=network.widths,
+        densities=values,
+        layers=layers,
+        structural_samples=samples,
+    )
+
+
+def _ln_fraction(value: Fraction) -> float:
+    if value <= 0:
+        return -math.inf
+    return ln_of_int(value.numerator) - ln_of_int(value.denominator)

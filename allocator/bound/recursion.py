@@ -1,0 +1,147 @@
+"""The expected linear-region bound ``E[B]`` by recursion over layers, in three independent forms.
+
+Notation (bound.md): input width ``n0``; layer ``l`` of width ``n_l`` has rank law ``P_l(k)``,
+``k = 0..m_l`` with ``m_l = min(n_l, n_{l-1})``. With ``N(L+1, d) = 1``,
+
+    N(l, d) = sum_k P_l(k) h_l(min(d, k)),
+    h_l(c)  = sum_{j=0}^{c} C(n_l, j) N(l+1, min(n_l - j, c)),
+    E[B]    = N(1, n0).
+
+- ``ln_expected_bound_from_laws``: float64 log space, O(m_l) per layer after the ``ln C`` table (below).
+- ``expected_bound_exact``: the same recursion with Python integers / Fractions, O(m_l^2) per layer.
+- ``expected_bound_by_enumeration``: no recursion at all; sums ``prod_l C(n_l, j_l)`` over the explicit set
+  ``J(k)`` for every rank tuple ``k``, weighted by ``prod_l P_l(k_l)``. Tiny networks only (the oracle).
+
+Why ``h_l`` is O(m) (writing ``n = n_l`` and ``N' = N(l+1, .)``): for ``j <= n - c`` the carried dimension
+is ``min(n - j, c) = c``, and for ``j > n - c`` it is ``n - j``. So
+
+    h(c) = N'(c) S(min(c, n - c)) + W(c),   S(t) = sum_{j<=t} C(n, j),
+    W(c) = sum_{j = n-c+1}^{c} C(n, j) N'(n - j),
+
+and the window ``[n - c + 1, c]`` grows by its two end points as ``c`` grows, so ``W`` is a running
+log-sum-exp with no subtraction. ``N(l, d) = sum_{k<d} P(k) h(k) + h(d) sum_{k>=d} P(k)`` for ``d <= m``
+(constant beyond), again running sums.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+
+from allocator.bound.rank import ln_binomial_row
+
+_NEG_INF = -np.inf
+
+
+def _running_logsumexp(values: np.ndarray) -> np.ndarray:
+    return np.logaddexp.accumulate(values) if values.size else values
+
+
+def _layer_ln_n(width: int, ln_pmf: np.ndarray, ln_next: np.ndarray) -> np.ndarray:
+    """``ln N(l, d)`` for ``d = 0..m`` from ``ln N(l+1, d')`` for ``d' = 0..width``; see module docstring."""
+    n = width
+    m = ln_pmf.size - 1
+    ln_c = ln_binomial_row(n)
+    ln_s = _running_logsumexp(ln_c)
+    c = np.arange(m + 1)
+    ln_h = ln_next[c] + ln_s[np.minimum(c, n - c)]
+    c0 = n // 2 + 1  # the smallest c whose window [n - c + 1, c] is non-empty
+    if c0 <= m:
+        ln_g = ln_c + ln_next[n - np.arange(n + 1)]  # ln C(n, j) N'(n - j)
+        first = ln_g[c0] if n % 2 else np.logaddexp(ln_g[c0 - 1], ln_g[c0])
+        grow = np.arange(c0, m)
+        steps = np.logaddexp(ln_g[n - grow], ln_g[grow + 1])
+        ln_w = _running_logsumexp(np.concatenate(([first], steps)))
+        ln_h[c0:] = np.logaddexp(ln_h[c0:], ln_w)
+    weighted = ln_pmf + ln_h
+    below = np.concatenate(([_NEG_INF], _running_logsumexp(weighted)[:-1]))  # sum_{k<d} P(k) h(k)
+    tail = _running_logsumexp(ln_pmf[::-1])[::-1]  # sum_{k>=d} P(k)
+    return np.logaddexp(below, ln_h + tail)
+
+
+def ln_expected_bound_from_laws(input_width: int, widths: Sequence[int], ln_pmfs: Sequence[np.ndarray]) -> float:
+    """``ln E[B]`` in float64 log space for layer widths ``widths`` and rank laws ``ln_pmfs``.
+
+    ``ln_pmfs[l][k] = ln P_l(k)`` for ``k = 0..min(widths[l], previous width)``.
+
+    Example:
+        >>> import numpy as np
+        >>> dense = [np.array([-np.inf] * 3 + [0.0]), np.array([-np.inf] * 4 + [0.0])]
+        >>> round(float(np.exp(ln_expected_bound_from_laws(3, [4, 4], dense))))
+        161
+    """
+    ln_next = np.zeros(widths[-1] + 1)
+    for layer in range(len(widths) - 1, -1, -1):
+        width = widths[layer]
+        cols = input_width if layer == 0 else widths[layer - 1]
+        ln_pmf = np.asarray(ln_pmfs[layer], dtype=float)
+        m = min(width, cols)
+        if ln_pmf.shape != (m + 1,):
+            raise ValueError(f"rank law of layer {layer + 1} has {ln_pmf.size} entries; expected {m + 1}")
+        ln_n = _layer_ln_n(width, ln_pmf, ln_next)
+        # N(l, d) is constant for d >= m; the caller's dimension runs to cols.
+        ln_next = np.concatenate((ln_n, np.full(cols - m, ln_n[-1])))
+    return float(ln_next[input_width])
+
+
+def expected_bound_exact(
+    input_width: int, widths: Sequence[int], pmfs: Sequence[Sequence[Fraction | int]]
+) -> Fraction:
+    """``E[B]`` exactly (integers and Fractions) by the recursion ``N(l, d) = sum_k P(k) h(min(d, k))``.
+
+    ``h_l(c)`` is summed term by term from its definition, so this shares no algebra with the log-space
+    form beyond the recursion itself.
+    """
+    next_n: list[Fraction | int] = [1] * (widths[-1] + 1)
+    for layer in range(len(widths) - 1, -1, -1):
+        n = widths[layer]
+        cols = input_width if layer == 0 else widths[layer - 1]
+        pmf = list(pmfs[layer])
+        m = min(n, cols)
+        if len(pmf) != m + 1:
+            raise ValueError(f"rank law of layer {layer + 1} has {len(pmf)} entries; expected {m + 1}")
+        h = [sum(math.comb(n, j) * next_n[min(n - j, c)] for j in range(c + 1)) for c in range(m + 1)]
+        if layer == 0:
+            return Fraction(sum(p * h[min(input_width, k)] for k, p in enumerate(pmf) if p))
+        next_n = [sum(p * h[min(d, k)] for k, p in enumerate(pmf) if p) for d in range(cols + 1)]
+    raise ValueError("widths must name at least one layer")
+
+
+def bound_for_ranks_by_enumeration(input_width: int, widths: Sequence[int], ranks: Sequence[int]) -> int:
+    """``B(k) = sum over J(k) of prod_l C(n_l, j_l)`` by listing every ``j`` in
+
+    ``J(k) = { j : 0 <= j_l <= min(n0, k_1..k_l, n_1 - j_1, ..., n_{l-1} - j_{l-1}) }``.
+
+    Example (the dense bound of Serra et al., ranks at their maxima):
+        >>> bound_for_ranks_by_enumeration(3, [4, 4], [3, 4])
+        161
+    """
+    total = 0
+    for j in itertools.product(*(range(min(input_width, k) + 1) for k in ranks)):
+        cap = input_width
+        feasible = True
+        for layer, (j_l, k_l) in enumerate(zip(j, ranks)):
+            cap = min(cap, k_l)
+            if j_l > cap:
+                feasible = False
+                break
+            cap = min(cap, widths[layer] - j_l)
+        if feasible:
+            total += math.prod(math.comb(n, j_l) for n, j_l in zip(widths, j))
+    return total
+
+
+def expected_bound_by_enumeration(
+    input_width: int, widths: Sequence[int], pmfs: Sequence[Sequence[Fraction | int]]
+) -> Fraction:
+    """``E[B] = sum over rank tuples k of prod_l P_l(k_l) B(k)``, each ``B(k)`` by explicit enumeration."""
+    total = Fraction(0)
+    supports = [[(k, p) for k, p in enumerate(pmf) if p] for pmf in pmfs]
+    for combo in itertools.product(*supports):
+        weight = math.prod(Fraction(p) for _, p in combo)
+        total += weight * bound_for_ranks_by_enumeration(input_width, widths, [k for k, _ in combo])
+    return total

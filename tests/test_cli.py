@@ -1,0 +1,85 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from allocator.bound.recursion import bound_for_ranks_by_enumeration
+from allocator.cli.main import main
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_bound_summary(capsys):
+    status, out, err = run(capsys, "bound", "--arch", "784,100,100,10", "--density", "0.001,0.001,1")
+    assert status == 0 and err == ""
+    assert "ln E[B]   = 119.8049 nats" in out
+    assert "log2 E[B] = 172.8419" in out
+    assert "E[B]      = 1.073e+52" in out
+    assert "papers' convention" in out
+
+
+def test_bound_json(capsys):
+    status, out, _ = run(
+        capsys, "bound", "--arch", "784,100,100,10", "--density", "0.001", "--json", "--exclude-output-layer"
+    )
+    document = json.loads(out)
+    assert status == 0
+    for key in ("ln_bound", "log2_bound", "rank_model", "include_output_layer", "widths", "densities"):
+        assert key in document
+    assert document["densities"] == [0.001, 0.001, 1.0]  # single value: prunable layers only
+    assert document["include_output_layer"] is False
+    assert document["widths"] == [100, 100, 10]
+
+
+def test_bound_model_name_and_structural(capsys):
+    status, out, _ = run(
+        capsys, "bound", "--model", "mlp-2x100", "--density", "0.01", "--rank-model", "structural",
+        "--samples", "16", "--json",
+    )
+    document = json.loads(out)
+    assert status == 0 and document["structural_samples"] == 16
+    assert document["rank_model_options"] == {"samples": 16, "seed": 0}
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["bound", "--arch", "784,0,10", "--density", "0.1"], "width of weight layer 1 is 0"),
+        (["bound", "--arch", "784,100,10", "--density", "0.1,2"], "density of fc2.weight is 2.0"),
+        (["bound", "--arch", "784,100,10", "--density", "0.1,0.1,1"], "3 densities given for 2 weight layers"),
+        (["bound", "--arch", "784,100,10", "--density", "abc"], "argument --density: 'abc' is not a number"),
+        (["bound", "--arch", "784,100,10"], "--density"),
+        (["bound", "--model", "nope", "--density", "0.1"], "model 'nope' is not registered"),
+        (["bound", "--arch", "4,3,2", "--density", "1", "--rank-model", "x"], "argument --rank-model"),
+        (["bound", "--arch", "4,3,2", "--density", "1", "--rank-model", "dense", "--paper-p0"], "--paper-p0"),
+        (["bound", "--arch", "4,3,2", "--density", "1", "--samples", "0"], "argument --samples"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_exit_2(capsys, argv, fragment):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1 and fragment in err
+    assert "Traceback" not in err
+
+
+def test_console_script_and_no_torch_import():
+    result = subprocess.run(
+        [sys.executable, "-m", "allocator", "bound", "--arch", "4,3,2", "--density", "1,1", "--rank-model", "dense",
+         "--exact"],
+        capture_output=True, text=True, check=True,
+    )
+    value = bound_for_ranks_by_enumeration(4, [3, 2], [3, 2])
+    assert f"E[B]      = {value:.3e}" in result.stdout
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, allocator, allocator.bound, allocator.cli.main, allocator.models; "
+         "print('torch' in sys.modules, 'pyomo' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert probe.stdout.split() == ["False", "False"]
