@@ -41,6 +41,8 @@ class Network:
             (default ``fc1.weight`` .. ``fcL.weight``).
         prunable: one flag per weight layer; default every layer but the last (the classifier).
         include_output_layer: whether the last weight layer enters the bound (papers' convention: yes).
+        flops_per_weight: multiply-adds per example that one kept weight of each layer costs (default 1,
+            a linear layer; a convolution's is its number of output positions).
 
     Example:
         >>> net = Network.from_arch("784,100,100,10")
@@ -55,6 +57,7 @@ class Network:
     names: tuple[str, ...] = field(default=())
     prunable: tuple[bool, ...] = field(default=())
     include_output_layer: bool = True
+    flops_per_weight: tuple[float, ...] = field(default=())
 
     def __post_init__(self) -> None:
         widths = tuple(self.widths)
@@ -80,6 +83,12 @@ class Network:
                 f"{len(prunable)} prunable flags given for {n_layers} weight layers: {prunable!r}"
             )
         object.__setattr__(self, "prunable", tuple(bool(p) for p in prunable))
+        flops = tuple(self.flops_per_weight) if self.flops_per_weight else (1.0,) * n_layers
+        if len(flops) != n_layers or any(not (isinstance(f, (int, float)) and f > 0) for f in flops):
+            raise InvalidInputError(
+                f"flops_per_weight is {flops!r}; expected {n_layers} positive numbers, one per weight layer"
+            )
+        object.__setattr__(self, "flops_per_weight", tuple(float(f) for f in flops))
         if not self.include_output_layer and n_layers < 2:
             raise InvalidInputError(
                 "include_output_layer=False leaves no layer in the bound for a network with one weight layer"

@@ -76,16 +76,24 @@ def ln_expected_bound_from_laws(input_width: int, widths: Sequence[int], ln_pmfs
     """
     ln_next = np.zeros(widths[-1] + 1)
     for layer in range(len(widths) - 1, -1, -1):
-        width = widths[layer]
         cols = input_width if layer == 0 else widths[layer - 1]
-        ln_pmf = np.asarray(ln_pmfs[layer], dtype=float)
-        m = min(width, cols)
-        if ln_pmf.shape != (m + 1,):
-            raise ValueError(f"rank law of layer {layer + 1} has {ln_pmf.size} entries; expected {m + 1}")
-        ln_n = _layer_ln_n(width, ln_pmf, ln_next)
-        # N(l, d) is constant for d >= m; the caller's dimension runs to cols.
-        ln_next = np.concatenate((ln_n, np.full(cols - m, ln_n[-1])))
+        ln_next = ln_n_of_layer(widths[layer], cols, ln_pmfs[layer], ln_next)
     return float(ln_next[input_width])
+
+
+def ln_n_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_next: np.ndarray) -> np.ndarray:
+    """One step of the recursion: ``ln N(l, d)`` for ``d = 0..cols`` from ``ln N(l+1, .)`` on ``0..width``.
+
+    ``cols`` is the width of the layer before (``n0`` for the first). Exposed so that callers evaluating
+    many allocations can cache the suffix ``N(l+1, .)`` of unchanged deeper layers.
+    """
+    ln_pmf = np.asarray(ln_pmf, dtype=float)
+    m = min(width, cols)
+    if ln_pmf.shape != (m + 1,):
+        raise ValueError(f"rank law of a {width} x {cols} layer has {ln_pmf.size} entries; expected {m + 1}")
+    ln_n = _layer_ln_n(width, ln_pmf, ln_next)
+    # N(l, d) is constant for d >= m; the caller's dimension runs to cols.
+    return np.concatenate((ln_n, np.full(cols - m, ln_n[-1])))
 
 
 def expected_bound_exact(

@@ -1,0 +1,22 @@
+"""Choosing per-layer densities under a global budget: the MIP, the exact polish, baselines, the record."""
+
+from allocator.allocation.api import Allocation, BaselineResult, LayerAllocation, allocate
+from allocator.allocation.baselines import baseline_names, get_baseline, register_baseline
+from allocator.allocation.problem import AllocationProblem, Budget, Constraints, make_budget
+from allocator.allocation.solver import SolverOptions, highs_status
+
+__all__ = [
+    "Allocation",
+    "AllocationProblem",
+    "BaselineResult",
+    "Budget",
+    "Constraints",
+    "LayerAllocation",
+    "SolverOptions",
+    "allocate",
+    "baseline_names",
+    "get_baseline",
+    "highs_status",
+    "make_budget",
+    "register_baseline",
+]

@@ -1,0 +1,133 @@
+"""Baseline allocations as a named registry; each maps a problem to a kept count per weight layer.
+
+Baselines use the same budget ``K`` over the same prunable weights as ours and ignore the side
+constraints (they are the references users compare against). Rules that need trained weights (global
+magnitude, LAMP) register from the torch side with ``register_baseline``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from allocator.allocation.problem import AllocationProblem
+from allocator.errors import InvalidInputError
+from allocator.units import kept_from_density
+
+
+class BaselineUnavailable(Exception):
+    """The rule cannot produce an allocation for this problem; the message says why."""
+
+
+@dataclass(frozen=True)
+class BaselineRule:
+    name: str
+    description: str
+    kept: Callable[[AllocationProblem], tuple[int, ...]]
+
+
+_REGISTRY: dict[str, BaselineRule] = {}
+
+
+def register_baseline(name: str, description: str) -> Callable:
+    """Decorator: register ``function(problem) -> kept per weight layer`` under ``name``."""
+
+    def wrap(function: Callable[[AllocationProblem], tuple[int, ...]]) -> Callable:
+        _REGISTRY[name] = BaselineRule(name, description, function)
+        return function
+
+    return wrap
+
+
+def baseline_names() -> tuple[str, ...]:
+    """Registered baseline names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_baseline(name: str) -> BaselineRule:
+    """The rule ``name``; raises ``InvalidInputError`` listing the registered names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidInputError(f"baseline {name!r} is unknown; accepted: {', '.join(_REGISTRY)}") from None
+
+
+def _with_densities(problem: AllocationProblem, densities: dict[int, float]) -> tuple[int, ...]:
+    network = problem.network
+    return tuple(
+        kept_from_density(min(1.0, densities[i]), w) if p else w
+        for i, (w, p) in enumerate(zip(network.weights, network.prunable))
+    )
+
+
+def _prunable(problem: AllocationProblem) -> list[int]:
+    return [i for i, p in enumerate(problem.network.prunable) if p]
+
+
+@register_baseline("uniform", "every prunable layer at the budget's global density")
+def uniform(problem: AllocationProblem) -> tuple[int, ...]:
+    return _with_densities(problem, {i: problem.budget.density for i in _prunable(problem)})
+
+
+@register_baseline(
+    "uniform-gale", "uniform, with the first prunable layer dense and the last kept at >= 20 % (Gale et al. 2019)"
+)
+def uniform_gale(problem: AllocationProblem) -> tuple[int, ...]:
+    layers = _prunable(problem)
+    weights = problem.network.weights
+    if len(layers) < 2:
+        raise BaselineUnavailable("needs two or more prunable layers")
+    first, last, middle = layers[0], layers[-1], layers[1:-1]
+    budget = problem.budget.kept
+    floor = weights[first] + 0.2 * weights[last]
+    if budget < floor:
+        raise BaselineUnavailable(
+            f"budget {budget} kept is below the {floor:.0f} that a dense first layer and a 20 % last layer need"
+        )
+    middle_weights = sum(weights[i] for i in middle)
+    if middle_weights == 0:
+        last_density = min(1.0, (budget - weights[first]) / weights[last])
+        density = 0.0
+    else:
+        density = (budget - floor) / middle_weights
+        last_density = 0.2
+        if density > 0.2:  # the last layer follows the others above 20 %
+            density = (budget - weights[first]) / (middle_weights + weights[last])
+            last_density = density
+    densities = {i: min(1.0, density) for i in middle}
+    densities[first] = 1.0
+    densities[last] = last_density
+    return _with_densities(problem, densities)
+
+
+def _erdos_renyi(problem: AllocationProblem) -> tuple[int, ...]:
+    """Density ``eps (rows + cols) / (rows cols)``, capped at 1 with the excess re-spread over the others."""
+    layers = _prunable(problem)
+    shapes = problem.network.shapes
+    weights = problem.network.weights
+    scale = {i: (shapes[i][0] + shapes[i][1]) / weights[i] for i in layers}
+    dense: set[int] = set()
+    for _ in range(len(layers) + 1):
+        free = [i for i in layers if i not in dense]
+        remaining = problem.budget.kept - sum(weights[i] for i in dense)
+        if not free:
+            break
+        epsilon = remaining / sum(scale[i] * weights[i] for i in free)
+        saturated = {i for i in free if epsilon * scale[i] > 1.0}
+        if not saturated:
+            break
+        dense |= saturated
+    densities = {i: 1.0 if i in dense else epsilon * scale[i] for i in layers}
+    return _with_densities(problem, densities)
+
+
+@register_baseline("er", "Erdos-Renyi (RigL): density proportional to (rows + cols) / (rows * cols)")
+def er(problem: AllocationProblem) -> tuple[int, ...]:
+    return _erdos_renyi(problem)
+
+
+@register_baseline(
+    "erk", "Erdos-Renyi-Kernel (RigL): as ER with kernel sizes in the sums; equal to ER for linear layers"
+)
+def erk(problem: AllocationProblem) -> tuple[int, ...]:
+    return _erdos_renyi(problem)

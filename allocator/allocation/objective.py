@@ -1,0 +1,127 @@
+"""The exact objective ``ln E[B]`` and the MIP's surrogate, both as plain numeric evaluators.
+
+Surrogate (rank-capped product form, allocation.md): with ``k_l`` the expected rank of layer ``l`` at its
+kept count, ``m_0 = n0`` and ``m_l = min(m_{l-1}, k_l, n_l)``,
+
+    surrogate = sum_l F_l(m_l),   F_l(t) = ln S(n_l, t) = ln sum_{j<=t} C(n_l, j),
+
+with ``F_l`` linearly interpolated between the breakpoints of ``breakpoints`` (every integer up to 32,
+then 5 % apart): the MIP's chord cuts give exactly this, since ``F_l`` is concave on the integers. The MIP of ``allocator.allocation.formulation`` optimises this same
+function; ``surrogate_value`` evaluates it directly so the two can be compared.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+
+from allocator.allocation.problem import AllocationProblem
+from allocator.bound.rank import RankLaw, ln_binomial_row
+from allocator.bound.recursion import ln_n_of_layer
+
+
+def ln_partial_binomial_sums(n: int) -> np.ndarray:
+    """``F(t) = ln sum_{j<=t} C(n, j)`` for ``t = 0..n``."""
+    return np.logaddexp.accumulate(ln_binomial_row(n))
+
+
+def breakpoints(cap: int, dense_below: int = 32, ratio: float = 1.05) -> np.ndarray:
+    """Integer breakpoints in ``[0, cap]`` for the piecewise-linear ``F``: every integer up to
+    ``dense_below``, then a geometric progression of ``ratio`` (about 100 points for ``cap = 1000``)."""
+    points = set(range(min(cap, dense_below) + 1))
+    value = float(dense_below)
+    while value < cap:
+        value *= ratio
+        points.add(min(cap, int(round(value))))
+    points.add(cap)
+    return np.array(sorted(points))
+
+
+def surrogate_piece(width: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Breakpoints ``t`` and values ``F(t)`` of layer width ``width`` on ``[0, cap]``: the chords between
+    consecutive breakpoints define the piecewise-linear surrogate (below the concave ``F``, equal at the
+    breakpoints)."""
+    points = breakpoints(cap)
+    return points, ln_partial_binomial_sums(width)[points]
+
+
+def interpolate(points: np.ndarray, values: np.ndarray, t: float) -> float:
+    """The piecewise-linear function through ``(points, values)`` at real ``t``."""
+    return float(np.interp(t, points, values))
+
+
+SUFFIX_CACHE_ENTRIES = 4096
+
+
+class ExactObjective:
+    """``ln E[B]`` of a kept-count vector, with each layer's rank law cached by its kept count."""
+
+    def __init__(self, problem: AllocationProblem) -> None:
+        self.problem = problem
+        network = problem.network
+        self._layers = network.bound_layers
+        self._widths = [network.widths[i] for i in self._layers]
+        self._laws: dict[tuple[int, int], RankLaw] = {}
+        self._suffix: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self.evaluations = 0
+
+    def law(self, layer: int, kept: int) -> RankLaw:
+        """The rank law of weight layer ``layer`` with ``kept`` weights kept."""
+        key = (layer, kept)
+        law = self._laws.get(key)
+        if law is None:
+            rows, cols = self.problem.network.shapes[layer]
+            law = self.problem.rank_model.law(rows, cols, kept / (rows * cols))
+            self._laws[key] = law
+        return law
+
+    def of_kept(self, kept: Sequence[int]) -> float:
+        """``ln E[B]`` (nats) with weight layer ``l`` keeping ``kept[l]`` weights.
+
+        The recursion runs from the last layer to the first; the array ``N(l, .)`` depends only on the
+        kept counts of layers ``l..L``, so it is cached under that suffix (least recently used first out)
+        and a change to shallow layers reuses the deeper work.
+        """
+        self.evaluations += 1
+        network = self.problem.network
+        key_kept = tuple(kept[layer] for layer in self._layers)
+        ln_next = np.zeros(self._widths[-1] + 1)
+        start = len(self._layers)
+        for position in range(1, len(self._layers) + 1):  # the longest cached suffix
+            cached = self._suffix.get(key_kept[position - 1:] if position else ())
+            if cached is not None:
+                self._suffix.move_to_end(key_kept[position - 1:])
+                ln_next, start = cached, position - 1
+                break
+        for position in range(start - 1, -1, -1):
+            layer = self._layers[position]
+            cols = network.input_width if position == 0 else self._widths[position - 1]
+            ln_next = ln_n_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, ln_next)
+            self._suffix[key_kept[position:]] = ln_next
+            if len(self._suffix) > SUFFIX_CACHE_ENTRIES:
+                self._suffix.popitem(last=False)
+        return float(ln_next[network.input_width])
+
+    def of_units(self, units: Sequence[int]) -> float:
+        """``ln E[B]`` of block values ``units``."""
+        return self.of_kept(self.problem.kept_per_layer(units))
+
+    def expected_rank(self, layer: int, kept: int) -> float:
+        """``E[rank W_l]`` at ``kept`` weights: the ``k_l`` of the surrogate."""
+        return self.law(layer, kept).mean()
+
+
+def surrogate_value(objective: ExactObjective, kept: Sequence[int]) -> float:
+    """The rank-capped product form at ``kept`` (module docstring), evaluated numerically."""
+    network = objective.problem.network
+    carried = float(network.input_width)
+    cap = network.input_width
+    total = 0.0
+    for layer in network.bound_layers:
+        width = network.widths[layer]
+        cap = min(cap, width)
+        carried = min(carried, objective.expected_rank(layer, kept[layer]), float(width))
+        total += interpolate(*surrogate_piece(width, cap), carried)
+    return total

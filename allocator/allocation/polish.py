@@ -1,0 +1,244 @@
+"""Exact polish with the true ``ln E[B]``, and exhaustive search over a grid (the test oracle).
+
+- ``fill``: spend what the budget leaves, raising the least dense block first (water-filling towards
+  uniform density), so the budget is always used up to the constraints.
+- ``local_search``: move ``s`` units from a donor block to a receiver block while the exact objective
+  improves; ``s`` runs over powers of two from large to 1. Each round screens every block's marginal
+  gain (+s) and loss (-s), then tries the most promising pairs exactly.
+- ``toward_uniform``: the tie-break. Among allocations within ``tolerance`` nats of the best found, move
+  towards uniform density: a move goes from a denser block to a sparser one (in density) without
+  overshooting, so the spread of densities strictly shrinks and the pass ends. Where the bound
+  saturates (flat objective) this returns uniform, so the answer is unique and the budget is used.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from allocator.allocation.objective import ExactObjective
+from allocator.allocation.problem import AllocationProblem
+
+IMPROVEMENT_NATS = 1e-12
+
+
+@dataclass
+class SearchStats:
+    """What a local search did."""
+
+    moves: int = 0
+    evaluations: int = 0
+
+
+def _block_weights(problem: AllocationProblem) -> list[int]:
+    return [sum(problem.network.weights[m] for m in block.members) for block in problem.blocks]
+
+
+def fill(problem: AllocationProblem, units: Sequence[int]) -> list[int]:
+    """Water-filling: raise every block to ``max(current, floor(t * weights))`` (capped at its max) for the
+    largest common density ``t`` that stays feasible, then hand out what is left one block at a time,
+    least dense first, each taking the most that stays feasible."""
+    values = list(units)
+    if not problem.blocks or not problem.is_feasible(values):
+        return values
+    weights = _block_weights(problem)
+
+    def level(t: float) -> list[int]:
+        return [min(b.hi, max(v, math.floor(t * w))) for b, v, w in zip(problem.blocks, values, weights)]
+
+    low, high = 0.0, 1.0
+    if problem.is_feasible(level(high)):
+        low = high
+    else:
+        for _ in range(60):
+            middle = (low + high) / 2
+            if problem.is_feasible(level(middle)):
+                low = middle
+            else:
+                high = middle
+    values = level(low)
+    for b in sorted(range(len(values)), key=lambda b: values[b] / weights[b]):
+        top, bottom = problem.blocks[b].hi, values[b]
+        while bottom < top:
+            middle = (bottom + top + 1) // 2
+            trial = values[:b] + [middle] + values[b + 1:]
+            if problem.is_feasible(trial):
+                bottom = middle
+            else:
+                top = middle - 1
+        values[b] = bottom
+    return values
+
+
+def _move(values: Sequence[int], donor: int, receiver: int, step: int) -> list[int]:
+    moved = list(values)
+    moved[donor] -= step
+    moved[receiver] += step
+    return moved
+
+
+def local_search(
+    problem: AllocationProblem,
+    objective: ExactObjective,
+    units: Sequence[int],
+    *,
+    pairs_per_round: int = 6,
+    max_rounds: int = 10_000,
+) -> tuple[list[int], float, SearchStats]:
+    """Pairwise moves of ``s`` units while ``ln E[B]`` improves by more than 1e-12 nats (module docstring)."""
+    stats = SearchStats()
+    values = list(units)
+    best = objective.of_units(values)
+    stats.evaluations += 1
+    blocks = problem.blocks
+    if len(blocks) < 2:
+        return values, best, stats
+    span = max(block.hi - block.lo for block in blocks)
+    step = 1 << max(0, int(math.log2(max(1, span))))
+    rounds = 0
+    while step >= 1 and rounds < max_rounds:
+        rounds += 1
+        gains, losses = [], []
+        for b, block in enumerate(blocks):
+            up = _move(values, b, b, 0)
+            up[b] += step
+            down = _move(values, b, b, 0)
+            down[b] -= step
+            gains.append(objective.of_units(up) - best if up[b] <= block.hi else -math.inf)
+            losses.append(best - objective.of_units(down) if down[b] >= block.lo else math.inf)
+            stats.evaluations += 2
+        candidates = sorted(
+            ((gains[r] - losses[d], d, r) for d in range(len(blocks)) for r in range(len(blocks)) if d != r),
+            reverse=True,
+        )
+        improved = False
+        for score, donor, receiver in candidates[:pairs_per_round]:
+            if not math.isfinite(score):
+                break
+            trial = _move(values, donor, receiver, step)
+            if not problem.is_feasible(trial):
+                continue
+            value = objective.of_units(trial)
+            stats.evaluations += 1
+            if value > best + IMPROVEMENT_NATS:
+                values, best, improved = trial, value, True
+                stats.moves += 1
+                break
+        if not improved:
+            step //= 2
+    return values, best, stats
+
+
+def toward_uniform(
+    problem: AllocationProblem,
+    objective: ExactObjective,
+    units: Sequence[int],
+    *,
+    tolerance_nats: float = 1e-9,
+) -> tuple[list[int], float]:
+    """The tie-break of the module docstring; returns the units and their exact ``ln E[B]``."""
+    values = list(units)
+    reference = objective.of_units(values)
+    current = reference
+    weights = _block_weights(problem)
+    if len(values) < 2:
+        return values, current
+    step = 1 << max(0, int(math.log2(max(1, max(b.hi - b.lo for b in problem.blocks)))))
+    while step >= 1:
+        moved = False
+        order = sorted(range(len(values)), key=lambda b: values[b] / weights[b])
+        for donor in reversed(order):
+            for receiver in order:
+                if donor == receiver:
+                    continue
+                after_donor = (values[donor] - step) / weights[donor]
+                after_receiver = (values[receiver] + step) / weights[receiver]
+                if after_donor < after_receiver:  # would overshoot: the spread must shrink
+                    continue
+                trial = _move(values, donor, receiver, step)
+                if not problem.is_feasible(trial):
+                    continue
+                value = objective.of_units(trial)
+                if value >= reference - tolerance_nats:
+                    values, current, moved = trial, value, True
+                    break
+            if moved:
+                break
+        if not moved:
+            step //= 2
+    return values, current
+
+
+def exhaustive_search(
+    problem: AllocationProblem,
+    objective: ExactObjective,
+    grids: Sequence[Sequence[int]] | None = None,
+    *,
+    limit: int = 2_000_000,
+) -> tuple[list[int], float, int]:
+    """The best allocation over a grid, by the exact objective: the oracle, and the solver for small menus.
+
+    Every block but the last ranges over its grid (default: every integer in its range); the last takes
+    what the budget leaves, clipped to its range (the objective never decreases with density, so spending
+    the budget is optimal). Returns the best units, their ``ln E[B]`` and the number of points evaluated.
+
+    Raises:
+        ValueError: the grid has more than ``limit`` points.
+    """
+    blocks = problem.blocks
+    if grids is None:
+        grids = [range(block.lo, block.hi + 1) for block in blocks[:-1]]
+    else:
+        grids = list(grids)[: len(blocks) - 1]
+    size = math.prod(len(g) for g in grids)
+    if size > limit:
+        raise ValueError(f"exhaustive grid has {size} points; the limit is {limit}")
+    best_units: list[int] | None = None
+    best = -math.inf
+    points = 0
+    weights = _block_weights(problem)
+    last = blocks[-1]
+    for head in itertools.product(*grids):
+        values = list(head) + [last.lo]
+        if not problem.is_feasible(values):
+            continue
+        values = _spend_on_last(problem, values, last.hi, weights[-1])
+        value = objective.of_units(values)
+        points += 1
+        if value > best + IMPROVEMENT_NATS:
+            best, best_units = value, values
+    if best_units is None:
+        raise ValueError("no point of the exhaustive grid is feasible")
+    return best_units, best, points
+
+
+def _spend_on_last(problem: AllocationProblem, values: list[int], high: int, weight: int) -> list[int]:
+    """Give the last block the most units that keep the allocation feasible (binary search)."""
+    low = values[-1]
+    top = high
+    while low < top:
+        middle = (low + top + 1) // 2
+        trial = values[:-1] + [middle]
+        if problem.is_feasible(trial):
+            low = middle
+        else:
+            top = middle - 1
+    return values[:-1] + [low]
+
+
+def grid_for(problem: AllocationProblem, levels: int) -> list[list[int]]:
+    """A grid per block: every integer where the range is small, else ``levels`` log- and linear-spaced values."""
+    grids = []
+    for block in problem.blocks:
+        if block.hi - block.lo + 1 <= levels:
+            grids.append(list(range(block.lo, block.hi + 1)))
+            continue
+        log_part = np.geomspace(max(1, block.lo), block.hi, num=levels // 2)
+        linear_part = np.linspace(block.lo, block.hi, num=levels - levels // 2)
+        grids.append(sorted({int(round(v)) for v in np.concatenate((log_part, linear_part))}))
+    return grids
+
