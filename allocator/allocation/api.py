@@ -261,11 +261,11 @@ def _solve_mip(
     first: MipReport | None = None
     total_seconds = 0.0
     for index in range(solutions):
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0.05:
-            break
+        remaining = options.time_limit_s
         if first is not None:  # re-solves only add polish starts: each gets twice the first solve's time
-            remaining = min(remaining, max(0.5, 2.0 * first.seconds))
+            remaining = min(deadline - time.perf_counter(), max(0.5, 2.0 * first.seconds))
+            if remaining <= 0.05:
+                break
         say(f"solving the MIP with HiGHS (solution {index + 1} of up to {solutions})")
         report = solve(built.model, SolverOptions(remaining, options.mip_rel_gap, options.presolve, options.threads))
         total_seconds += report.seconds

@@ -1,0 +1,211 @@
+"""allocate() against independent oracles: exhaustive search with the exact objective, arithmetic checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from allocator import InfeasibleError, InvalidInputError, Network
+from allocator.allocation import Constraints, SolverOptions, allocate, make_budget
+from allocator.allocation import api as api_module
+from allocator.allocation.formulation import build_model
+from allocator.allocation.objective import ExactObjective, ln_partial_binomial_sums, surrogate_value
+from allocator.allocation.polish import exhaustive_search, grid_for
+from allocator.allocation.problem import AllocationProblem
+from allocator.allocation.solver import solve
+from allocator.bound import RankModel, ln_expected_bound
+from allocator.units import kept_from_density
+
+pytestmark = pytest.mark.solver
+
+
+def _problem(arch, density, constraints=None, rank_model="binomial"):
+    network = Network.from_arch(arch)
+    return AllocationProblem.build(network, make_budget(network, density=density), RankModel(rank_model), constraints)
+
+
+@pytest.mark.parametrize(
+    "arch, density",
+    [("300,60,40,10", 0.002), ("500,80,30,10", 0.003), ("200,150,60,10", 0.01), ("100,50,50,5", 0.02)],
+)
+def test_two_layer_allocation_matches_exhaustive_integer_optimum(arch, density):
+    """Every integer split of the budget between the two prunable layers, by the exact objective."""
+    problem = _problem(arch, density)
+    objective = ExactObjective(problem)
+    _, best, points = exhaustive_search(problem, objective)  # all integers of the first block
+    result = allocate(problem.network, density=density, baselines=("uniform",))
+    assert points > 10
+    assert result.ln_bound >= best - 0.01
+    assert result.ln_bound <= best + 1e-9  # nothing beats the exhaustive optimum
+    assert result.ln_bound >= result.baselines["uniform"].ln_bound - 1e-12
+    assert result.kept_total == problem.budget.kept  # the budget is used exactly
+    # The record's bound is the exact bound of its densities, recomputed independently.
+    assert ln_expected_bound(problem.network, result.densities) == pytest.approx(result.ln_bound, abs=1e-9)
+
+
+@pytest.mark.parametrize("arch, density", [("300,60,40,30,10", 0.004), ("150,40,40,40,10", 0.01)])
+def test_three_layer_allocation_against_fine_grid(arch, density):
+    problem = _problem(arch, density)
+    objective = ExactObjective(problem)
+    _, best, _ = exhaustive_search(problem, objective, grid_for(problem, 120))
+    result = allocate(problem.network, density=density, baselines=("uniform",))
+    assert result.ln_bound >= best - 0.01
+    assert result.ln_bound >= result.baselines["uniform"].ln_bound - 1e-12
+    assert result.kept_total == problem.budget.kept
+
+
+def test_mip_objective_equals_numeric_surrogate():
+    """The pyomo model's optimum is the numeric surrogate evaluated at the chosen levels (oracle test)."""
+    for arch, density in [("784,100,100,10", 0.001), ("300,60,40,30,10", 0.004)]:
+        problem = _problem(arch, density)
+        objective = ExactObjective(problem)
+        built = build_model(problem, objective, levels=40)
+        report = solve(built.model, SolverOptions(time_limit_s=30))
+        assert report.status == "optimal"
+        kept = problem.kept_per_layer(built.chosen_units())
+        assert surrogate_value(objective, kept) == pytest.approx(report.objective, abs=1e-6)
+        # and no menu combination has a better surrogate (two blocks: check them all)
+        if len(built.menus) == 2:
+            values = [
+                surrogate_value(objective, problem.kept_per_layer([a, b]))
+                for a in built.menus[0] for b in built.menus[1]
+                if problem.is_feasible([a, b])
+            ]
+            assert max(values) == pytest.approx(report.objective, abs=1e-6)
+
+
+def test_surrogate_pieces_are_concave():
+    """F(t) = ln sum_{j<=t} C(n, j) is concave on the integers, so chord cuts are exact at breakpoints."""
+    for n in (1, 2, 5, 10, 84, 100, 400, 1000):
+        second_differences = np.diff(ln_partial_binomial_sums(n), 2)
+        assert np.all(second_differences <= 1e-12)
+
+
+def test_budget_never_exceeded_and_used_on_six_layers():
+    network = Network.from_arch([784] + [200] * 6 + [10])
+    for density in (0.0005, 0.003, 0.05):
+        result = allocate(network, density=density, baselines=("uniform",))
+        budget = make_budget(network, density=density).kept
+        assert result.kept_total == budget
+        assert result.ln_bound >= result.baselines["uniform"].ln_bound - 1e-12
+
+
+def test_saturated_bound_returns_uniform():
+    """Where every allocation reaches the dense bound, the tie-break gives uniform and spends the budget."""
+    network = Network.from_arch("50,20,20,20,10")
+    result = allocate(network, density=0.6, baselines=("uniform",))
+    dense = ln_expected_bound(network, [1.0] * 4, "dense")
+    assert result.ln_bound == pytest.approx(dense, abs=1e-9)
+    uniform = result.baselines["uniform"].kept
+    assert all(abs(a - b) <= 1 for a, b in zip(result.kept, uniform))
+    assert result.kept_total == make_budget(network, density=0.6).kept
+
+
+def test_side_constraints_hold():
+    network = Network.from_arch("300,60,40,30,10")
+    constraints = Constraints(
+        min_density={"fc1.weight": 0.003},
+        max_density={"fc3.weight": 0.02},
+        pinned={"fc2.weight": 0.01},
+        min_kept=5,
+    )
+    result = allocate(network, density=0.005, constraints=constraints, baselines=())
+    kept = dict(zip(network.names, result.kept))
+    assert kept["fc1.weight"] >= math.ceil(0.003 * 18000)
+    assert kept["fc3.weight"] <= 0.02 * 1200
+    assert kept["fc2.weight"] == kept_from_density(0.01, 2400)
+    assert min(kept[n] for n in network.names[:3]) >= 5
+    assert result.kept_total <= make_budget(network, density=0.005).kept
+    assert result.layers[1].pinned
+
+
+def test_tied_group_shares_one_density():
+    network = Network.from_arch("200,50,50,50,10")
+    constraints = Constraints(tied=[["fc2.weight", "fc3.weight"]])
+    result = allocate(network, density=0.01, constraints=constraints, baselines=())
+    fc2, fc3 = result.layers[1], result.layers[2]
+    assert fc2.kept == fc3.kept  # equal shapes, one shared density
+    assert fc2.tied_group == fc3.tied_group == 0
+    assert result.kept_total <= make_budget(network, density=0.01).kept
+
+
+def test_one_weight_per_output_unit():
+    network = Network.from_arch("784,100,100,10")
+    result = allocate(network, density=0.005, constraints=Constraints(min_kept_per_output_unit=True), baselines=())
+    assert result.layers[0].kept >= 100 and result.layers[1].kept >= 100
+
+
+def test_flops_budget_binds():
+    # fc1's kept weights cost 10 multiply-adds each (as if a convolution with 10 output positions).
+    network = Network(300, (60, 40, 10), flops_per_weight=(10.0, 1.0, 1.0))
+    free = allocate(network, density=0.004, baselines=())
+    limit = 0.5 * network.flops_per_weight[0] * free.layers[0].kept + free.layers[1].kept
+    bound = allocate(network, density=0.004, constraints=Constraints(flops_budget=limit), baselines=())
+    flops = 10.0 * bound.layers[0].kept + bound.layers[1].kept
+    assert flops <= limit + 1e-9
+    assert bound.layers[0].kept < free.layers[0].kept
+
+
+def test_infeasible_requests_fail_before_solving(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the solver ran on an infeasible request")
+
+    monkeypatch.setattr(api_module, "solve", refuse)
+    network = Network.from_arch("784,100,100,10")
+    with pytest.raises(InfeasibleError, match="below what the constraints require"):
+        allocate(network, kept=50, constraints=Constraints(min_kept=30))
+    with pytest.raises(InfeasibleError, match="pinned layers keep 784"):
+        allocate(network, kept=500, constraints=Constraints(pinned={"fc1.weight": 0.01}))
+    with pytest.raises(InfeasibleError, match="cannot be used: max densities"):
+        allocate(network, density=0.5, constraints=Constraints(max_density=0.1))
+    with pytest.raises(InvalidInputError, match=r"budget density is 1.5; expected a fraction kept in \(0, 1\]"):
+        allocate(network, density=1.5)
+    with pytest.raises(InvalidInputError, match="budget density is 0"):
+        allocate(network, density=0.0)
+    with pytest.raises(InvalidInputError, match="min density of fc1.weight is 0"):
+        allocate(network, density=0.01, constraints=Constraints(min_density={"fc1.weight": 0.0}))
+    with pytest.raises(InvalidInputError, match="'fc3.weight', which is not a prunable layer"):
+        allocate(network, density=0.01, constraints=Constraints(pinned={"fc3.weight": 0.5}))
+    with pytest.raises(InvalidInputError, match="exactly one budget"):
+        allocate(network, density=0.01, kept=10)
+    with pytest.raises(InfeasibleError, match="minimum 50 kept exceeds maximum 7 kept"):
+        allocate(network, density=0.01, constraints=Constraints(min_kept=50, max_density={"fc2.weight": 0.0007}))
+
+
+def test_time_limit_is_reported_not_silent():
+    network = Network.from_arch([784] + [400] * 12 + [10])
+    result = allocate(network, density=0.0003, solver_options=SolverOptions(time_limit_s=0.01), baselines=())
+    assert result.status in ("time_limit", "time_limit_no_solution")
+    assert "NOT proven optimal" in result.certificate
+    assert result.kept_total == make_budget(network, density=0.0003).kept
+
+
+def test_compression_budget_follows_shrinkbench():
+    network = Network.from_arch("784,100,100,10")
+    all_parameters = 78400 + 10000 + 1000 + 100 + 100 + 10
+    budget = make_budget(network, compression=50.0)
+    assert budget.kept == math.floor(all_parameters / 50.0) - (1000 + 210)
+    assert make_budget(network, sparsity=0.99).kept == make_budget(network, density=0.01).kept
+    with pytest.raises(InfeasibleError, match="compression 1000"):
+        make_budget(network, compression=1000.0)
+
+
+def test_baselines_follow_their_rules():
+    network = Network.from_arch("784,300,100,10")
+    result = allocate(network, density=0.05)
+    budget = result.budget.kept
+    uniform = result.baselines["uniform"].kept
+    assert abs(sum(uniform[:2]) - budget) <= 2
+    gale = result.baselines["uniform-gale"]
+    assert gale.kept is None and "below" in gale.unavailable  # a dense fc1 alone exceeds 5 %
+    erk = result.baselines["erk"].kept
+    shapes = network.shapes
+    ratio = [erk[i] / network.weights[i] / ((shapes[i][0] + shapes[i][1]) / network.weights[i]) for i in range(2)]
+    assert ratio[0] == pytest.approx(ratio[1], rel=0.01)  # density proportional to (rows + cols) / (rows cols)
+    assert abs(sum(erk[:2]) - budget) <= 2
+    roomy = allocate(network, density=0.95, baselines=("uniform-gale", "er"))
+    kept = roomy.baselines["uniform-gale"].kept
+    assert kept[0] == 235200 and kept[1] >= 0.2 * 30000
+    er = roomy.baselines["er"].kept
+    assert max(k / w for k, w in zip(er[:2], network.weights[:2])) <= 1.0
+    assert abs(sum(er[:2]) - roomy.budget.kept) <= 2
