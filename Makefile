@@ -30,7 +30,9 @@ data:
 	fi
 
 demo: setup
-	$(BIN)/allocator bound --arch 784,100,100,10 --density 0.001,0.001,1 --rank-model binomial
+	$(BIN)/allocator solve --model mlp-2x100 --density 0.001 --out runs/demo/mlp-2x100-d0.001.json \
+	  --export torch-prune=runs/demo/torch-prune.json --export nni=runs/demo/nni-config-list.json \
+	  --export sparseml=runs/demo/sparseml-recipe.yaml --export rigl=runs/demo/rigl-sparsity-map.json
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow" allocator tests
@@ -40,6 +42,7 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python -m experiments.bench_bound
+	$(BIN)/python -m experiments.bench_allocation
 
 clean:
 	rm -rf $(VENV) build *.egg-info

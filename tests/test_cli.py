@@ -83,3 +83,53 @@ def test_console_script_and_no_torch_import():
         capture_output=True, text=True, check=True,
     )
     assert probe.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.solver
+def test_solve_table_file_and_exports(capsys, tmp_path):
+    out = tmp_path / "alloc.json"
+    nni = tmp_path / "nni.json"
+    status, stdout, _ = run(
+        capsys, "solve", "--arch", "784,100,100,10", "--density", "0.001", "--out", str(out),
+        "--export", f"nni={nni}", "--quiet",
+    )
+    assert status == 0
+    assert "ours kept" in stdout and "uniform kept" in stdout and "erk kept" in stdout
+    assert "certificate:" in stdout and "MIP: optimal" in stdout
+    document = json.loads(out.read_text())
+    kept = [document["layers"][name]["kept"] for name in ("fc1.weight", "fc2.weight")]
+    assert sum(kept) == document["budget"]["kept"] == 88
+    assert f"ours {document['objective']['ln_bound']:.4f}"[5:] in stdout
+    assert json.loads(nni.read_text())[0]["op_names"] == ["fc1"]
+
+
+@pytest.mark.solver
+def test_solve_json_and_model_name(capsys):
+    status, stdout, stderr = run(capsys, "solve", "--model", "mlp-2x100", "--sparsity", "0.999", "--json",
+                                 "--baselines", "uniform")
+    document = json.loads(stdout)
+    assert status == 0 and stderr == ""  # no progress lines with --json
+    assert document["budget"]["given_as"] == "sparsity"
+    assert set(document["baselines"]) == {"uniform"}
+    assert document["objective"]["ln_bound"] >= document["baselines"]["uniform"]["ln_bound"]
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--density", "0"], "budget density is 0.0"),
+        (["--density", "0.001", "--kept", "3"], "not allowed with argument"),
+        (["--kept", "10", "--min-kept", "20"], "below what the constraints require"),
+        (["--density", "0.01", "--pin", "fc9.weight=0.1"], "'fc9.weight', which is not a prunable layer"),
+        (["--density", "0.01", "--pin", "0.1"], "NAME=DENSITY"),
+        (["--density", "0.01", "--min-density", "x"], "argument --min-density: 'x' is not a density"),
+        (["--density", "0.01", "--export", "onnx=a.txt"], "argument --export"),
+        (["--density", "0.01", "--baselines", "magic"], "baseline 'magic' is unknown"),
+        (["--density", "0.01", "--time-limit", "0"], "time limit is 0.0 s"),
+    ],
+)
+def test_solve_errors_are_one_line(capsys, argv, fragment):
+    status, out, err = run(capsys, "solve", "--arch", "784,100,100,10", *argv)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and fragment in err

@@ -150,6 +150,142 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def _name_value(text: str) -> tuple[str | None, float]:
+    """``0.01`` (every prunable layer) or ``fc1.weight=0.01``."""
+    name, _, value = text.rpartition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a density; expected a number in (0, 1] or NAME=DENSITY such as fc1.weight=0.01"
+        ) from None
+    return (name or None), number
+
+
+def _densities_option(values: list[tuple[str | None, float]] | None, flag: str) -> float | dict[str, float] | None:
+    if not values:
+        return None
+    if len(values) == 1 and values[0][0] is None:
+        return values[0][1]
+    if any(name is None for name, _ in values):
+        raise UsageError(f"allocator solve: error: {flag} takes one plain density, or NAME=DENSITY entries, not both")
+    return {name: value for name, value in values}  # type: ignore[misc]
+
+
+def _export_option(text: str) -> tuple[str, str]:
+    from allocator.exporters import EXPORTERS
+
+    kind, sep, path = text.partition("=")
+    if not sep or kind not in EXPORTERS or not path:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not FORMAT=FILE with FORMAT one of {', '.join(EXPORTERS)} (e.g. nni=config_list.json)"
+        )
+    return kind, path
+
+
+def _format_allocation(allocation, compare: Sequence[str]) -> str:
+    from allocator.allocation_file import _compression_ratio
+
+    network = allocation.network
+    budget = allocation.budget
+    baselines = allocation.baselines
+    shown = [name for name in compare if name in baselines and baselines[name].kept is not None]
+    arch = "-".join(map(str, (network.input_width,) + network.widths))
+    lines = [
+        f"Allocation for {arch}: budget {budget.kept} kept of {budget.prunable_weights} prunable weights "
+        f"(global density {budget.density:.6g}, sparsity {1 - budget.density:.6g}; compression "
+        f"{_compression_ratio(network, allocation.kept_total):.4g}x of all parameters)",
+        f"objective: ln E[B] with the {allocation.rank_model.name} rank model; output layer "
+        + ("included (papers' convention)" if network.include_output_layer else "excluded (theory-clean)"),
+        "",
+    ]
+    header = f"  {'layer':<16}{'shape':>10}{'weights':>9} | {'ours kept':>9}{'density':>10}{'sparsity':>10}"
+    for name in shown:
+        header += f" | {name + ' kept':>{max(9, len(name) + 5)}}{'density':>10}"
+    lines.append(header)
+    for index, layer in enumerate(allocation.layers):
+        flag = "" if layer.prunable else " (not pruned)"
+        flag = " (pinned)" if layer.pinned else flag
+        row = (f"  {layer.name:<16}{f'{layer.rows}x{layer.cols}':>10}{layer.weights:>9} | {layer.kept:>9}"
+               f"{layer.density:>10.4g}{layer.sparsity:>10.6g}")
+        for name in shown:
+            kept = baselines[name].kept[index]
+            row += f" | {kept:>{max(9, len(name) + 5)}}{kept / layer.weights:>10.4g}"
+        lines.append(row + flag)
+    total_row = (f"  {'prunable total':<16}{'':>10}{budget.prunable_weights:>9} | {allocation.kept_total:>9}"
+                 f"{allocation.kept_total / budget.prunable_weights:>10.4g}{1 - allocation.kept_total / budget.prunable_weights:>10.6g}")
+    for name in shown:
+        kept = sum(k for k, layer in zip(baselines[name].kept, allocation.layers) if layer.prunable)
+        total_row += f" | {kept:>{max(9, len(name) + 5)}}{kept / budget.prunable_weights:>10.4g}"
+    lines += [total_row, "", "  ln E[B] (nats; higher is better)"]
+    lines.append(f"    {'ours':<14}{allocation.ln_bound:>12.4f}")
+    for name, result in baselines.items():
+        if result.ln_bound is None:
+            lines.append(f"    {name:<14}{'n/a':>12}  ({result.unavailable})")
+        else:
+            lines.append(f"    {name:<14}{result.ln_bound:>12.4f}  (ours {allocation.ln_bound - result.ln_bound:+.4f})")
+    mip = allocation.mip
+    lines.append("")
+    if mip is not None:
+        gap = "n/a" if math.isnan(mip.gap) else f"{mip.gap:.3g}"
+        lines.append(
+            f"  MIP: {mip.status}, relative gap {gap}, surrogate {mip.objective:.4f} nats (bound {mip.bound:.4f}); "
+            f"{mip.binaries} binaries; {mip.solutions} solution(s); build {mip.build_seconds:.2f} s, "
+            f"HiGHS {mip.seconds:.2f} s"
+        )
+    lines.append(f"  status: {allocation.status}; total time {allocation.solve_seconds:.2f} s")
+    lines.append(f"  certificate: {allocation.certificate}")
+    return "\n".join(lines)
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from allocator.allocation import Constraints, SolverOptions, allocate
+    from allocator.allocation_file import dumps, save
+    from allocator.exporters import export_text
+
+    network = _network_from_args(args)
+    model = _rank_model_from_args(args)
+    constraints = Constraints(
+        min_density=_densities_option(args.min_density, "--min-density"),
+        max_density=_densities_option(args.max_density, "--max-density"),
+        pinned=dict(_pin(text) for text in args.pin or []),
+        min_kept=args.min_kept,
+        min_kept_per_output_unit=args.min_kept_per_unit,
+        tied=[[name.strip() for name in group.split(",")] for group in args.tie or []],
+        flops_budget=args.flops_budget,
+    )
+    baselines = [name.strip() for name in args.baselines.split(",") if name.strip()] if args.baselines else []
+    say = None if (args.quiet or args.json) else (lambda message: print(f"[allocator] {message}", file=sys.stderr))
+    allocation = allocate(
+        network, density=args.density, sparsity=args.sparsity, kept=args.kept, compression=args.compression,
+        rank_model=model, constraints=constraints, levels=args.levels, solutions=args.solutions,
+        solver_options=SolverOptions(time_limit_s=args.time_limit), baselines=baselines, progress=say,
+    )
+    if args.json:
+        print(dumps(allocation), end="")
+    else:
+        print(_format_allocation(allocation, ("uniform", "erk")))
+    if args.out:
+        path = save(allocation, args.out)
+        if not args.json:
+            print(f"  wrote {path}")
+    for kind, path in args.export or []:
+        from allocator.io_utils import atomic_write_text
+
+        atomic_write_text(path, export_text(allocation, kind))
+        if not args.json:
+            print(f"  wrote {path} ({kind})")
+    return 0
+
+
+def _pin(text: str) -> tuple[str, float]:
+    name, value = _name_value(text)
+    if name is None:
+        raise UsageError(f"allocator solve: error: argument --pin: {text!r} is not NAME=DENSITY such as fc1.weight=0.01")
+    return name, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``allocator`` parser with its sub-commands."""
     parser = _Parser(prog="allocator", description="Layerwise sparsity allocation from a linear-region bound.")
@@ -169,6 +305,37 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--exact", action="store_true", help="rational arithmetic (small networks only)")
     bound.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     bound.set_defaults(handler=_cmd_bound)
+
+
+    solve = commands.add_parser("solve", help="choose per-layer densities that maximise ln E[B] under a budget")
+    _add_network_arguments(solve)
+    budget = solve.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--density", type=float, help="global density (fraction kept) over the prunable weights")
+    budget.add_argument("--sparsity", type=float, help="global sparsity (fraction pruned) over the prunable weights")
+    budget.add_argument("--kept", type=int, help="kept weights over the prunable layers")
+    budget.add_argument("--compression", type=float, help="all parameters / non-zero parameters (ShrinkBench)")
+    _add_rank_model_arguments(solve)
+    solve.add_argument("--min-density", type=_name_value, action="append", metavar="[NAME=]DENSITY",
+                       help="lower bound on a layer's density (repeatable; a plain number applies to every layer)")
+    solve.add_argument("--max-density", type=_name_value, action="append", metavar="[NAME=]DENSITY",
+                       help="upper bound on a layer's density (repeatable)")
+    solve.add_argument("--pin", action="append", metavar="NAME=DENSITY", help="fix a layer's density (repeatable)")
+    solve.add_argument("--min-kept", type=int, default=1, help="fewest kept weights in any prunable layer (default 1)")
+    solve.add_argument("--min-kept-per-unit", action="store_true",
+                       help="keep at least one weight per output unit of every prunable layer")
+    solve.add_argument("--tie", action="append", metavar="NAME,NAME[,...]", help="layers sharing one density")
+    solve.add_argument("--flops-budget", type=float, help="most multiply-adds per example over the prunable layers")
+    solve.add_argument("--levels", type=_positive_int, default=100, help="menu levels per layer in the MIP")
+    solve.add_argument("--solutions", type=_positive_int, default=3, help="MIP solutions polished (no-good cuts)")
+    solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
+    solve.add_argument("--baselines", default="uniform,uniform-gale,er,erk",
+                       help="comma-separated baselines to compare (default uniform,uniform-gale,er,erk)")
+    solve.add_argument("--out", help="write the allocation file (JSON) here")
+    solve.add_argument("--export", type=_export_option, action="append", metavar="FORMAT=FILE",
+                       help="also write torch-prune, nni, sparseml or rigl format (repeatable)")
+    solve.add_argument("--json", action="store_true", help="print the allocation document on stdout")
+    solve.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    solve.set_defaults(handler=_cmd_solve)
 
     models = commands.add_parser("models", help="list the registered model names")
     models.set_defaults(handler=_cmd_models)

@@ -1,0 +1,279 @@
+"""The allocation file: one versioned JSON document keyed by module name, with a content hash.
+
+Layout (``FORMAT``, ``VERSION`` 1):
+
+    format, version, created_by
+    network      input_width, widths, include_output_layer, flops_per_weight, layer_order
+    layers       {name: shape, weights, kept, density, sparsity, prunable, pinned, tied_group}
+    budget       kept, density, prunable_weights, given_as, given_value, counts, compression_ratio
+    objective    rank_model, rank_model_options, include_output_layer, ln_bound, log2_bound,
+                 surrogate, surrogate_value
+    constraints  the side constraints as given
+    solver       status, certificate, mip{...}, polish{...}, solve_seconds, versions{...}
+    baselines    {name: description, kept{name: count} | null, ln_bound | null, unavailable | null}
+    content_hash "sha256:<hex>" over the canonical JSON of network, layers, budget and objective
+
+``kept`` is the source of truth; density and sparsity are derived from it. The hash covers the decision
+and its bound, not timings, so two runs that choose the same allocation hash the same. Loading checks the
+format, the version, the hash and that every derived number agrees with the kept counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from allocator import __version__
+from allocator.allocation.api import Allocation, BaselineResult, LayerAllocation
+from allocator.allocation.problem import Budget, Constraints
+from allocator.allocation.solver import MipReport
+from allocator.bound.rank import RankModel
+from allocator.errors import InvalidInputError
+from allocator.io_utils import atomic_write_text
+from allocator.network import Network
+
+FORMAT = "layerwise-allocation"
+VERSION = 1
+HASHED_SECTIONS = ("network", "layers", "budget", "objective")
+SURROGATE_NAME = "rank-capped product form: sum_l ln S(n_l, min(m_{l-1}, E[rank_l], n_l))"
+
+
+def _number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _from_number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _versions() -> dict[str, str]:
+    versions = {"allocator": __version__, "python": platform.python_version()}
+    for package in ("numpy", "scipy", "pyomo", "highspy", "networkx"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:  # pragma: no cover - installed as dependencies
+            versions[package] = "not installed"
+    return versions
+
+
+def content_hash(document: Mapping[str, Any]) -> str:
+    """``sha256`` of the canonical JSON (sorted keys, no spaces) of the hashed sections."""
+    payload = {section: document[section] for section in HASHED_SECTIONS}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _compression_ratio(network: Network, kept_total: int) -> float:
+    all_parameters = sum(network.weights) + sum(network.widths)
+    non_zero = all_parameters - network.prunable_weights + kept_total
+    return all_parameters / non_zero
+
+
+def _mip_document(mip: MipReport | None) -> dict[str, Any] | None:
+    if mip is None:
+        return None
+    return {
+        "status": mip.status, "objective": _number(mip.objective), "bound": _number(mip.bound),
+        "gap": _number(mip.gap), "seconds": mip.seconds, "first_solve_seconds": mip.first_solve_seconds,
+        "build_seconds": mip.build_seconds, "solutions": mip.solutions, "binaries": mip.binaries,
+        "solver": mip.solver, "solver_version": mip.solver_version, "options": dict(mip.options),
+    }
+
+
+def _constraints_document(constraints: Constraints) -> dict[str, Any]:
+    def densities(value: float | Mapping[str, float] | None) -> float | dict[str, float] | None:
+        return dict(value) if isinstance(value, Mapping) else value
+
+    return {
+        "min_density": densities(constraints.min_density),
+        "max_density": densities(constraints.max_density),
+        "pinned": dict(constraints.pinned),
+        "min_kept": constraints.min_kept,
+        "min_kept_per_output_unit": constraints.min_kept_per_output_unit,
+        "tied": [list(group) for group in constraints.tied],
+        "flops_budget": constraints.flops_budget,
+    }
+
+
+def to_document(allocation: Allocation) -> dict[str, Any]:
+    """The allocation as the JSON-ready document of the module docstring."""
+    network = allocation.network
+    names = network.names
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created_by": f"allocator {__version__}",
+        "network": {
+            "input_width": network.input_width,
+            "widths": list(network.widths),
+            "include_output_layer": network.include_output_layer,
+            "flops_per_weight": list(network.flops_per_weight),
+            "layer_order": list(names),
+        },
+        "layers": {
+            layer.name: {
+                "shape": [layer.rows, layer.cols], "weights": layer.weights, "kept": layer.kept,
+                "density": layer.density, "sparsity": layer.sparsity, "prunable": layer.prunable,
+                "pinned": layer.pinned, "tied_group": layer.tied_group,
+            }
+            for layer in allocation.layers
+        },
+        "budget": {
+            "kept": allocation.budget.kept,
+            "density": allocation.budget.density,
+            "prunable_weights": allocation.budget.prunable_weights,
+            "given_as": allocation.budget.given_as,
+            "given_value": allocation.budget.given_value,
+            "kept_total": allocation.kept_total,
+            "counts": "weights of the prunable layers; biases and non-prunable layers are outside the budget",
+            "compression_ratio": _compression_ratio(network, allocation.kept_total),
+            "compression_counts": "all parameters (weights and biases) / non-zero parameters",
+        },
+        "objective": {
+            "rank_model": allocation.rank_model.name,
+            "rank_model_options": allocation.rank_model.options(),
+            "include_output_layer": network.include_output_layer,
+            "ln_bound": allocation.ln_bound,
+            "log2_bound": allocation.ln_bound / math.log(2.0),
+            "surrogate": SURROGATE_NAME,
+            "surrogate_value": allocation.surrogate_value,
+        },
+        "constraints": _constraints_document(allocation.constraints),
+        "solver": {
+            "status": allocation.status,
+            "certificate": allocation.certificate,
+            "mip": _mip_document(allocation.mip),
+            "polish": dict(allocation.polish),
+            "solve_seconds": allocation.solve_seconds,
+            "versions": _versions(),
+        },
+        "baselines": {
+            name: {
+                "description": result.description,
+                "kept": None if result.kept is None else dict(zip(names, result.kept)),
+                "ln_bound": result.ln_bound,
+                "unavailable": result.unavailable,
+            }
+            for name, result in allocation.baselines.items()
+        },
+    }
+    document["content_hash"] = content_hash(document)
+    return document
+
+
+def dumps(allocation: Allocation) -> str:
+    """The document as indented JSON text."""
+    return json.dumps(to_document(allocation), indent=2, allow_nan=False) + "\n"
+
+
+def save(allocation: Allocation, path: str | os.PathLike[str]) -> Path:
+    """Write the allocation file atomically (a reader sees the old file or the new one)."""
+    return atomic_write_text(path, dumps(allocation))
+
+
+def _require(document: Mapping[str, Any], key: str, where: str = "document") -> Any:
+    if key not in document:
+        raise InvalidInputError(f"allocation file: {where} has no {key!r}")
+    return document[key]
+
+
+def from_document(document: Mapping[str, Any]) -> Allocation:
+    """Rebuild the ``Allocation`` from a document, checking format, version, hash and derived numbers.
+
+    Raises:
+        InvalidInputError: naming what does not match.
+    """
+    if document.get("format") != FORMAT:
+        raise InvalidInputError(f"allocation file: format is {document.get('format')!r}; expected {FORMAT!r}")
+    if document.get("version") != VERSION:
+        raise InvalidInputError(
+            f"allocation file: version {document.get('version')!r} is not supported; this allocator reads {VERSION}"
+        )
+    recorded = _require(document, "content_hash")
+    actual = content_hash(document)
+    if recorded != actual:
+        raise InvalidInputError(
+            f"allocation file: content hash {recorded} does not match its content ({actual}); it was edited after "
+            f"writing"
+        )
+    net = _require(document, "network")
+    order = list(_require(net, "layer_order", "network"))
+    layers_doc = _require(document, "layers")
+    prunable = tuple(bool(_require(layers_doc[name], "prunable", name)) for name in order)
+    network = Network(
+        int(net["input_width"]), tuple(int(w) for w in net["widths"]), tuple(order), prunable,
+        bool(net["include_output_layer"]), tuple(float(f) for f in net["flops_per_weight"]),
+    )
+    layers = []
+    for name, (rows, cols) in zip(order, network.shapes):
+        entry = layers_doc[name]
+        if list(entry["shape"]) != [rows, cols]:
+            raise InvalidInputError(f"allocation file: layer {name} has shape {entry['shape']}, expected {[rows, cols]}")
+        kept = int(entry["kept"])
+        if not 0 <= kept <= rows * cols or entry["density"] != kept / (rows * cols):
+            raise InvalidInputError(f"allocation file: layer {name}: kept {kept} and density {entry['density']} disagree")
+        layers.append(LayerAllocation(name, rows, cols, rows * cols, kept, bool(entry["prunable"]),
+                                      bool(entry["pinned"]), entry["tied_group"]))
+    budget_doc = document["budget"]
+    budget = Budget(int(budget_doc["kept"]), str(budget_doc["given_as"]), float(budget_doc["given_value"]),
+                    int(budget_doc["prunable_weights"]))
+    objective = document["objective"]
+    options = dict(objective["rank_model_options"])
+    rank_model = RankModel(objective["rank_model"], **options)
+    constraints_doc = document["constraints"]
+    constraints = Constraints(
+        min_density=constraints_doc["min_density"], max_density=constraints_doc["max_density"],
+        pinned=dict(constraints_doc["pinned"]), min_kept=int(constraints_doc["min_kept"]),
+        min_kept_per_output_unit=bool(constraints_doc["min_kept_per_output_unit"]),
+        tied=tuple(tuple(group) for group in constraints_doc["tied"]),
+        flops_budget=constraints_doc["flops_budget"],
+    )
+    solver = document["solver"]
+    mip_doc = solver["mip"]
+    mip = None
+    if mip_doc is not None:
+        mip = MipReport(
+            status=mip_doc["status"], objective=_from_number(mip_doc["objective"]),
+            bound=_from_number(mip_doc["bound"]), gap=_from_number(mip_doc["gap"]), seconds=mip_doc["seconds"],
+            solutions=mip_doc["solutions"], solver=mip_doc["solver"], solver_version=mip_doc["solver_version"],
+            options=dict(mip_doc["options"]), build_seconds=mip_doc["build_seconds"],
+            first_solve_seconds=mip_doc["first_solve_seconds"], binaries=mip_doc["binaries"],
+        )
+    baselines = {
+        name: BaselineResult(
+            name, entry["description"],
+            None if entry["kept"] is None else tuple(int(entry["kept"][n]) for n in order),
+            entry["ln_bound"], entry["unavailable"],
+        )
+        for name, entry in document["baselines"].items()
+    }
+    return Allocation(
+        network=network, budget=budget, rank_model=rank_model, constraints=constraints, layers=tuple(layers),
+        ln_bound=float(objective["ln_bound"]), surrogate_value=float(objective["surrogate_value"]),
+        status=solver["status"], certificate=solver["certificate"], mip=mip, polish=dict(solver["polish"]),
+        solve_seconds=float(solver["solve_seconds"]), baselines=baselines,
+    )
+
+
+def load(path: str | os.PathLike[str]) -> Allocation:
+    """Read and check an allocation file.
+
+    Raises:
+        InvalidInputError: the file is missing, not JSON, or fails a check (named in the message).
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidInputError(f"allocation file {str(file)!r} cannot be read: {error.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"allocation file {str(file)!r} is not JSON: {error}") from None
+    return from_document(document)

@@ -1,0 +1,106 @@
+import json
+
+import pytest
+
+from allocator import InvalidInputError, Network
+from allocator.allocation import Constraints, allocate
+from allocator.allocation_file import content_hash, dumps, from_document, load, save, to_document
+from allocator.units import kept_from_density
+from allocator.exporters import (
+    export_text,
+    nni_config_list,
+    rigl_custom_sparsity_map,
+    sparseml_recipe,
+    torch_prune_amounts,
+)
+
+pytestmark = pytest.mark.solver
+
+
+@pytest.fixture(scope="module")
+def allocation():
+    network = Network.from_arch("300,60,40,30,10")
+    constraints = Constraints(min_density={"fc1.weight": 0.001}, tied=[["fc2.weight", "fc3.weight"]])
+    return allocate(network, density=0.01, constraints=constraints)
+
+
+def test_round_trip_is_lossless(allocation, tmp_path):
+    path = save(allocation, tmp_path / "alloc.json")
+    loaded = load(path)
+    assert to_document(loaded) == to_document(allocation)
+    assert loaded.kept == allocation.kept
+    assert loaded.layers == allocation.layers
+    assert loaded.network == allocation.network
+    assert loaded.constraints.tied == (("fc2.weight", "fc3.weight"),)
+
+
+def test_document_contents(allocation):
+    document = json.loads(dumps(allocation))
+    layer = document["layers"]["fc1.weight"]
+    assert layer["kept"] == allocation.layers[0].kept
+    assert layer["density"] == layer["kept"] / layer["weights"]
+    assert document["budget"]["kept_total"] <= document["budget"]["kept"]
+    assert document["objective"]["rank_model"] == "binomial"
+    assert document["objective"]["include_output_layer"] is True
+    assert document["solver"]["mip"]["status"] == "optimal"
+    budget_density = document["budget"]["kept"] / document["budget"]["prunable_weights"]
+    assert document["baselines"]["uniform"]["kept"]["fc1.weight"] == kept_from_density(budget_density, 18000)
+    assert document["content_hash"].startswith("sha256:")
+    # The hash covers the decision, not timings: changing a time leaves it, changing a count breaks it.
+    document["solver"]["solve_seconds"] = 123.0
+    assert content_hash(document) == document["content_hash"]
+    from_document(document)
+
+
+def test_edited_file_is_refused(allocation, tmp_path):
+    document = to_document(allocation)
+    document["layers"]["fc1.weight"]["kept"] += 1
+    with pytest.raises(InvalidInputError, match="content hash .* does not match"):
+        from_document(document)
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(InvalidInputError, match="is not JSON"):
+        load(path)
+    with pytest.raises(InvalidInputError, match="cannot be read"):
+        load(tmp_path / "missing.json")
+    other = to_document(allocation)
+    other["version"] = 99
+    with pytest.raises(InvalidInputError, match="version 99 is not supported"):
+        from_document(other)
+
+
+def test_exporters_agree_with_the_counts(allocation):
+    by_name = {layer.name: layer for layer in allocation.layers}
+    amounts = torch_prune_amounts(allocation)
+    assert set(amounts) == {"fc1", "fc2", "fc3"}  # the classifier is not pruned
+    for module, entry in amounts.items():
+        layer = by_name[f"{module}.weight"]
+        assert entry == {"name": "weight", "amount": layer.weights - layer.kept, "kept": layer.kept}
+        assert isinstance(entry["amount"], int)
+    nni = nni_config_list(allocation)
+    assert [entry["op_names"] for entry in nni] == [["fc1"], ["fc2"], ["fc3"]]
+    assert nni[0]["sparse_ratio"] == by_name["fc1.weight"].sparsity
+    rigl = rigl_custom_sparsity_map(allocation)
+    assert rigl == {name: layer.sparsity for name, layer in by_name.items() if layer.prunable}
+    recipe = sparseml_recipe(allocation)
+    assert recipe.count("!GMPruningModifier") == 3
+    assert f"final_sparsity: {by_name['fc2.weight'].sparsity!r}" in recipe
+    assert json.loads(export_text(allocation, "nni")) == nni
+    with pytest.raises(InvalidInputError, match="export format 'onnx' is unknown"):
+        export_text(allocation, "onnx")
+
+
+def test_torch_prune_amounts_apply_exactly(allocation):
+    """The exported int amounts, given to torch.nn.utils.prune, leave exactly the allocated counts."""
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils import prune
+
+    from allocator.models.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP(300, (60, 40, 30), 10)
+    for module, entry in torch_prune_amounts(allocation).items():
+        prune.l1_unstructured(getattr(model, module), entry["name"], amount=entry["amount"])
+    for layer in allocation.layers[:3]:
+        module = getattr(model, layer.name.split(".")[0])
+        assert int(module.weight_mask.sum()) == layer.kept
