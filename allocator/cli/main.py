@@ -286,6 +286,31 @@ def _pin(text: str) -> tuple[str, float]:
     return name, value
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from allocator.pruning.training import TrainConfig
+    from allocator.pruning.validate import ValidateConfig, format_summary, run_validation
+
+    seeds = tuple(range(args.seeds)) if args.seed_list is None else tuple(args.seed_list)
+    config = ValidateConfig(
+        model=args.model, dataset=args.dataset, data_dir=args.data_dir, densities=tuple(args.density),
+        allocations=tuple(a.strip() for a in args.allocations.split(",") if a.strip()), criterion=args.criterion,
+        seeds=seeds,
+        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, select_on=args.select_on),
+        finetune=TrainConfig(epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
+                             select_on=args.select_on),
+        rank_model=args.rank_model, threads=args.threads, label=args.label,
+    )
+    config.check()
+    out = args.out or f"runs/validate/{args.model}-{args.dataset}-{args.criterion}"
+    say = None if args.quiet else (lambda message: print(f"[validate] {message}", file=sys.stderr, flush=True))
+    summary = run_validation(config, out, say)
+    if args.label:
+        print(args.label)
+    print(format_summary(summary))
+    print(f"\nresults: {out}/results.csv, {out}/summary.json, {out}/accuracy_vs_density.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``allocator`` parser with its sub-commands."""
     parser = _Parser(prog="allocator", description="Layerwise sparsity allocation from a linear-region bound.")
@@ -336,6 +361,31 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--json", action="store_true", help="print the allocation document on stdout")
     solve.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     solve.set_defaults(handler=_cmd_solve)
+
+    validate = commands.add_parser("validate", help="prune, fine-tune and compare allocations on real data")
+    validate.add_argument("--model", default="mlp-2x100", help="a registered model name (default mlp-2x100)")
+    validate.add_argument("--dataset", default="fashion-mnist",
+                          help="fashion-mnist (default), mnist (with --data-dir), mnist-npm10k, mnist-mlxtend5k, cifar10")
+    validate.add_argument("--data-dir", help="directory of the data set's files, where it needs one")
+    validate.add_argument("--density", type=_float_list, required=True,
+                          help="global densities (fraction kept of the prunable weights), comma-separated")
+    validate.add_argument("--allocations", default="ours,uniform",
+                          help="comma-separated: ours, uniform, uniform-gale, er, erk, global-magnitude, lamp")
+    validate.add_argument("--criterion", default="magnitude", help="pruning criterion (default magnitude)")
+    validate.add_argument("--seeds", type=_positive_int, default=3, help="number of paired seeds 0..N-1 (default 3)")
+    validate.add_argument("--seed-list", type=lambda t: [int(v) for v in t.split(",")], help="explicit seeds")
+    validate.add_argument("--epochs", type=int, default=15, help="dense training epochs (default 15)")
+    validate.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs (default 15)")
+    validate.add_argument("--batch-size", type=_positive_int, default=128)
+    validate.add_argument("--lr", type=float, default=0.01)
+    validate.add_argument("--select-on", choices=("validation", "test", "last"), default="validation",
+                          help="checkpoint selection split (default validation; the papers used test)")
+    validate.add_argument("--rank-model", choices=RANK_MODELS, default="binomial")
+    validate.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default 1)")
+    validate.add_argument("--out", help="run folder (resumes if it holds the same configuration)")
+    validate.add_argument("--label", default="", help="a line printed above the table (e.g. 'quick run')")
+    validate.add_argument("--quiet", action="store_true")
+    validate.set_defaults(handler=_cmd_validate)
 
     models = commands.add_parser("models", help="list the registered model names")
     models.set_defaults(handler=_cmd_models)

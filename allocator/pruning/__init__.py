@@ -1,0 +1,26 @@
+"""The torch side: describing models, pruning criteria, masks, training and validation (imports torch)."""
+
+from allocator.pruning.criteria import ScoreContext, criterion_names, global_kept, register_criterion, scores
+from allocator.pruning.describe import ModelDescription, describe
+from allocator.pruning.masks import apply_masks, make_permanent, mask_from_scores, prune_to_counts, verify_counts
+from allocator.pruning.training import TrainConfig, Tensors, evaluate, set_threads, train
+
+__all__ = [
+    "ModelDescription",
+    "ScoreContext",
+    "Tensors",
+    "TrainConfig",
+    "apply_masks",
+    "criterion_names",
+    "describe",
+    "evaluate",
+    "global_kept",
+    "make_permanent",
+    "mask_from_scores",
+    "prune_to_counts",
+    "register_criterion",
+    "scores",
+    "set_threads",
+    "train",
+    "verify_counts",
+]

@@ -1,0 +1,315 @@
+"""``validate``: from allocations to accuracy, with paired seeds (paper 1's protocol).
+
+Per seed: build the model with ``torch.manual_seed(seed)``, train it dense once (cached on disk). Then for every
+density and allocation rule: reload the dense weights, score with the criterion, keep exactly the allocated
+count per layer (masks through ``torch.nn.utils.prune``), fine-tune with masks fixed, evaluate on the test
+split. Each cell's result is written atomically as it completes, so an interrupted run resumes where it
+stopped. The summary pairs seeds: ``ours - uniform`` per seed, its mean and a 95 % Student-t interval.
+
+Allocation rules: ``ours`` (``allocate``), the weight-free baselines ``uniform``, ``uniform-gale``, ``er``,
+``erk``, and the weight-based ``global-magnitude`` and ``lamp`` (one global threshold over the prunable
+tensors of this seed's dense model, which yields per-layer kept counts).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from allocator import __version__
+from allocator.allocation import allocate
+from allocator.allocation_file import save as save_allocation
+from allocator.bound import ln_expected_bound
+from allocator.data import load_dataset
+from allocator.errors import InvalidInputError
+from allocator.io_utils import atomic_write_bytes, atomic_write_text
+from allocator.models import get_model
+from allocator.pruning.criteria import ScoreContext, criterion_names, global_kept, scores
+from allocator.pruning.describe import describe
+from allocator.pruning.masks import prune_to_counts, realised_counts
+from allocator.pruning.training import Tensors, TrainConfig, evaluate, set_threads, train
+
+WEIGHT_FREE_RULES = ("ours", "uniform", "uniform-gale", "er", "erk")
+WEIGHT_BASED_RULES = ("global-magnitude", "lamp")
+ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Everything that defines a validation run (frozen into ``config.json`` of the run folder)."""
+
+    model: str = "mlp-2x100"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    densities: tuple[float, ...] = (0.001,)
+    allocations: tuple[str, ...] = ("ours", "uniform")
+    criterion: str = "magnitude"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: TrainConfig = field(default_factory=TrainConfig)
+    rank_model: str = "binomial"
+    threads: int = 1
+    label: str = ""
+    validation: int | None = None  # held-out training images; None: min(5000, 10 % of train)
+
+    def check(self) -> None:
+        """Raise ``InvalidInputError`` on any bad value, before any work starts."""
+        get_model(self.model)
+        for rule in self.allocations:
+            if rule not in ALLOCATION_RULES:
+                raise InvalidInputError(f"allocation {rule!r} is unknown; accepted: {', '.join(ALLOCATION_RULES)}")
+        if len(set(self.allocations)) != len(self.allocations) or not self.allocations:
+            raise InvalidInputError(f"allocations {list(self.allocations)!r} must be distinct and not empty")
+        if self.criterion not in criterion_names():
+            raise InvalidInputError(f"criterion {self.criterion!r} is unknown; accepted: {', '.join(criterion_names())}")
+        for density in self.densities:
+            if not (isinstance(density, float) and 0.0 < density <= 1.0):
+                raise InvalidInputError(f"density {density!r} is outside (0, 1]")
+        if not self.densities or not self.seeds:
+            raise InvalidInputError("give at least one density and one seed")
+        if self.threads < 1:
+            raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
+
+    def to_json(self) -> dict[str, object]:
+        document = asdict(self)
+        document["densities"] = list(self.densities)
+        document["allocations"] = list(self.allocations)
+        document["seeds"] = list(self.seeds)
+        return document
+
+
+def _dense_key(config: ValidateConfig, seed: int) -> str:
+    payload = json.dumps({"model": config.model, "dataset": config.dataset, "data_dir": config.data_dir,
+                          "validation": config.validation,
+                          "train": asdict(config.train), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _cell_id(seed: int, density: float, rule: str, criterion: str) -> str:
+    return f"seed{seed}-d{density!r}-{rule}-{criterion}"
+
+
+def _save_tensor_state(path: Path, state: dict[str, torch.Tensor]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+Say = Callable[[str], None]
+
+
+def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None = None) -> dict[str, object]:
+    """Run (or resume) the validation of ``config`` in ``out_dir``; return the summary document."""
+    config.check()
+    say = say or (lambda message: None)
+    out = Path(out_dir)
+    stored = out / "config.json"
+    document = {"config": config.to_json(), "allocator_version": __version__, "torch_version": torch.__version__}
+    if stored.is_file():
+        previous = json.loads(stored.read_text())
+        if previous.get("config") != document["config"]:
+            changed = sorted(k for k in document["config"] if previous.get("config", {}).get(k) != document["config"][k])
+            raise InvalidInputError(
+                f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); use another --out"
+            )
+    set_threads(config.threads)
+    entry = get_model(config.model)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, validation=config.validation)
+    if tuple(dataset.input_shape) != tuple(entry.input_shape):
+        raise InvalidInputError(
+            f"model {config.model} takes inputs of shape {entry.input_shape}, data set {config.dataset} has "
+            f"{dataset.input_shape}"
+        )
+    document["dataset"] = dataset.describe()
+    atomic_write_text(stored, json.dumps(document, indent=2))
+    data = Tensors.from_dataset(dataset)
+    network = entry.network
+    traced = describe(entry.build(), data.train_x[:1]).network  # the registry must match the torch module
+    if traced.names != network.names or traced.widths != network.widths:
+        raise InvalidInputError(f"model {config.model}: registry description {network} differs from its trace {traced}")
+    prunable = [n for n, p in zip(network.names, network.prunable) if p]
+
+    allocations = {}
+    for density in config.densities:
+        say(f"allocating at density {density:g} ({config.rank_model} rank model)")
+        result = allocate(network, density=density, rank_model=config.rank_model,
+                          baselines=[r for r in ("uniform", "uniform-gale", "er", "erk") if r in config.allocations or r == "uniform"])
+        save_allocation(result, out / "allocations" / f"{config.model}-d{density!r}.json")
+        allocations[density] = result
+
+    cells_dir = out / "cells"
+    for seed_index, seed in enumerate(config.seeds):
+        dense_path = out / "dense" / f"seed{seed}-{_dense_key(config, seed)}.pt"
+        torch.manual_seed(seed)
+        model = entry.build()
+        if dense_path.is_file():
+            model.load_state_dict(torch.load(dense_path))
+            say(f"seed {seed}: dense model loaded from {dense_path}")
+        else:
+            say(f"seed {seed} ({seed_index + 1}/{len(config.seeds)}): training the dense model, {config.train.epochs} epochs")
+            train(model, data, config.train, seed,
+                  progress=lambda e, n, r: say(f"  dense epoch {e}/{n}: train loss {r.train_loss:.4f}, "
+                                               f"{config.train.select_on} acc {100 * r.select_accuracy:.2f} % ({r.seconds:.1f} s)"))
+            _save_tensor_state(dense_path, model.state_dict())
+        dense_state = {k: v.clone() for k, v in model.state_dict().items()}
+        dense_loss, dense_accuracy = evaluate(model, data.test_x, data.test_y)
+        atomic_write_text(out / "dense" / f"seed{seed}.json",
+                          json.dumps({"seed": seed, "test_accuracy": dense_accuracy, "test_loss": dense_loss}))
+        batch = slice(0, config.train.batch_size)
+        context = ScoreContext(seed=seed, inputs=data.train_x[batch], targets=data.train_y[batch])
+        for density in config.densities:
+            allocation = allocations[density]
+            for rule in config.allocations:
+                cell_path = cells_dir / f"{_cell_id(seed, density, rule, config.criterion)}.json"
+                if cell_path.is_file():
+                    continue
+                start = time.perf_counter()
+                cell: dict[str, object] = {"seed": seed, "density": density, "allocation": rule,
+                                           "criterion": config.criterion, "dense_test_accuracy": dense_accuracy}
+                kept = _kept_for_rule(rule, allocation, model, prunable)
+                if kept is None:
+                    cell["unavailable"] = allocation.baselines[rule].unavailable
+                    atomic_write_text(cell_path, json.dumps(cell))
+                    say(f"seed {seed} density {density:g} {rule}: unavailable ({cell['unavailable']})")
+                    continue
+                densities = [kept.get(n, w) / w for n, w in zip(network.names, network.weights)]
+                cell["kept"] = kept
+                cell["ln_bound"] = ln_expected_bound(network, densities, config.rank_model)
+                layer_scores = scores(config.criterion, model, prunable, context)
+                pruned = entry.build()
+                pruned.load_state_dict(dense_state)
+                prune_to_counts(pruned, layer_scores, kept)
+                cell["test_accuracy_pruned"] = evaluate(pruned, data.test_x, data.test_y)[1]
+                history = train(pruned, data, config.finetune, seed + 1_000_003)
+                loss, accuracy = evaluate(pruned, data.test_x, data.test_y)
+                nonzero = realised_counts(pruned, prunable)
+                if any(nonzero[n] > kept[n] for n in prunable):
+                    raise RuntimeError(f"masked weights became non-zero during fine-tuning: {nonzero} vs {kept}")
+                cell.update({"test_accuracy": accuracy, "test_loss": loss, "finetune_best_epoch": history.best_epoch,
+                             "seconds": time.perf_counter() - start})
+                atomic_write_text(cell_path, json.dumps(cell))
+                say(f"seed {seed} density {density:g} {rule}: test acc {100 * accuracy:.2f} % "
+                    f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
+    return summarise(out, config)
+
+
+def _kept_for_rule(rule: str, allocation, model: torch.nn.Module, prunable: Sequence[str]) -> dict[str, int] | None:
+    names = allocation.network.names
+    if rule == "ours":
+        return {n: k for n, k, layer in zip(names, allocation.kept, allocation.layers) if layer.prunable}
+    if rule in WEIGHT_FREE_RULES:
+        result = allocation.baselines[rule]
+        if result.kept is None:
+            return None
+        return {n: k for n, k in zip(names, result.kept) if n in prunable}
+    criterion = "magnitude" if rule == "global-magnitude" else "lamp"
+    return global_kept(scores(criterion, model, prunable), allocation.budget.kept)
+
+
+def paired_interval(differences: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of paired differences and its two-sided Student-t interval (nan half-width for one pair)."""
+    from scipy import stats
+
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(differences) - 1) * statistics.stdev(differences) / math.sqrt(len(differences))
+    return mean, mean - half, mean + half
+
+
+def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
+    """Read every cell of the run and write ``results.csv``, ``summary.json`` and ``accuracy_vs_density.png``."""
+    out = Path(out_dir)
+    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    rows = [c for c in cells if "test_accuracy" in c and c["criterion"] == config.criterion]
+    buffer = io.StringIO()
+    fields = ["seed", "density", "allocation", "criterion", "test_accuracy", "test_accuracy_pruned", "test_loss",
+              "ln_bound", "dense_test_accuracy", "finetune_best_epoch", "seconds"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda c: (c["density"], c["allocation"], c["seed"])))
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    groups: dict[tuple[float, str], list[dict]] = {}
+    for cell in rows:
+        groups.setdefault((cell["density"], cell["allocation"]), []).append(cell)
+    table = []
+    for (density, rule), members in sorted(groups.items()):
+        accuracies = [m["test_accuracy"] for m in members]
+        table.append({"density": density, "allocation": rule, "seeds": len(members),
+                      "mean_accuracy": statistics.fmean(accuracies),
+                      "std_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                      "ln_bound": statistics.fmean(m["ln_bound"] for m in members)})
+    paired = []
+    for density in sorted({c["density"] for c in rows}):
+        ours = {c["seed"]: c["test_accuracy"] for c in groups.get((density, "ours"), [])}
+        uniform = {c["seed"]: c["test_accuracy"] for c in groups.get((density, "uniform"), [])}
+        common = sorted(set(ours) & set(uniform))
+        if common:
+            diffs = [ours[s] - uniform[s] for s in common]
+            mean, low, high = paired_interval(diffs)
+            paired.append({"density": density, "pairs": len(common), "mean_difference": mean, "ci95_low": low,
+                           "ci95_high": high, "ours_wins": sum(d > 0 for d in diffs),
+                           "ties": sum(d == 0 for d in diffs)})
+    summary = {"config": config.to_json(), "table": table, "paired_ours_minus_uniform": paired,
+               "unavailable": [c for c in cells if "unavailable" in c]}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if table:
+        plot_accuracy(table, out / "accuracy_vs_density.png", f"{config.model} on {config.dataset}, {config.criterion}")
+    return summary
+
+
+def plot_accuracy(table: Sequence[dict], path: Path, title: str) -> None:
+    """Accuracy (mean and spread over seeds) and ln E[B] against density, one line per allocation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for rule in sorted({row["allocation"] for row in table}):
+        rows = sorted((r for r in table if r["allocation"] == rule), key=lambda r: r["density"])
+        x = [r["density"] for r in rows]
+        left.errorbar(x, [100 * r["mean_accuracy"] for r in rows], yerr=[100 * r["std_accuracy"] for r in rows],
+                      marker="o", capsize=3, label=rule)
+        right.plot(x, [r["ln_bound"] for r in rows], marker="o", label=rule)
+    for axis, label in ((left, "test accuracy (%), mean ± std over seeds"), (right, "ln E[B] (nats)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("global density (fraction of prunable weights kept)")
+        axis.set_ylabel(label)
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def format_summary(summary: dict[str, object]) -> str:
+    """The summary as readable tables."""
+    lines = [f"{'density':>10}  {'allocation':<18}{'seeds':>6}{'test acc %':>12}{'± std':>8}{'ln E[B]':>10}"]
+    for row in summary["table"]:  # type: ignore[union-attr]
+        lines.append(f"{row['density']:>10g}  {row['allocation']:<18}{row['seeds']:>6}{100 * row['mean_accuracy']:>12.2f}"
+                     f"{100 * row['std_accuracy']:>8.2f}{row['ln_bound']:>10.2f}")
+    paired = summary["paired_ours_minus_uniform"]
+    if paired:
+        lines += ["", "paired difference ours - uniform (test accuracy, percentage points), same seeds:",
+                  f"{'density':>10}{'pairs':>7}{'mean':>9}{'95 % interval':>22}{'ours wins':>11}"]
+        for row in paired:  # type: ignore[union-attr]
+            interval = ("n/a (one pair)" if math.isnan(row["ci95_low"])
+                        else f"[{100 * row['ci95_low']:+.2f}, {100 * row['ci95_high']:+.2f}]")
+            lines.append(f"{row['density']:>10g}{row['pairs']:>7}{100 * row['mean_difference']:>+9.2f}{interval:>22}"
+                         f"{row['ours_wins']:>7}/{row['pairs']}")
+    return "\n".join(lines)

@@ -1,0 +1,254 @@
+"""The torch side: data readers, describe, criteria, masks, training, validation (small and fast)."""
+
+import gzip
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+from torch.nn.utils import prune  # noqa: E402
+
+from allocator import InvalidInputError  # noqa: E402
+from allocator.data import load_dataset  # noqa: E402
+from allocator.data.sources import DataMissingError, read_idx  # noqa: E402
+from allocator.models import get_model, model_names  # noqa: E402
+from allocator.pruning import (  # noqa: E402
+    ScoreContext,
+    Tensors,
+    TrainConfig,
+    apply_masks,
+    describe,
+    global_kept,
+    make_permanent,
+    mask_from_scores,
+    prune_to_counts,
+    scores,
+    train,
+    verify_counts,
+)
+from allocator.pruning.masks import MaskCountError  # noqa: E402
+
+pytestmark = pytest.mark.torch
+torch.set_num_threads(1)
+
+
+def _write_idx(path, array):
+    dims = array.shape
+    header = bytes([0, 0, 0x08, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
+    with gzip.open(path, "wb") as stream:
+        stream.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    """A learnable fake MNIST in IDX format: the label is written as a bright stripe in the image."""
+    directory = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 700), ("t10k", 200)):
+        labels = rng.integers(0, 10, count)
+        images = rng.integers(0, 60, (count, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 * label: 2 * label + 2, :] = 255
+        _write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+def test_idx_reader_and_mnist_dataset(idx_dir):
+    images = read_idx(idx_dir / "train-images-idx3-ubyte.gz")
+    assert images.shape == (700, 28, 28) and images.dtype == np.uint8
+    data = load_dataset("mnist", data_dir=idx_dir, validation=100)
+    assert (len(data.train_y), len(data.val_y), len(data.test_y)) == (600, 100, 200)
+    assert data.train_x.shape[1:] == (1, 28, 28)
+    # normalisation (x/255 - 0.1307) / 0.3081 applied; the split is a permutation so compare sets of values
+    assert np.isclose(np.sort(data.train_x.ravel())[0], (images.min() / 255 - 0.1307) / 0.3081, atol=1e-6)
+    with pytest.raises(DataMissingError, match="missing from"):
+        load_dataset("mnist", data_dir=idx_dir / "nowhere")
+    with pytest.raises(InvalidInputError, match="data set 'imagenet' is unknown"):
+        load_dataset("imagenet")
+
+
+def test_cifar_batches(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 20))}
+        with open(tmp_path / name, "wb") as stream:
+            pickle.dump(batch, stream)
+    data = load_dataset("cifar10", data_dir=tmp_path, validation=10)
+    assert data.train_x.shape == (90, 3, 32, 32) and len(data.val_y) == 10 and len(data.test_y) == 20
+
+
+def test_fashion_mnist_default_is_installed():
+    data = load_dataset("fashion-mnist")
+    assert (len(data.train_y), len(data.val_y), len(data.test_y)) == (55000, 5000, 10000)
+    assert np.bincount(data.test_y).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_registry_matches_describe(name):
+    entry = get_model(name)
+    torch.manual_seed(0)
+    model = entry.build()
+    described = describe(model, torch.zeros((1,) + entry.input_shape))
+    assert described.network.names == entry.network.names
+    assert described.network.widths == entry.network.widths
+    assert described.network.input_width == entry.network.input_width
+
+
+def test_describe_refuses_unsupported_layers():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.LayerNorm(3), nn.Linear(3, 2))
+    with pytest.raises(InvalidInputError, match="LayerNorm"):
+        describe(model, torch.zeros(1, 4))
+    lenet = get_model("lenet5").build()
+    described = describe(lenet, torch.zeros(1, 1, 28, 28))
+    assert described.network.input_width == 400 and [c.name for c in described.conv_layers] == ["conv1.weight", "conv2.weight"]
+
+
+def test_mask_keeps_exact_count_with_deterministic_ties():
+    scores_ = torch.tensor([[1.0, 3.0, 3.0], [3.0, 0.5, 2.0]])
+    mask = mask_from_scores(scores_, 2)
+    assert mask.tolist() == [[False, True, True], [False, False, False]]  # ties: lower flat index first
+    for kept in range(7):
+        assert int(mask_from_scores(scores_, kept).sum()) == kept
+    with pytest.raises(InvalidInputError, match="kept 7 is outside"):
+        mask_from_scores(scores_, 7)
+
+
+def test_lamp_scores_by_definition():
+    model = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, -3.0, 2.0], [0.5, 2.0, -1.0]]))
+    lamp = scores("lamp", model, ["0.weight"])["0.weight"].flatten().tolist()
+    w2 = [1.0, 9.0, 4.0, 0.25, 4.0, 1.0]
+    for u, value in enumerate(w2):  # denominator: weights at least as large (ties: positions from u on)
+        order = sorted(range(6), key=lambda v: (w2[v], v))
+        tail = sum(w2[v] for v in order[order.index(u):])
+        assert lamp[u] == pytest.approx(value / tail)
+
+
+def test_global_kept_is_one_threshold():
+    layer_scores = {"a": torch.tensor([5.0, 1.0, 3.0]), "b": torch.tensor([4.0, 2.0])}
+    assert global_kept(layer_scores, 3) == {"a": 2, "b": 1}
+    assert global_kept(layer_scores, 0) == {"a": 0, "b": 0}
+
+
+def test_gradient_and_random_criteria():
+    torch.manual_seed(0)
+    model = get_model("mlp-2x100").build()
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    grad = scores("gradient", model, ["fc1.weight"], ScoreContext(inputs=x, targets=y))["fc1.weight"]
+    loss = nn.functional.cross_entropy(model(x), y)
+    (g,) = torch.autograd.grad(loss, [model.fc1.weight])
+    assert torch.allclose(grad, (model.fc1.weight * g).abs().double())
+    first = scores("random", model, ["fc1.weight"], ScoreContext(seed=3))["fc1.weight"]
+    again = scores("random", model, ["fc1.weight"], ScoreContext(seed=3))["fc1.weight"]
+    other = scores("random", model, ["fc1.weight"], ScoreContext(seed=4))["fc1.weight"]
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    with pytest.raises(InvalidInputError, match="needs one labelled minibatch"):
+        scores("gradient", model, ["fc1.weight"])
+
+
+def test_prune_to_counts_and_make_permanent():
+    torch.manual_seed(0)
+    model = get_model("mlp-2x100").build()
+    kept = {"fc1.weight": 46, "fc2.weight": 42}
+    prune_to_counts(model, scores("magnitude", model, list(kept)), kept)
+    assert int(torch.count_nonzero(model.fc1.weight)) == 46 and int(torch.count_nonzero(model.fc2.weight)) == 42
+    # the kept weights are the largest ones
+    kept_values = model.fc1.weight_orig[model.fc1.weight_mask.bool()].abs()
+    dropped = model.fc1.weight_orig[~model.fc1.weight_mask.bool()].abs()
+    assert kept_values.min() >= dropped.max()
+    assert sorted(make_permanent(model)) == ["fc1.weight", "fc2.weight"]
+    assert not hasattr(model.fc1, "weight_mask") and int(torch.count_nonzero(model.fc1.weight)) == 46
+
+
+def test_apply_masks_is_all_or_nothing():
+    torch.manual_seed(0)
+    model = get_model("mlp-2x100").build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    good = torch.ones(100, 784, dtype=torch.bool)
+    with pytest.raises(InvalidInputError, match="mask for fc2.weight has shape"):
+        apply_masks(model, {"fc1.weight": good, "fc2.weight": torch.ones(3, 3, dtype=torch.bool)})
+    with pytest.raises(InvalidInputError, match="no module 'fc9'"):
+        apply_masks(model, {"fc1.weight": good, "fc9.weight": good})
+    assert not hasattr(model.fc1, "weight_mask")
+
+    # A failure while applying (after fc1 was already pruned) restores fc1.
+    original = prune.custom_from_mask
+    calls = []
+
+    def flaky(module, name, mask):
+        calls.append(name)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return original(module, name, mask)
+
+    prune.custom_from_mask = flaky
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            apply_masks(model, {"fc1.weight": good & (torch.rand(100, 784) > 0.5),
+                                "fc2.weight": torch.ones(100, 100, dtype=torch.bool)})
+    finally:
+        prune.custom_from_mask = original
+    assert not hasattr(model.fc1, "weight_mask") and "weight" in model.fc1._parameters
+    after = model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_verify_counts_names_the_layer():
+    model = get_model("mlp-2x100").build()
+    prune_to_counts(model, scores("magnitude", model, ["fc1.weight"]), {"fc1.weight": 10})
+    with pytest.raises(MaskCountError, match=r"fc1.weight: allocated 11, realised 10 \(-1\)"):
+        verify_counts(model, {"fc1.weight": 11})
+
+
+def test_training_is_reproducible_and_masks_stay_fixed(idx_dir):
+    data = Tensors.from_dataset(load_dataset("mnist", data_dir=idx_dir, validation=100))
+    config = TrainConfig(epochs=2, batch_size=64)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        model = get_model("mlp-2x100").build()
+        result = train(model, data, config, seed=5)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert result.best_epoch in (0, 1, 2) and len(result.history) == 2
+    assert result.history[-1].select_accuracy > 0.5  # the stripe is learnable
+    prune_to_counts(model, scores("magnitude", model, ["fc1.weight"]), {"fc1.weight": 500})
+    train(model, data, TrainConfig(epochs=1, batch_size=64, select_on="last"), seed=1)
+    assert int(torch.count_nonzero(model.fc1.weight)) <= 500
+    assert int(model.fc1.weight_mask.sum()) == 500
+    with pytest.raises(InvalidInputError, match="select_on is 'best'"):
+        TrainConfig(select_on="best")
+
+
+def test_validation_run_resumes(idx_dir, tmp_path):
+    from allocator.pruning.validate import ValidateConfig, format_summary, run_validation
+
+    config = ValidateConfig(
+        model="mlp-2x100", dataset="mnist", data_dir=str(idx_dir), densities=(0.01,),
+        allocations=("ours", "uniform", "lamp"), seeds=(0, 1),
+        train=TrainConfig(epochs=1, batch_size=64), finetune=TrainConfig(epochs=1, batch_size=64),
+    )
+    summary = run_validation(config, tmp_path)
+    cells = sorted((tmp_path / "cells").glob("*.json"))
+    assert len(cells) == 6
+    assert (tmp_path / "accuracy_vs_density.png").stat().st_size > 1000
+    for cell in map(lambda p: json.loads(p.read_text()), cells):
+        assert sum(cell["kept"].values()) <= round(0.01 * 88400)
+    paired = summary["paired_ours_minus_uniform"][0]
+    assert paired["pairs"] == 2
+    assert "paired difference ours - uniform" in format_summary(summary)
+    # A second run finds every cell and trains nothing: delete the dense checkpoints to prove it.
+    for path in (tmp_path / "dense").glob("*.pt"):
+        path.unlink()
+    cells[0].unlink()
+    again = run_validation(config, tmp_path)  # redoes one cell (retraining seed 0's dense model)
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 6
+    assert again["table"] == summary["table"]  # deterministic: the redone cell matches
+    with pytest.raises(InvalidInputError, match="another configuration"):
+        run_validation(ValidateConfig(**{**config.__dict__, "seeds": (0,)}), tmp_path)
