@@ -252,3 +252,21 @@ def test_validation_run_resumes(idx_dir, tmp_path):
     assert again["table"] == summary["table"]  # deterministic: the redone cell matches
     with pytest.raises(InvalidInputError, match="another configuration"):
         run_validation(ValidateConfig(**{**config.__dict__, "seeds": (0,)}), tmp_path)
+
+
+def test_weight_baselines_register_with_allocate():
+    from allocator.allocation import allocate
+    from allocator.bound import ln_expected_bound
+    from allocator.pruning import weight_baselines
+
+    torch.manual_seed(0)
+    model = get_model("mlp-2x100").build()
+    network = get_model("mlp-2x100").network
+    result = allocate(network, density=0.01, baselines=("uniform",), extra_baselines=weight_baselines(model))
+    for name in ("global-magnitude", "lamp"):
+        baseline = result.baselines[name]
+        assert sum(baseline.kept[:2]) == result.budget.kept and baseline.kept[2] == 1000
+        densities = [k / w for k, w in zip(baseline.kept, network.weights)]
+        assert baseline.ln_bound == pytest.approx(ln_expected_bound(network, densities), abs=1e-9)
+    expected = global_kept(scores("magnitude", model, ["fc1.weight", "fc2.weight"]), result.budget.kept)
+    assert result.baselines["global-magnitude"].kept[:2] == (expected["fc1.weight"], expected["fc2.weight"])

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from allocator.allocation.baselines import BaselineUnavailable, get_baseline
+from allocator.allocation.baselines import BaselineRule, BaselineUnavailable, get_baseline
 from allocator.allocation.formulation import block_menu, build_model
 from allocator.allocation.objective import ExactObjective, surrogate_value
 from allocator.allocation.polish import exhaustive_search, fill, local_search, toward_uniform
@@ -125,6 +125,7 @@ def allocate(
     baselines: Sequence[str] = DEFAULT_BASELINES,
     exhaustive_limit: int = 20_000,
     polish_starts: int = 2,
+    extra_baselines: Mapping[str, BaselineRule] | None = None,
     progress: Progress | None = None,
 ) -> Allocation:
     """Choose integer kept counts per prunable layer maximising ``ln E[B]`` under a global budget.
@@ -135,7 +136,8 @@ def allocate(
     the first solve's time); fill each answer and the constrained-uniform start to the budget, and polish
     the ``polish_starts`` best of them with the exact objective (``allocator.allocation.polish``); when the menu has
     at most ``exhaustive_limit`` budget-feasible combinations, also search it exhaustively; keep the best,
-    then apply the tie-break towards uniform. Give exactly one of ``density`` (global, over the prunable
+    then apply the tie-break towards uniform. ``extra_baselines`` adds rules that are not in the registry,
+such as the weight-based ones of ``allocator.pruning.weight_baselines(model)``. Give exactly one of ``density`` (global, over the prunable
     weights), ``sparsity``, ``kept`` or ``compression``.
 
     Raises:
@@ -149,7 +151,7 @@ def allocate(
         raise InvalidInputError(f"levels is {levels!r}; expected an integer >= 2 (menu levels per layer)")
     if isinstance(solutions, bool) or not isinstance(solutions, int) or solutions < 1:
         raise InvalidInputError(f"solutions is {solutions!r}; expected an integer >= 1")
-    rules = [get_baseline(name) for name in baselines]
+    rules = [get_baseline(name) for name in baselines] + list((extra_baselines or {}).values())
     options = solver_options or SolverOptions()
     if not options.time_limit_s > 0:
         raise InvalidInputError(f"time limit is {options.time_limit_s!r} s; expected a positive number of seconds")

@@ -1,6 +1,13 @@
 """The torch side: describing models, pruning criteria, masks, training and validation (imports torch)."""
 
-from allocator.pruning.criteria import ScoreContext, criterion_names, global_kept, register_criterion, scores
+from allocator.pruning.criteria import (
+    ScoreContext,
+    criterion_names,
+    global_kept,
+    register_criterion,
+    scores,
+    weight_baselines,
+)
 from allocator.pruning.describe import ModelDescription, describe
 from allocator.pruning.masks import apply_masks, make_permanent, mask_from_scores, prune_to_counts, verify_counts
 from allocator.pruning.training import TrainConfig, Tensors, evaluate, set_threads, train
@@ -23,4 +30,5 @@ __all__ = [
     "set_threads",
     "train",
     "verify_counts",
+    "weight_baselines",
 ]

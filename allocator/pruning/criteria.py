@@ -136,3 +136,27 @@ def global_kept(layer_scores: Mapping[str, torch.Tensor], budget: int) -> dict[s
     order = torch.argsort(flat, descending=True, stable=True)[:budget]
     counts = torch.bincount(owner[order], minlength=len(names))
     return {name: int(counts[i]) for i, name in enumerate(names)}
+
+
+def weight_baselines(model: nn.Module) -> dict[str, "BaselineRule"]:
+    """``global-magnitude`` and ``lamp`` as allocation baselines of a trained ``model``.
+
+    Each keeps the budget's count of highest scores over the problem's prunable tensors under one global
+    threshold; pass the result as ``allocate(..., extra_baselines=weight_baselines(model))``.
+    """
+    from allocator.allocation.baselines import BaselineRule
+
+    def rule(criterion: str) -> Callable:
+        def kept(problem) -> tuple[int, ...]:
+            network = problem.network
+            prunable = [n for n, p in zip(network.names, network.prunable) if p]
+            counts = global_kept(scores(criterion, model, prunable), problem.budget.kept)
+            return tuple(counts.get(n, w) for n, w in zip(network.names, network.weights))
+
+        return kept
+
+    return {
+        "global-magnitude": BaselineRule("global-magnitude", "one global |w| threshold over the prunable tensors",
+                                         rule("magnitude")),
+        "lamp": BaselineRule("lamp", "one global LAMP-score threshold (Lee et al. 2021)", rule("lamp")),
+    }
