@@ -48,8 +48,8 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _from_number(value: float | None) -> float:
-    return math.nan if value is None else float(value)
+def _from_number(value: float | None, missing: float = math.nan) -> float:
+    return missing if value is None else float(value)
 
 
 def _versions() -> dict[str, str]:
@@ -139,10 +139,10 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "rank_model": allocation.rank_model.name,
             "rank_model_options": allocation.rank_model.options(),
             "include_output_layer": network.include_output_layer,
-            "ln_bound": allocation.ln_bound,
-            "log2_bound": allocation.ln_bound / math.log(2.0),
+            "ln_bound": _number(allocation.ln_bound),  # null: E[B] = 0 (possible with paper_p0 only)
+            "log2_bound": _number(allocation.ln_bound / math.log(2.0)),
             "surrogate": SURROGATE_NAME,
-            "surrogate_value": allocation.surrogate_value,
+            "surrogate_value": _number(allocation.surrogate_value),
         },
         "constraints": _constraints_document(allocation.constraints),
         "solver": {
@@ -157,7 +157,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             name: {
                 "description": result.description,
                 "kept": None if result.kept is None else dict(zip(names, result.kept)),
-                "ln_bound": result.ln_bound,
+                "ln_bound": None if result.ln_bound is None else _number(result.ln_bound),
                 "unavailable": result.unavailable,
             }
             for name, result in allocation.baselines.items()
@@ -187,8 +187,21 @@ def from_document(document: Mapping[str, Any]) -> Allocation:
     """Rebuild the ``Allocation`` from a document, checking format, version, hash and derived numbers.
 
     Raises:
-        InvalidInputError: naming what does not match.
+        InvalidInputError: naming what does not match or is missing.
     """
+    if not isinstance(document, Mapping):
+        raise InvalidInputError(f"allocation file: expected a JSON object, got {type(document).__name__}")
+    for section in ("format", "version", "content_hash") + HASHED_SECTIONS + ("constraints", "solver", "baselines"):
+        _require(document, section)
+    try:
+        return _from_checked_document(document)
+    except InvalidInputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InvalidInputError(f"allocation file: a field is missing or malformed ({type(error).__name__}: {error})") from None
+
+
+def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
     if document.get("format") != FORMAT:
         raise InvalidInputError(f"allocation file: format is {document.get('format')!r}; expected {FORMAT!r}")
     if document.get("version") != VERSION:
@@ -216,13 +229,27 @@ def from_document(document: Mapping[str, Any]) -> Allocation:
         if list(entry["shape"]) != [rows, cols]:
             raise InvalidInputError(f"allocation file: layer {name} has shape {entry['shape']}, expected {[rows, cols]}")
         kept = int(entry["kept"])
-        if not 0 <= kept <= rows * cols or entry["density"] != kept / (rows * cols):
-            raise InvalidInputError(f"allocation file: layer {name}: kept {kept} and density {entry['density']} disagree")
+        if not 0 <= kept <= rows * cols or entry["density"] != kept / (rows * cols) or entry["sparsity"] != 1.0 - kept / (rows * cols):
+            raise InvalidInputError(
+                f"allocation file: layer {name}: kept {kept}, density {entry['density']} and sparsity "
+                f"{entry['sparsity']} disagree"
+            )
         layers.append(LayerAllocation(name, rows, cols, rows * cols, kept, bool(entry["prunable"]),
                                       bool(entry["pinned"]), entry["tied_group"]))
     budget_doc = document["budget"]
     budget = Budget(int(budget_doc["kept"]), str(budget_doc["given_as"]), float(budget_doc["given_value"]),
                     int(budget_doc["prunable_weights"]))
+    kept_total = sum(layer.kept for layer in layers if layer.prunable)
+    if budget_doc["kept_total"] != kept_total or kept_total > budget.kept:
+        raise InvalidInputError(
+            f"allocation file: the layers keep {kept_total} prunable weights; the budget section says kept_total "
+            f"{budget_doc['kept_total']} and budget {budget.kept}"
+        )
+    if budget.prunable_weights != network.prunable_weights:
+        raise InvalidInputError(
+            f"allocation file: budget counts {budget.prunable_weights} prunable weights, the layers hold "
+            f"{network.prunable_weights}"
+        )
     objective = document["objective"]
     options = dict(objective["rank_model_options"])
     rank_model = RankModel(objective["rank_model"], **options)
@@ -249,13 +276,14 @@ def from_document(document: Mapping[str, Any]) -> Allocation:
         name: BaselineResult(
             name, entry["description"],
             None if entry["kept"] is None else tuple(int(entry["kept"][n]) for n in order),
-            entry["ln_bound"], entry["unavailable"],
+            None if entry["kept"] is None else _from_number(entry["ln_bound"], -math.inf), entry["unavailable"],
         )
         for name, entry in document["baselines"].items()
     }
     return Allocation(
         network=network, budget=budget, rank_model=rank_model, constraints=constraints, layers=tuple(layers),
-        ln_bound=float(objective["ln_bound"]), surrogate_value=float(objective["surrogate_value"]),
+        ln_bound=_from_number(objective["ln_bound"], -math.inf),
+        surrogate_value=_from_number(objective["surrogate_value"], -math.inf),
         status=solver["status"], certificate=solver["certificate"], mip=mip, polish=dict(solver["polish"]),
         solve_seconds=float(solver["solve_seconds"]), baselines=baselines,
     )

@@ -14,6 +14,9 @@ from typing import Sequence
 
 from allocator.errors import InvalidInputError
 
+#: Widest layer accepted: the bound's arrays are as long as the widths (8 bytes per entry, per layer).
+MAX_WIDTH = 1_000_000
+
 
 def _parse_int_list(text: str, what: str) -> list[int]:
     parts = [p.strip() for p in text.split(",")]
@@ -66,6 +69,8 @@ class Network:
         ]:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{label} is {value!r}; widths must be integers >= 1")
+            if value > MAX_WIDTH:
+                raise InvalidInputError(f"{label} is {value!r}; widths above {MAX_WIDTH:,} are not supported")
         if len(widths) == 0:
             raise InvalidInputError("the network has no weight layers; give at least one width after n0")
         object.__setattr__(self, "widths", widths)

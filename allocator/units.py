@@ -27,3 +27,38 @@ def kept_from_density(density: float, weights: int) -> int:
 def density_from_kept(kept: int, weights: int) -> float:
     """``kept / weights``: the density is derived from the count, never the other way round."""
     return kept / weights
+
+
+def kept_from_targets(targets: list[float], weights: list[int], total: int) -> list[int]:
+    """Integer kept counts close to real ``targets`` (kept weights per tensor) that sum to exactly
+    ``min(total, sum(weights))``, by largest remainder: floor every target (clipped to ``[0, weights]``),
+    then give one more weight to the tensors with the largest fractional parts (ties: lower index) until the
+    total is reached; tensors already full are skipped, and if the floors exceed ``total`` the smallest
+    fractional parts give one back first.
+
+    Example:
+        >>> kept_from_targets([0.6, 0.6, 1.8], [5, 5, 5], 3)
+        [1, 0, 2]
+    """
+    if len(targets) != len(weights):
+        raise InvalidInputError(f"{len(targets)} targets for {len(weights)} tensors")
+    clipped = [min(float(w), max(0.0, float(t))) for t, w in zip(targets, weights)]
+    kept = [math.floor(t) for t in clipped]
+    goal = min(int(total), sum(weights))
+    remainders = sorted(range(len(kept)), key=lambda i: (-(clipped[i] - kept[i]), i))
+    while sum(kept) < goal:
+        progressed = False
+        for i in remainders:
+            if sum(kept) >= goal:
+                break
+            if kept[i] < weights[i]:
+                kept[i] += 1
+                progressed = True
+        if not progressed:  # pragma: no cover - goal <= sum(weights) guarantees progress
+            break
+    for i in reversed(remainders):
+        if sum(kept) <= goal:
+            break
+        if kept[i] > 0:
+            kept[i] -= 1
+    return kept

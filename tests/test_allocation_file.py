@@ -104,3 +104,22 @@ def test_torch_prune_amounts_apply_exactly(allocation):
     for layer in allocation.layers[:3]:
         module = getattr(model, layer.name.split(".")[0])
         assert int(module.weight_mask.sum()) == layer.kept
+
+
+def test_malformed_files_are_refused_with_a_clear_error(allocation, tmp_path):
+    for text, fragment in [("[]", "expected a JSON object, got list"), ('"x"', "expected a JSON object"),
+                           ('{"format": "layerwise-allocation"}', "has no 'version'")]:
+        path = tmp_path / "bad.json"
+        path.write_text(text)
+        with pytest.raises(InvalidInputError, match=fragment):
+            load(path)
+    document = to_document(allocation)
+    document["budget"]["kept_total"] = 10**6  # inconsistent with the layers, hash recomputed
+    document["content_hash"] = content_hash(document)
+    with pytest.raises(InvalidInputError, match="kept_total"):
+        from_document(document)
+    document = to_document(allocation)
+    document["layers"]["fc2.weight"]["sparsity"] = 0.5
+    document["content_hash"] = content_hash(document)
+    with pytest.raises(InvalidInputError, match="disagree"):
+        from_document(document)

@@ -90,6 +90,24 @@ def test_bound_never_decreases_when_a_rank_grows(input_width, widths, data):
     )
 
 
+@given(st.integers(1, 5), st.lists(st.integers(1, 5), min_size=1, max_size=3), st.data())
+def test_production_recursion_is_monotone_in_each_rank(input_width, widths, data):
+    """The log-space recursion with point-mass rank laws equals B(k) and never decreases as a rank grows."""
+    maxima = [min(w, c) for w, c in zip(widths, [input_width] + widths[:-1])]
+    ranks = [data.draw(st.integers(0, m)) for m in maxima]
+
+    def point_masses(values):
+        return [np.where(np.arange(m + 1) == k, 0.0, -np.inf) for k, m in zip(values, maxima)]
+
+    value = ln_expected_bound_from_laws(input_width, widths, point_masses(ranks))
+    assert abs(value - math.log(bound_for_ranks_by_enumeration(input_width, widths, ranks))) < 1e-11
+    for layer in range(len(widths)):
+        if ranks[layer] < maxima[layer]:
+            grown = list(ranks)
+            grown[layer] += 1
+            assert ln_expected_bound_from_laws(input_width, widths, point_masses(grown)) >= value - 1e-12
+
+
 def test_large_networks_fast_equals_exact():
     """Widths of hundreds: the float64 log-space value equals the exact rational one to 1e-9 nats."""
     for arch, densities in [

@@ -150,3 +150,21 @@ def test_validate_errors_are_one_line(capsys, tmp_path, argv, fragment):
     status, out, err = run(capsys, "validate", "--out", str(tmp_path / "run"), "--quiet", *argv)
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and fragment in err
+
+
+def test_bound_json_is_strict_when_the_bound_is_zero(capsys):
+    status, out, _ = run(capsys, "bound", "--arch", "4,3,2", "--density", "0", "--paper-p0", "--json")
+    document = json.loads(out, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    assert status == 0 and document["ln_bound"] is None and document["log2_bound"] is None
+
+
+@pytest.mark.solver
+def test_unwritable_outputs_fail_before_solving(capsys, tmp_path, monkeypatch):
+    from allocator.allocation import api
+
+    monkeypatch.setattr(api, "solve", lambda *a, **k: pytest.fail("solved before checking the output path"))
+    for argv, fragment in [(["--out", str(tmp_path)], "is a directory"),
+                           (["--export", f"nni={tmp_path}"], "is a directory"),
+                           (["--out", "/proc/nope/x.json"], "cannot write '/proc/nope/x.json'")]:
+        status, out, err = run(capsys, "solve", "--arch", "784,100,100,10", "--density", "0.01", *argv)
+        assert status == 2 and out == "" and err.count("\n") == 1 and fragment in err

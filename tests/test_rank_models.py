@@ -91,12 +91,24 @@ def test_monte_carlo_structural_law_matches_exact_law():
 
 
 def test_structural_law_is_seeded_and_reports_samples():
-    first = structural_law(20, 30, 0.05, samples=64, seed=3)
-    again = structural_law(20, 30, 0.05, samples=64, seed=3)
+    first = rank_module.sample_rank_counts(20, 30, 0.05, 64, 3)
+    again = rank_module.sample_rank_counts(20, 30, 0.05, 64, 3)
     other = rank_module.sample_rank_counts(20, 30, 0.05, 64, 4)
-    assert first.samples == 64
-    assert np.array_equal(first.ln_pmf, again.ln_pmf)
-    assert not np.array_equal(np.exp(first.ln_pmf) * 64, other)
+    assert first.sum() == 64 and np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    law = structural_law(20, 30, 0.05, samples=64, seed=3)
+    assert law.samples == 64
+    assert np.array_equal(np.rint(np.exp(law.ln_pmf) * 64).astype(int), first)
+
+
+def test_structural_law_is_monotone_in_density():
+    """Common random numbers: every sampled mask grows with the density, so the rank law shifts upward."""
+    means = [structural_law(30, 40, d, samples=32, seed=0).mean() for d in (0.01, 0.02, 0.03, 0.05, 0.08)]
+    assert all(b >= a for a, b in zip(means, means[1:]))
+    for low, high in ((0.01, 0.02), (0.03, 0.05)):
+        cdf_low = np.exp(structural_law(30, 40, low, samples=32, seed=0).ln_pmf).cumsum()
+        cdf_high = np.exp(structural_law(30, 40, high, samples=32, seed=0).ln_pmf).cumsum()
+        assert np.all(cdf_high <= cdf_low + 1e-12)  # first-order stochastic dominance, sample by sample
 
 
 def test_structural_law_disk_cache(tmp_path, monkeypatch):

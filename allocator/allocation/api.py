@@ -151,6 +151,8 @@ such as the weight-based ones of ``allocator.pruning.weight_baselines(model)``. 
         raise InvalidInputError(f"levels is {levels!r}; expected an integer >= 2 (menu levels per layer)")
     if isinstance(solutions, bool) or not isinstance(solutions, int) or solutions < 1:
         raise InvalidInputError(f"solutions is {solutions!r}; expected an integer >= 1")
+    if isinstance(polish_starts, bool) or not isinstance(polish_starts, int) or polish_starts < 1:
+        raise InvalidInputError(f"polish_starts is {polish_starts!r}; expected an integer >= 1")
     rules = [get_baseline(name) for name in baselines] + list((extra_baselines or {}).values())
     options = solver_options or SolverOptions()
     if not options.time_limit_s > 0:
@@ -201,10 +203,9 @@ such as the weight-based ones of ``allocator.pruning.weight_baselines(model)``. 
         best_units, best_value, best_origin, moves = None, -math.inf, "", 0
         for _, origin, start in filled[:polish_starts]:
             units, value, stats = local_search(problem, objective, start)
-            if value > best_value + 1e-12:
+            if best_units is None or value > best_value + 1e-12:
                 best_units, best_value, best_origin, moves = units, value, origin, stats.moves
-        assert best_units is not None
-        final_units, final_value = toward_uniform(problem, objective, best_units)
+        final_units, final_value = toward_uniform(problem, objective, best_units)  # type: ignore[arg-type]
         certificate_parts.append(
             "exact polish: local search with the true ln E[B] (a local optimum under pairwise moves, not proven "
             "global)"
@@ -213,6 +214,12 @@ such as the weight-based ones of ``allocator.pruning.weight_baselines(model)``. 
     else:
         units_final, final_value, best_origin, moves = [], objective.of_units([]), "fixed", 0
         certificate_parts.append("every prunable layer is pinned: nothing to decide")
+    if model.name == "structural":
+        certificate_parts.append(
+            f"ln E[B] under the structural rank model is a Monte-Carlo estimate from {model.samples} masks per "
+            f"layer and density (common random numbers, seed {model.seed}); the value of the chosen allocation "
+            f"is biased upward by the selection, so re-evaluate it with another seed before quoting it"
+        )
     kept_per_layer = problem.kept_per_layer(units_final)
     if problem.prunable_kept(kept_per_layer) > budget.kept:  # pragma: no cover - guarded by is_feasible
         raise SolverError(f"internal error: allocation keeps {problem.prunable_kept(kept_per_layer)} > budget {budget.kept}")

@@ -1,7 +1,7 @@
 """Baseline allocations as a named registry; each maps a problem to a kept count per weight layer.
 
-Baselines use the same budget ``K`` over the same prunable weights as ours and ignore the side
-constraints (they are the references users compare against). Rules that need trained weights (global
+Baselines use the same budget ``K`` over the same prunable weights as ours (their counts are rounded
+together so the total is exactly ``K``) and ignore the side constraints (they are the references users compare against). Rules that need trained weights (global
 magnitude, LAMP) register from the torch side with ``register_baseline``.
 """
 
@@ -12,7 +12,7 @@ from typing import Callable
 
 from allocator.allocation.problem import AllocationProblem
 from allocator.errors import InvalidInputError
-from allocator.units import kept_from_density
+from allocator.units import kept_from_targets
 
 
 class BaselineUnavailable(Exception):
@@ -53,11 +53,14 @@ def get_baseline(name: str) -> BaselineRule:
 
 
 def _with_densities(problem: AllocationProblem, densities: dict[int, float]) -> tuple[int, ...]:
+    """Kept counts for per-layer target densities, rounded together (largest remainder) so that the prunable
+    total is exactly the budget, or everything when the densities cannot spend it."""
     network = problem.network
-    return tuple(
-        kept_from_density(min(1.0, densities[i]), w) if p else w
-        for i, (w, p) in enumerate(zip(network.weights, network.prunable))
-    )
+    layers = _prunable(problem)
+    weights = [network.weights[i] for i in layers]
+    targets = [min(1.0, densities[i]) * w for i, w in zip(layers, weights)]
+    counts = dict(zip(layers, kept_from_targets(targets, weights, min(problem.budget.kept, round(sum(targets))))))
+    return tuple(counts.get(i, w) for i, w in enumerate(network.weights))
 
 
 def _prunable(problem: AllocationProblem) -> list[int]:

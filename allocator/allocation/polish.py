@@ -209,7 +209,7 @@ def exhaustive_search(
         values = _spend_on_last(problem, values, last.hi, weights[-1])
         value = objective.of_units(values)
         points += 1
-        if value > best + IMPROVEMENT_NATS:
+        if best_units is None or value > best + IMPROVEMENT_NATS:
             best, best_units = value, values
     if best_units is None:
         raise ValueError("no point of the exhaustive grid is feasible")

@@ -180,6 +180,12 @@ class AllocationProblem:
                 result[layer] = float(density)
             return result
 
+        flops_budget = constraints.flops_budget
+        if flops_budget is not None and (
+            isinstance(flops_budget, bool) or not isinstance(flops_budget, (int, float)) or math.isnan(flops_budget)
+            or flops_budget < 0
+        ):
+            raise InvalidInputError(f"FLOPs budget is {flops_budget!r}; expected a number >= 0 (multiply-adds)")
         if isinstance(constraints.min_kept, bool) or not isinstance(constraints.min_kept, int) or constraints.min_kept < 0:
             raise InvalidInputError(f"min_kept is {constraints.min_kept!r}; expected an integer >= 0")
         min_density = per_layer(constraints.min_density, "min density", 0.0)
@@ -228,10 +234,10 @@ class AllocationProblem:
                 if member in seen:
                     raise InvalidInputError(f"layer {names[member]!r} is in two tied groups; a layer ties at most once")
                 seen[member] = group_index
-            pins = {pinned[m] for m in members if not math.isnan(pinned[m])}
-            if pins:
+            if any(not math.isnan(pinned[m]) for m in members):
                 raise InvalidInputError(
-                    f"tied group {list(group)!r} contains pinned layers; pin all of it by pinning each layer, or untie it"
+                    f"tied group {list(group)!r} contains pinned layers; a pinned layer cannot also be tied: untie "
+                    f"it, or bound the group with --min-density/--max-density instead"
                 )
             groups.append(members)
 
@@ -329,22 +335,28 @@ class AllocationProblem:
 def _tied_units_bound(
     network: Network, members: Sequence[int], lo: Sequence[int], hi: Sequence[int], total: int, *, lower: bool
 ) -> int:
-    """The least (``lower``) or greatest group total whose shared density keeps every member in [lo, hi]."""
+    """The least (``lower``) or greatest group total whose shared density keeps every member in [lo, hi].
 
-    def ok(units: int) -> bool:
-        density = units / total
-        return all(
-            lo[m] <= kept_from_density(min(1.0, density), network.weights[m]) <= hi[m] for m in members
-        )
+    Each member's count ``kept_from_density(units / total, w)`` never decreases as ``units`` grows, so
+    "every member >= its lo" holds from some units on and "every member <= its hi" up to some units: two
+    binary searches over ``[0, total]`` find the ends. Returns ``total + 1`` or ``-1`` when no total fits.
+    """
 
-    if lower:
-        start = max(math.floor(lo[m] / network.weights[m] * total) for m in members)
-        for units in range(max(0, start - 2), total + 1):
-            if ok(units):
-                return units
-        return total + 1
-    start = min(math.ceil(hi[m] / network.weights[m] * total) for m in members)
-    for units in range(min(total, start + 2), -1, -1):
-        if ok(units):
-            return units
-    return -1
+    def counts(units: int) -> list[int]:
+        return [kept_from_density(min(1.0, units / total), network.weights[m]) for m in members]
+
+    def first(predicate) -> int:  # least units in [0, total] with predicate true (total + 1 if none)
+        low, high = 0, total + 1
+        while low < high:
+            middle = (low + high) // 2
+            if predicate(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    above_lo = first(lambda u: all(c >= lo[m] for c, m in zip(counts(u), members)))
+    beyond_hi = first(lambda u: any(c > hi[m] for c, m in zip(counts(u), members)))
+    if above_lo >= beyond_hi:
+        return total + 1 if lower else -1
+    return above_lo if lower else beyond_hi - 1

@@ -10,7 +10,8 @@ matching in the bipartite graph rows x columns with one edge per kept entry. The
   structural rank, so the bound stays an upper bound. ``paper_p0=True`` reproduces the authors' code,
   which set ``P(0) = 0`` without renormalising.
 - ``structural``: a Monte-Carlo estimate from ``samples`` seeded Bernoulli masks, each ranked by a
-  maximum bipartite matching (scipy's Hopcroft-Karp; networkx's is the reference in the tests).
+  maximum bipartite matching (scipy's Hopcroft-Karp; networkx's is the reference in the tests), with
+  common random numbers across densities (``sample_rank_counts``).
 - ``exact-structural``: the exact law by enumerating every mask, for shapes with at most 20 entries.
 """
 
@@ -238,31 +239,27 @@ def exact_structural_law(rows: int, cols: int, density: float | Fraction, *, exa
     return RankLaw(rows, cols, d, "exact-structural", ln_pmf)
 
 
-def _seed_sequence(seed: int, rows: int, cols: int, density: float) -> np.random.SeedSequence:
-    density_bits = int.from_bytes(struct.pack("<d", float(density)), "little")
-    return np.random.SeedSequence([seed, rows, cols, density_bits])
+def _seed_sequence(seed: int, rows: int, cols: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, rows, cols])
 
 
 def sample_rank_counts(rows: int, cols: int, density: float, samples: int, seed: int) -> np.ndarray:
     """Histogram over ``k = 0..min(rows, cols)`` of the structural ranks of ``samples`` random masks.
 
-    Each mask keeps every entry independently with probability ``density``: the kept count is drawn
-    from ``Binomial(rows*cols, density)`` and the kept positions uniformly without replacement, which
-    is the same law. The stream depends only on ``(seed, rows, cols, density)``.
+    Common random numbers: sample ``s`` draws one uniform matrix ``U_s`` from a stream that depends only on
+    ``(seed, rows, cols)`` and keeps the entries with ``U_s < density``. Each entry is then kept with
+    probability ``density`` independently (the right law), and for every sample the mask only grows with
+    the density, so its rank never decreases: the estimated bound is monotone in density and comparisons
+    between densities are not swamped by sampling noise.
     """
-    rng = np.random.default_rng(_seed_sequence(seed, rows, cols, density))
+    rng = np.random.default_rng(_seed_sequence(seed, rows, cols))
     m = min(rows, cols)
     counts = np.zeros(m + 1, dtype=np.int64)
-    entries = rows * cols
+    threshold = np.float32(density)
     for _ in range(samples):
-        kept = int(rng.binomial(entries, density))
-        if kept == 0:
-            counts[0] += 1
-            continue
-        flat = rng.choice(entries, size=kept, replace=False)
-        mask = np.zeros(entries, dtype=bool)
-        mask[flat] = True
-        counts[structural_rank(mask.reshape(rows, cols))] += 1
+        uniforms = rng.random((rows, cols), dtype=np.float32)
+        mask = uniforms < threshold if density < 1.0 else np.ones((rows, cols), dtype=bool)
+        counts[structural_rank(mask) if mask.any() else 0] += 1
     return counts
 
 
@@ -288,13 +285,15 @@ def structural_law(
     _check_shape_density(rows, cols, density)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidInputError(f"structural samples is {samples!r}; expected an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InvalidInputError(f"structural seed is {seed!r}; expected an integer >= 0")
     density = float(density)
     key = (rows, cols, density, samples, seed)
     counts = _STRUCTURAL_CACHE.get(key)
     directory = cache_dir if cache_dir is not None else os.environ.get("ALLOCATOR_CACHE_DIR")
     path = None
     if directory:
-        path = Path(directory) / f"structural-{rows}x{cols}-d{density!r}-s{samples}-seed{seed}.json"
+        path = Path(directory) / f"structural-crn-{rows}x{cols}-d{density!r}-s{samples}-seed{seed}.json"
     if counts is None and path is not None and path.is_file():
         stored = json.loads(path.read_text())
         counts = np.asarray(stored["counts"], dtype=np.int64)
@@ -331,6 +330,10 @@ class RankModel:
             raise InvalidInputError(
                 f"rank model {self.name!r} is unknown; accepted: {', '.join(RANK_MODELS)}"
             )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidInputError(f"rank-model seed is {self.seed!r}; expected an integer >= 0")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise InvalidInputError(f"rank-model samples is {self.samples!r}; expected an integer >= 1")
         if self.paper_p0 and self.name != "binomial":
             raise InvalidInputError(
                 f"paper_p0 is an option of the binomial rank model only, not of {self.name!r}"

@@ -134,8 +134,9 @@ def _cmd_bound(args: argparse.Namespace) -> int:
     result = expected_bound(network, densities, model, exact=args.exact)
     if args.json:
         document = result.to_json()
-        document["ln_bound"] = result.ln_bound if math.isfinite(result.ln_bound) else None
-        print(json.dumps(document, indent=2))
+        for key in ("ln_bound", "log2_bound"):  # E[B] = 0 (paper-p0 only): ln is -inf, written as null
+            document[key] = document[key] if math.isfinite(document[key]) else None
+        print(json.dumps(document, indent=2, allow_nan=False))
     else:
         print(_format_bound(result, network))
     return 0
@@ -244,6 +245,9 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     from allocator.allocation_file import dumps, save
     from allocator.exporters import export_text
 
+    for path in [args.out] + [p for _, p in args.export or []]:
+        if path:
+            _check_writable(path)
     network = _network_from_args(args)
     model = _rank_model_from_args(args)
     constraints = Constraints(
@@ -277,6 +281,23 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  wrote {path} ({kind})")
     return 0
+
+
+def _check_writable(path: str) -> None:
+    """Refuse an output path before any work: a directory, or a parent that is missing or not writable."""
+    import os
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"allocator: error: output {path!r} is a directory; give a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)  # the folder the file will go to; fails here, not after a solve
+    except OSError as error:
+        raise UsageError(f"allocator: error: cannot write {path!r}: {error.strerror} ({parent})") from None
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"allocator: error: cannot write {path!r}: {parent} is not writable")
 
 
 def _pin(text: str) -> tuple[str, float]:
@@ -398,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return int(args.handler(args))
+    except OSError as error:  # files: one line naming the path, never a traceback
+        where = f" {error.filename!r}" if getattr(error, "filename", None) else ""
+        print(f"allocator: error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_USAGE
     except (UsageError, AllocatorError) as error:
         message = str(error).replace("\n", " ")
         prefix = "" if message.startswith("allocator") else "allocator: error: "

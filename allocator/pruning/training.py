@@ -120,8 +120,18 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batc
 Progress = Callable[[int, int, EpochRecord], None]
 
 
-def train(model: nn.Module, data: Tensors, config: TrainConfig, seed: int, progress: Progress | None = None) -> TrainResult:
-    """Train ``model`` in place by ``config``; at the end it holds the selected checkpoint's weights."""
+def train(
+    model: nn.Module,
+    data: Tensors,
+    config: TrainConfig,
+    seed: int,
+    progress: Progress | None = None,
+    after_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place by ``config``; at the end it holds the selected checkpoint's weights.
+
+    ``after_step(step)`` is called after every optimiser step (steps count from 1), e.g. to record snapshots.
+    """
     if config.select_on == "validation" and len(data.val_y) == 0:
         raise InvalidInputError("select_on='validation' needs a validation split; hold one out or pass select_on")
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -133,6 +143,7 @@ def train(model: nn.Module, data: Tensors, config: TrainConfig, seed: int, progr
         best_loss, _ = evaluate(model, *data.split(config.select_on))
         best_state = copy.deepcopy(model.state_dict())
     n = len(data.train_y)
+    step = 0
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -145,6 +156,9 @@ def train(model: nn.Module, data: Tensors, config: TrainConfig, seed: int, progr
             loss = nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index])
             loss.backward()
             optimizer.step()
+            step += 1
+            if after_step is not None:
+                after_step(step)
             running += loss.item()
             batches += 1
         if config.select_on == "last":
