@@ -320,6 +320,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         finetune=TrainConfig(epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,
                              select_on=args.select_on),
         rank_model=args.rank_model, threads=args.threads, label=args.label,
+        koopman_steps=args.koopman_steps, koopman_stride=args.koopman_stride,
     )
     config.check()
     out = args.out or f"runs/validate/{args.model}-{args.dataset}-{args.criterion}"
@@ -392,7 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="global densities (fraction kept of the prunable weights), comma-separated")
     validate.add_argument("--allocations", default="ours,uniform",
                           help="comma-separated: ours, uniform, uniform-gale, er, erk, global-magnitude, lamp")
-    validate.add_argument("--criterion", default="magnitude", help="pruning criterion (default magnitude)")
+    validate.add_argument("--criterion", default="magnitude",
+                          help="pruning criterion: magnitude (default), random, gradient, lamp, kmp, kgp")
+    validate.add_argument("--koopman-steps", type=_positive_int,
+                          help="kmp/kgp: optimiser steps in the snapshot window (default one epoch)")
+    validate.add_argument("--koopman-stride", type=_positive_int, default=1,
+                          help="kmp/kgp: keep every k-th snapshot (default 1)")
     validate.add_argument("--seeds", type=_positive_int, default=3, help="number of paired seeds 0..N-1 (default 3)")
     validate.add_argument("--seed-list", type=lambda t: [int(v) for v in t.split(",")], help="explicit seeds")
     validate.add_argument("--epochs", type=int, default=15, help="dense training epochs (default 15)")

@@ -15,7 +15,7 @@ threshold over several tensors into kept counts, which is how global magnitude a
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -26,11 +26,13 @@ from allocator.errors import InvalidInputError
 
 @dataclass(frozen=True)
 class ScoreContext:
-    """What a criterion may need beyond the weights: a seed and one labelled minibatch."""
+    """What a criterion may need beyond the weights: a seed, one labelled minibatch, and ``extra`` for
+    criteria with state of their own (``extra["koopman"]``: the decomposition KMP and KGP read)."""
 
     seed: int = 0
     inputs: torch.Tensor | None = None
     targets: torch.Tensor | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 Criterion = Callable[[nn.Module, Sequence[str], ScoreContext], dict[str, torch.Tensor]]

@@ -40,6 +40,10 @@ from allocator.pruning.describe import describe
 from allocator.pruning.masks import prune_to_counts, realised_counts
 from allocator.pruning.training import Tensors, TrainConfig, evaluate, set_threads, train
 
+import allocator.koopman  # noqa: E402,F401  (registers the kmp and kgp criteria)
+
+KOOPMAN_CRITERIA = ("kmp", "kgp")
+
 WEIGHT_FREE_RULES = ("ours", "uniform", "uniform-gale", "er", "erk")
 WEIGHT_BASED_RULES = ("global-magnitude", "lamp")
 ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES
@@ -62,6 +66,8 @@ class ValidateConfig:
     threads: int = 1
     label: str = ""
     validation: int | None = None  # held-out training images; None: min(5000, 10 % of train)
+    koopman_steps: int | None = None  # kmp/kgp: optimiser steps in the snapshot window; None: one epoch
+    koopman_stride: int = 1
 
     def check(self) -> None:
         """Raise ``InvalidInputError`` on any bad value, before any work starts."""
@@ -167,7 +173,10 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
         atomic_write_text(out / "dense" / f"seed{seed}.json",
                           json.dumps({"seed": seed, "test_accuracy": dense_accuracy, "test_loss": dense_loss}))
         batch = slice(0, config.train.batch_size)
-        context = ScoreContext(seed=seed, inputs=data.train_x[batch], targets=data.train_y[batch])
+        extra: dict[str, object] = {}
+        if config.criterion in KOOPMAN_CRITERIA:
+            extra["koopman"] = _koopman_window(config, model, data, prunable, seed, out, say)
+        context = ScoreContext(seed=seed, inputs=data.train_x[batch], targets=data.train_y[batch], extra=extra)
         for density in config.densities:
             allocation = allocations[density]
             for rule in config.allocations:
@@ -177,6 +186,8 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
                 start = time.perf_counter()
                 cell: dict[str, object] = {"seed": seed, "density": density, "allocation": rule,
                                            "criterion": config.criterion, "dense_test_accuracy": dense_accuracy}
+                if "koopman" in extra:
+                    cell["koopman"] = extra["koopman"].describe()  # type: ignore[attr-defined]
                 kept = _kept_for_rule(rule, allocation, model, prunable)
                 if kept is None:
                     cell["unavailable"] = allocation.baselines[rule].unavailable
@@ -202,6 +213,28 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
                 say(f"seed {seed} density {density:g} {rule}: test acc {100 * accuracy:.2f} % "
                     f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
     return summarise(out, config)
+
+
+def _koopman_window(config: ValidateConfig, model: torch.nn.Module, data: Tensors, prunable: Sequence[str],
+                    seed: int, out: Path, say: Say):
+    """KMP/KGP scores from a window of snapshots recorded while a copy of the dense model trains on.
+
+    The window starts at the dense checkpoint (the weights that are pruned) and runs ``koopman_steps``
+    optimiser steps (default one epoch) of the fine-tuning recipe; snapshots go to a file under the run
+    folder, which is deleted once the scores are computed.
+    """
+    from allocator.koopman import koopman_scores, record_window
+
+    steps = config.koopman_steps or -(-len(data.train_y) // config.finetune.batch_size)
+    say(f"seed {seed}: recording {steps} steps of snapshots (stride {config.koopman_stride}) for {config.criterion}")
+    store = record_window(model, data, prunable, steps=steps, config=config.finetune, seed=seed + 7,
+                          stride=config.koopman_stride, directory=str(out / "snapshots" / f"seed{seed}"))
+    try:
+        result = koopman_scores(store, stride=config.koopman_stride)
+    finally:
+        store.close()
+    say(f"seed {seed}: DMD rank {result.rank}, eigenvalue closest to 1: {result.eigenvalue:.6f}")
+    return result
 
 
 def _kept_for_rule(rule: str, allocation, model: torch.nn.Module, prunable: Sequence[str]) -> dict[str, int] | None:
