@@ -22,7 +22,7 @@ import numpy as np
 
 from allocator.errors import InvalidInputError
 
-DEFAULT_CHUNK = 1 << 15
+DEFAULT_CHUNK = 1 << 13
 
 
 class SnapshotStore:
@@ -53,6 +53,23 @@ class SnapshotStore:
             self._path = folder / "snapshots.f32"
             self._file = open(self._path, "wb")
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], names: Sequence[str], shapes: Sequence[tuple[int, ...]]) -> "SnapshotStore":
+        """Open the rows a store left in ``path`` (read-only; the count follows from the file size)."""
+        store = cls.__new__(cls)
+        store.names = tuple(names)
+        store.shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+        sizes = [int(np.prod(s)) for s in store.shapes]
+        store.offsets = tuple(np.cumsum([0] + sizes).tolist())
+        store.size = store.offsets[-1]
+        store._rows, store._path = None, Path(path)
+        bytes_ = store._path.stat().st_size
+        if bytes_ % (4 * store.size):
+            raise InvalidInputError(f"{path} holds {bytes_} bytes, not a whole number of {store.size}-value rows")
+        store.count = bytes_ // (4 * store.size)
+        store._file = None
+        return store
+
     @property
     def path(self) -> Path | None:
         """The file holding the rows (``None`` in memory)."""
@@ -69,36 +86,48 @@ class SnapshotStore:
             self._file.write(row.tobytes())  # type: ignore[union-attr]
         self.count += 1
 
-    def _matrix(self) -> np.ndarray:
-        if self._rows is not None:
-            return np.stack(self._rows) if self._rows else np.zeros((0, self.size), np.float32)
-        self._file.flush()  # type: ignore[union-attr]
-        return np.memmap(self._path, dtype=np.float32, mode="r", shape=(self.count, self.size))
-
     def row(self, index: int) -> np.ndarray:
         """Snapshot ``index`` as float64."""
-        return np.asarray(self._matrix()[index], dtype=np.float64)
+        if not 0 <= index < self.count:
+            raise InvalidInputError(f"snapshot {index} is outside the window of {self.count}")
+        if self._rows is not None:
+            return self._rows[index].astype(np.float64)
+        return self._read_columns(0, self.size, slice(index, index + 1))[0]
+
+    def _read_columns(self, start: int, stop: int, rows: slice = slice(None)) -> np.ndarray:
+        """Columns ``start:stop`` of the rows in ``rows`` as float64: one read per row from the file (never a
+        memory map, whose pages would count as resident memory), or a slice of the in-memory rows."""
+        indices = range(self.count)[rows]
+        if self._rows is not None:
+            return np.stack([self._rows[t][start:stop] for t in indices]).astype(np.float64)
+        if self._file is not None:
+            self._file.flush()
+        buffer = np.empty((len(indices), stop - start), dtype=np.float32)
+        with open(self._path, "rb") as stream:  # type: ignore[arg-type]
+            for i, t in enumerate(indices):
+                stream.seek((t * self.size + start) * 4)
+                stream.readinto(memoryview(buffer[i]).cast("B"))
+        return buffer.astype(np.float64)
 
     def gram(self, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """``G = S^T S`` in float64 (``G[i, j] = theta_i . theta_j``), one pass over parameter chunks."""
-        matrix = self._matrix()
         gram = np.zeros((self.count, self.count))
         for start in range(0, self.size, chunk):
-            block = np.asarray(matrix[:, start:start + chunk], dtype=np.float64)
+            block = self._read_columns(start, min(self.size, start + chunk))
             gram += block @ block.T
         return gram
 
     def combine(self, coefficients: np.ndarray, rows: slice = slice(None), chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """``sum_t coefficients[t, k] theta_{rows}[t]`` for every column ``k``: an N x K (complex) array."""
-        matrix = self._matrix()[rows]
+        selected = len(range(self.count)[rows])
         coefficients = np.asarray(coefficients)
         if coefficients.ndim == 1:
             coefficients = coefficients[:, None]
-        if coefficients.shape[0] != matrix.shape[0]:
-            raise InvalidInputError(f"{coefficients.shape[0]} coefficients for {matrix.shape[0]} snapshots")
+        if coefficients.shape[0] != selected:
+            raise InvalidInputError(f"{coefficients.shape[0]} coefficients for {selected} snapshots")
         out = np.zeros((self.size, coefficients.shape[1]), dtype=np.result_type(coefficients.dtype, np.float64))
         for start in range(0, self.size, chunk):
-            block = np.asarray(matrix[:, start:start + chunk], dtype=np.float64)
+            block = self._read_columns(start, min(self.size, start + chunk), rows)
             out[start:start + chunk] = block.T @ coefficients
         return out
 
