@@ -270,3 +270,34 @@ def test_weight_baselines_register_with_allocate():
         assert baseline.ln_bound == pytest.approx(ln_expected_bound(network, densities), abs=1e-9)
     expected = global_kept(scores("magnitude", model, ["fc1.weight", "fc2.weight"]), result.budget.kept)
     assert result.baselines["global-magnitude"].kept[:2] == (expected["fc1.weight"], expected["fc2.weight"])
+
+
+def test_apply_allocation_refuses_a_mismatched_model_and_fits_a_matching_one():
+    from allocator.allocation import allocate
+    from allocator.pruning import apply_allocation
+
+    allocation = allocate(get_model("mlp-2x200").network, density=0.01, baselines=())
+    model = get_model("mlp-2x100").build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidInputError, match=r"fc1.weight has shape \(100, 784\) in the model, \(200, 784\)"):
+        apply_allocation(model, allocation)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    fitting = allocate(get_model("mlp-2x100").network, density=0.01, baselines=())
+    counts = apply_allocation(model, fitting)
+    assert counts == {"fc1.weight": fitting.kept[0], "fc2.weight": fitting.kept[1]}
+    verify_counts(model, counts)
+
+
+def test_regions_cli_on_a_small_trained_model(idx_dir, tmp_path, capsys):
+    from allocator.cli.main import main
+
+    status = main(["regions", "--model", "mlp-2x100", "--dataset", "mnist", "--data-dir", str(idx_dir),
+                   "--train-epochs", "1", "--density", "0.01", "--finetune-epochs", "1", "--json",
+                   "--resolution", "100", "--out", str(tmp_path / "regions.png")])
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0 and (tmp_path / "regions.png").stat().st_size > 1000
+    dense, pruned = document["results"]["dense"], document["results"]["pruned"]
+    for row in (dense, pruned):
+        assert row["sampled_lower_bound"] <= row["regions"] <= row["bound_n0_2"]
+    kept = [round(d * w) for d, w in zip(pruned["densities"][:2], (78400, 10000))]
+    assert sum(kept) == 884  # density 0.01 of the 88,400 prunable weights

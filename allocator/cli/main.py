@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 import sys
+
+import numpy as np
 from typing import NoReturn, Sequence
 
 from allocator import __version__
@@ -333,6 +335,90 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_regions(args: argparse.Namespace) -> int:
+    import torch
+
+    from allocator.allocation_file import load as load_allocation
+    from allocator.data import load_dataset
+    from allocator.models import get_model
+    from allocator.pruning import Tensors, TrainConfig, apply_allocation, evaluate, make_permanent, set_threads, train
+    from allocator.regions.model import count_model_regions, data_slice, images, mlp_layers, plot_regions
+
+    set_threads(args.threads)
+    entry = get_model(args.model)
+    if args.allocation and args.density is not None:
+        raise UsageError("allocator regions: error: give --allocation FILE or --density, not both")
+    allocation = load_allocation(args.allocation) if args.allocation else None
+    if args.out:
+        _check_writable(args.out)
+    say = (lambda message: None) if (args.quiet or args.json) else (
+        lambda message: print(f"[regions] {message}", file=sys.stderr, flush=True))
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir)
+    data = Tensors.from_dataset(dataset)
+    torch.manual_seed(args.seed)
+    dense = entry.build()
+    mlp_layers(dense)  # refuse non-MLPs before training
+    if args.checkpoint:
+        try:
+            dense.load_state_dict(torch.load(args.checkpoint))
+        except (RuntimeError, KeyError) as error:
+            raise UsageError(f"allocator regions: error: checkpoint {args.checkpoint!r} does not fit {args.model}: "
+                             f"{str(error).splitlines()[0]}") from None
+    else:
+        say(f"training {args.model} on {args.dataset} for {args.train_epochs} epochs (seed {args.seed})")
+        train(dense, data, TrainConfig(epochs=args.train_epochs), args.seed)
+    models = {"dense": dense}
+    if allocation is None and args.density is not None:
+        from allocator.allocation import allocate
+
+        result = allocate(entry.network, density=args.density, baselines=("uniform",))
+        if args.rule == "uniform":
+            from allocator.allocation import LayerAllocation
+
+            kept = result.baselines["uniform"].kept
+            layers = tuple(LayerAllocation(l.name, l.rows, l.cols, l.weights, k, l.prunable, False, None)
+                           for l, k in zip(result.layers, kept))
+            from dataclasses import replace
+
+            result = replace(result, layers=layers)
+        allocation = result
+    if allocation is not None:
+        import copy
+
+        pruned = copy.deepcopy(dense)
+        apply_allocation(pruned, allocation)
+        if args.finetune_epochs:
+            say(f"fine-tuning the pruned model for {args.finetune_epochs} epochs with masks fixed")
+            train(pruned, data, TrainConfig(epochs=args.finetune_epochs), args.seed + 1)
+        make_permanent(pruned)
+        models["pruned"] = pruned
+    indices = [int(v) for v in args.points.split(",")]
+    plane = data_slice(images(data.test_x, indices), dataset.mean[0], dataset.std[0])
+    rows = {}
+    for label, model in models.items():
+        count = count_model_regions(model, plane, args.resolution)
+        rows[label] = {"test_accuracy": evaluate(model, data.test_x, data.test_y)[1], **count.to_json()}
+    if args.out:
+        plot_regions(models, plane, args.out, title=f"{args.model} on the plane through test images {indices}")
+    if args.json:
+        print(json.dumps({"model": args.model, "dataset": dataset.describe(), "points": indices, "results": rows},
+                         indent=2, allow_nan=False))
+        return 0
+    print(f"Linear regions of {args.model} on the plane through {args.dataset} test images {indices} "
+          f"(inside the box of valid pixel values; hidden layers counted exactly by polygon splitting)")
+    print(f"  {'model':<8}{'test acc %':>11}{'regions':>9}{'grid lower bound':>18}{'time s':>8}"
+          f"{'bound n0=2':>14}{'(with output)':>15}")
+    for label, row in rows.items():
+        print(f"  {label:<8}{100 * row['test_accuracy']:>11.2f}{row['regions']:>9}"
+              f"{row['sampled_lower_bound']:>12} ({row['grid_resolution']}^2){row['seconds']:>8.2f}"
+              f"{row['bound_n0_2']:>14.4g}{float(np.exp(row['ln_bound_n0_2_with_output'])):>15.4g}")
+    print("  the bound is E[B] for the same widths and densities with n0 = 2 (binomial rank model); 'with output' "
+          "follows the papers' convention")
+    if args.out:
+        print(f"  wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``allocator`` parser with its sub-commands."""
     parser = _Parser(prog="allocator", description="Layerwise sparsity allocation from a linear-region bound.")
@@ -413,6 +499,25 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--label", default="", help="a line printed above the table (e.g. 'quick run')")
     validate.add_argument("--quiet", action="store_true")
     validate.set_defaults(handler=_cmd_validate)
+
+    regions = commands.add_parser("regions", help="count the linear regions of a trained MLP on a 2-D data slice")
+    regions.add_argument("--model", default="mlp-2x100", help="a registered MLP (default mlp-2x100)")
+    regions.add_argument("--dataset", default="fashion-mnist")
+    regions.add_argument("--data-dir")
+    regions.add_argument("--checkpoint", help="a state_dict (.pt) of the model; default: train one now")
+    regions.add_argument("--train-epochs", type=int, default=3, help="epochs when no checkpoint is given (default 3)")
+    regions.add_argument("--seed", type=int, default=0)
+    regions.add_argument("--allocation", help="an allocation file: also count the model pruned to it")
+    regions.add_argument("--density", type=float, help="or: solve an allocation at this global density")
+    regions.add_argument("--rule", choices=("ours", "uniform"), default="ours", help="with --density (default ours)")
+    regions.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning of the pruned model (default 3)")
+    regions.add_argument("--points", default="0,1,2", help="three test-set indices spanning the plane")
+    regions.add_argument("--resolution", type=_positive_int, default=300, help="grid for the lower bound and picture")
+    regions.add_argument("--threads", type=_positive_int, default=1)
+    regions.add_argument("--out", help="PNG of the plane coloured by region (dense and pruned side by side)")
+    regions.add_argument("--json", action="store_true")
+    regions.add_argument("--quiet", action="store_true")
+    regions.set_defaults(handler=_cmd_regions)
 
     models = commands.add_parser("models", help="list the registered model names")
     models.set_defaults(handler=_cmd_models)

@@ -8,6 +8,7 @@ from allocator.pruning.criteria import (
     scores,
     weight_baselines,
 )
+from allocator.pruning.apply import allocation_counts, apply_allocation
 from allocator.pruning.describe import ModelDescription, describe
 from allocator.pruning.masks import apply_masks, make_permanent, mask_from_scores, prune_to_counts, verify_counts
 from allocator.pruning.training import TrainConfig, Tensors, evaluate, set_threads, train
@@ -15,6 +16,8 @@ from allocator.pruning.training import TrainConfig, Tensors, evaluate, set_threa
 __all__ = [
     "ModelDescription",
     "ScoreContext",
+    "allocation_counts",
+    "apply_allocation",
     "Tensors",
     "TrainConfig",
     "apply_masks",

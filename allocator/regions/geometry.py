@@ -76,8 +76,10 @@ def make_slice(x0: np.ndarray, x1: np.ndarray, x2: np.ndarray, low: float, high:
     basis = np.stack([x1 - x0, x2 - x0], axis=1)
     if np.linalg.matrix_rank(basis) < 2:
         raise InvalidInputError("the three points are collinear; they do not span a plane")
-    if np.any(x0 < low - 1e-9) or np.any(x0 > high + 1e-9):
+    tolerance = 1e-5 * (high - low)  # data normalised in float32 sits a few ulps outside the float64 box
+    if np.any(x0 < low - tolerance) or np.any(x0 > high + tolerance):
         raise InvalidInputError(f"x0 has coordinates outside [{low}, {high}]")
+    x0 = np.clip(x0, low, high)
     # A square surely containing the polygon: every point is within the box, |basis p| <= diameter.
     radius = 4.0 * (high - low) * np.sqrt(len(x0)) / np.linalg.svd(basis, compute_uv=False)[-1]
     polygon = np.array([[-radius, -radius], [radius, -radius], [radius, radius], [-radius, radius]])
