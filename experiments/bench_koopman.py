@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python -m experiments.bench_koopman [--steps 469]``. Records a real window (MnistNet, paper 1
 recipe, Fashion-MNIST, all weights but the classifier: about 426k parameters x 470 snapshots) to a file once,
 then runs each method in a fresh subprocess and reports its wall time and peak resident memory
-(``ru_maxrss``, which includes the interpreter and numpy, about 60 MB):
+(``VmHWM``; it includes the interpreter, numpy and torch, about 220 MB, since the package imports torch):
 
 - ``gram`` (ours): float64 Gram in parameter chunks from the file, exact DMD from Gram blocks, one pass for
   the lambda ~ 1 mode;
@@ -29,6 +29,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 
+def peak_resident_mb() -> float:
+    """This process's peak resident memory: ``VmHWM`` of /proc/self/status. (``ru_maxrss`` is kept across
+    fork and exec on Linux, so a child would report its parent's footprint.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(method: str, meta_path: str) -> None:
     from allocator.koopman import SnapshotStore, koopman_scores
 
@@ -50,7 +59,7 @@ def child(method: str, meta_path: str) -> None:
         scores = np.abs(y @ (v / sigma) @ w[:, k] / eigenvalues[k])
     seconds = time.perf_counter() - start
     np.save(meta[f"out_{method}"], scores)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_resident_mb()
     print(json.dumps({"method": method, "seconds": seconds, "peak_mb": peak_mb}))
 
 
