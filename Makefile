@@ -49,7 +49,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow" allocator tests
 
-test-slow: setup
+test-slow: setup  # includes the Ray test when the ray extra is installed
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: setup

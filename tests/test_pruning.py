@@ -250,8 +250,11 @@ def test_validation_run_resumes(idx_dir, tmp_path):
     again = run_validation(config, tmp_path)  # redoes one cell (retraining seed 0's dense model)
     assert len(list((tmp_path / "cells").glob("*.json"))) == 6
     assert again["table"] == summary["table"]  # deterministic: the redone cell matches
-    with pytest.raises(InvalidInputError, match="another configuration"):
-        run_validation(ValidateConfig(**{**config.__dict__, "seeds": (0,)}), tmp_path)
+    with pytest.raises(InvalidInputError, match="another configuration .*densities"):
+        run_validation(ValidateConfig(**{**config.__dict__, "densities": (0.02,)}), tmp_path)
+    # more seeds extend the same run
+    extended = run_validation(ValidateConfig(**{**config.__dict__, "seeds": (2,)}), tmp_path)
+    assert extended["seeds"] == [0, 1, 2] and extended["paired_ours_minus_uniform"][0]["pairs"] == 3
 
 
 def test_weight_baselines_register_with_allocate():

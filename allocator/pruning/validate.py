@@ -95,6 +95,16 @@ class ValidateConfig:
         return document
 
 
+def run_identity(config: ValidateConfig) -> dict[str, object]:
+    """What a run folder is bound to: the configuration without the seeds and the label. Seeds only add
+    paired cells, so a run can be extended with more seeds, and tasks for different seeds (a sweep) can share
+    one folder concurrently."""
+    identity = config.to_json()
+    identity.pop("seeds")
+    identity.pop("label")
+    return identity
+
+
 def _dense_key(config: ValidateConfig, seed: int) -> str:
     payload = json.dumps({"model": config.model, "dataset": config.dataset, "data_dir": config.data_dir,
                           "validation": config.validation,
@@ -121,11 +131,12 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
     say = say or (lambda message: None)
     out = Path(out_dir)
     stored = out / "config.json"
-    document = {"config": config.to_json(), "allocator_version": __version__, "torch_version": torch.__version__}
+    identity = run_identity(config)
+    document = {"config": identity, "allocator_version": __version__, "torch_version": torch.__version__}
     if stored.is_file():
         previous = json.loads(stored.read_text())
-        if previous.get("config") != document["config"]:
-            changed = sorted(k for k in document["config"] if previous.get("config", {}).get(k) != document["config"][k])
+        if previous.get("config") != identity:
+            changed = sorted(k for k in identity if previous.get("config", {}).get(k) != identity[k])
             raise InvalidInputError(
                 f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); use another --out"
             )
@@ -294,7 +305,8 @@ def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
             paired.append({"density": density, "pairs": len(common), "mean_difference": mean, "ci95_low": low,
                            "ci95_high": high, "ours_wins": sum(d > 0 for d in diffs),
                            "ties": sum(d == 0 for d in diffs)})
-    summary = {"config": config.to_json(), "table": table, "paired_ours_minus_uniform": paired,
+    summary = {"config": run_identity(config), "seeds": sorted({c["seed"] for c in rows}), "table": table,
+               "paired_ours_minus_uniform": paired,
                "unavailable": [c for c in cells if "unavailable" in c]}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     if table:

@@ -1,0 +1,75 @@
+"""The sweep runner: parallel local backend, resume, and (when installed) Ray on a local instance."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.torch, pytest.mark.solver]
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    from tests.test_pruning import _write_idx
+
+    directory = tmp_path_factory.mktemp("idx-sweep")
+    rng = np.random.default_rng(5)
+    for prefix, count in (("train", 400), ("t10k", 100)):
+        labels = rng.integers(0, 10, count)
+        images = rng.integers(0, 60, (count, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 * label: 2 * label + 2, :] = 255
+        _write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+def _spec(idx_dir, seeds):
+    from allocator.sweep import SweepSpec
+
+    return SweepSpec(datasets=("mnist",), models=("mlp-2x100",), densities={"mlp-2x100": (0.01, 0.002)},
+                     allocations=("ours", "uniform"), seeds=seeds, train_epochs=1, finetune_epochs=1,
+                     data_dirs={"mnist": str(idx_dir)})
+
+
+def test_local_backend_runs_tasks_in_parallel_and_resumes(idx_dir, tmp_path):
+    from allocator.sweep import run_sweep
+
+    reports = run_sweep(_spec(idx_dir, (0, 1, 2)), tmp_path, backend="local", workers=2, say=lambda m: None)
+    assert len(reports) == 3 and all(r["cells"] == 4 for r in reports)
+    folder = tmp_path / "mnist" / "mlp-2x100" / "magnitude"
+    assert len(list((folder / "cells").glob("*.json"))) == 12
+    assert len(list((folder / "dense").glob("*.pt"))) == 3  # one dense model per seed
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2]
+    assert {row["pairs"] for row in summary["paired_ours_minus_uniform"]} == {3}
+    # resume: removing one cell and rerunning recomputes only that cell, with the same result
+    victim = sorted((folder / "cells").glob("seed1-*ours*.json"))[0]
+    before = json.loads(victim.read_text())
+    victim.unlink()
+    run_sweep(_spec(idx_dir, (0, 1, 2)), tmp_path, backend="serial", say=lambda m: None)
+    after = json.loads(victim.read_text())
+    assert after["test_accuracy"] == before["test_accuracy"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_backend_on_a_local_instance(idx_dir, tmp_path):
+    pytest.importorskip("ray")
+    from allocator.sweep import run_sweep
+
+    reports = run_sweep(_spec(idx_dir, (0, 1)), tmp_path, backend="ray", workers=2, say=lambda m: None)
+    assert sorted(r["cells"] for r in reports) == [4, 4]
+    folder = tmp_path / "mnist" / "mlp-2x100" / "magnitude"
+    assert len(list((folder / "cells").glob("*.json"))) == 8
+
+
+def test_bad_sweep_arguments(tmp_path):
+    from allocator import InvalidInputError
+    from allocator.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(datasets=("mnist",), models=("mlp-2x100",), densities={}, seeds=(0,))
+    with pytest.raises(InvalidInputError, match="no densities given for model"):
+        run_sweep(spec, tmp_path)
+    with pytest.raises(InvalidInputError, match="backend 'spark' is unknown"):
+        run_sweep(spec, tmp_path, backend="spark")
