@@ -43,6 +43,7 @@ from allocator.pruning import (  # noqa: E402
     set_threads,
     train,
 )
+from allocator.pruning.sparse import finetune  # noqa: E402
 from allocator.regions.model import count_model_regions, data_slice, images  # noqa: E402
 
 PAPER_GRID = "0.01,0.005,0.0025,0.001,0.00075,0.0005,0.0001"
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     kept = {n: k for n, k in zip(entry.network.names, kept_all) if n in names}
                     model = copy.deepcopy(dense)
                     prune_to_counts(model, scores("magnitude", model, names), kept)
-                    train(model, data, TrainConfig(epochs=args.finetune_epochs), seed + 1_000_003)
+                    finetune(model, entry.build, data, TrainConfig(epochs=args.finetune_epochs), seed + 1_000_003)
                     make_permanent(model)
                     ln_bound = ln_expected_bound(entry.network, [k / w for k, w in zip(kept_all, entry.network.weights)])
                 cell = {"seed": seed, "density": density, "allocation": rule, "ln_bound": ln_bound, **measure(model)}

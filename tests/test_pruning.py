@@ -304,3 +304,30 @@ def test_regions_cli_on_a_small_trained_model(idx_dir, tmp_path, capsys):
         assert row["sampled_lower_bound"] <= row["regions"] <= row["bound_n0_2"]
     kept = [round(d * w) for d, w in zip(pruned["densities"][:2], (78400, 10000))]
     assert sum(kept) == 884  # density 0.01 of the 88,400 prunable weights
+
+
+@pytest.mark.parametrize("model_name, density", [("mlp-2x100", 0.002), ("lenet5", 0.01)])
+def test_sparse_finetune_equals_masked_dense_training(idx_dir, model_name, density):
+    from allocator.allocation import allocate
+    from allocator.pruning import apply_allocation
+    from allocator.pruning.sparse import finetune
+
+    data = Tensors.from_dataset(load_dataset("mnist", data_dir=idx_dir, validation=100))
+    entry = get_model(model_name)
+    allocation = allocate(entry.network, density=density, baselines=())
+    models = []
+    for sparse in (False, True):
+        torch.manual_seed(3)
+        model = entry.build()
+        counts = apply_allocation(model, allocation)
+        config = TrainConfig(epochs=2, batch_size=64)
+        (finetune(model, entry.build, data, config, seed=9) if sparse else train(model, data, config, seed=9))
+        verify_counts(model, counts)
+        models.append(model)
+    dense_state, sparse_state = models[0].state_dict(), models[1].state_dict()
+    assert set(dense_state) == set(sparse_state)
+    for key in dense_state:
+        assert torch.allclose(dense_state[key], sparse_state[key], atol=1e-5), key
+    for name, kept in counts.items():
+        module = models[1].get_submodule(name.rsplit(".", 1)[0])
+        assert int(torch.count_nonzero(module.weight)) <= kept

@@ -323,6 +323,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                              select_on=args.select_on),
         rank_model=args.rank_model, threads=args.threads, label=args.label,
         koopman_steps=args.koopman_steps, koopman_stride=args.koopman_stride,
+        sparse_finetune=not args.dense_finetune,
     )
     config.check()
     out = args.out or f"runs/validate/{args.model}-{args.dataset}-{args.criterion}"
@@ -489,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--seed-list", type=lambda t: [int(v) for v in t.split(",")], help="explicit seeds")
     validate.add_argument("--epochs", type=int, default=15, help="dense training epochs (default 15)")
     validate.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs (default 15)")
+    validate.add_argument("--dense-finetune", action="store_true",
+                          help="fine-tune masked dense layers (default: layers at density <= 0.05 train through "
+                               "their kept weights only, which is the same arithmetic, faster)")
     validate.add_argument("--batch-size", type=_positive_int, default=128)
     validate.add_argument("--lr", type=float, default=0.01)
     validate.add_argument("--select-on", choices=("validation", "test", "last"), default="validation",

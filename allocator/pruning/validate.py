@@ -38,6 +38,7 @@ from allocator.models import get_model
 from allocator.pruning.criteria import ScoreContext, criterion_names, global_kept, scores
 from allocator.pruning.describe import describe
 from allocator.pruning.masks import prune_to_counts, realised_counts
+from allocator.pruning.sparse import finetune
 from allocator.pruning.training import Tensors, TrainConfig, evaluate, set_threads, train
 
 import allocator.koopman  # noqa: E402,F401  (registers the kmp and kgp criteria)
@@ -68,6 +69,7 @@ class ValidateConfig:
     validation: int | None = None  # held-out training images; None: min(5000, 10 % of train)
     koopman_steps: int | None = None  # kmp/kgp: optimiser steps in the snapshot window; None: one epoch
     koopman_stride: int = 1
+    sparse_finetune: bool = True  # fine-tune very sparse linear layers through their kept weights only
 
     def check(self) -> None:
         """Raise ``InvalidInputError`` on any bad value, before any work starts."""
@@ -213,7 +215,10 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
                 pruned.load_state_dict(dense_state)
                 prune_to_counts(pruned, layer_scores, kept)
                 cell["test_accuracy_pruned"] = evaluate(pruned, data.test_x, data.test_y)[1]
-                history = train(pruned, data, config.finetune, seed + 1_000_003)
+                if config.sparse_finetune:
+                    history = finetune(pruned, entry.build, data, config.finetune, seed + 1_000_003)
+                else:
+                    history = train(pruned, data, config.finetune, seed + 1_000_003)
                 loss, accuracy = evaluate(pruned, data.test_x, data.test_y)
                 nonzero = realised_counts(pruned, prunable)
                 if any(nonzero[n] > kept[n] for n in prunable):
