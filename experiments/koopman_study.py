@@ -36,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from allocator.data import load_dataset  # noqa: E402
-from allocator.io_utils import atomic_write_bytes, atomic_write_text  # noqa: E402
+from allocator.io_utils import atomic_write_text  # noqa: E402
 from allocator.koopman import koopman_scores, record_window  # noqa: E402
 from allocator.models import get_model  # noqa: E402
 from allocator.pruning import (  # noqa: E402
@@ -225,15 +225,12 @@ def summary_markdown(document: dict) -> str:
 
 
 def plot(document: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from allocator.plotting import pyplot, save_figure
 
     rows = document["rows"]
     converged = [r for r in rows if r["study"] == "converged"]
     early = [r for r in rows if r["study"] == "pre-convergence"]
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    figure, axes = pyplot().subplots(1, 3, figsize=(15, 4.2))
     for criterion, style in (("magnitude", "-o"), ("kmp", "--s")):
         sub = sorted((r for r in converged if r["criterion"] == criterion), key=lambda r: r["compression"])
         x = [r["compression"] for r in sub]
@@ -256,10 +253,7 @@ def plot(document: dict, out: Path) -> None:
         axis.legend(fontsize=8)
     figure.suptitle(f"{document['config']['model']} on {document['dataset']['name']}")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(out / "koopman_study.png", buffer.getvalue())
+    save_figure(figure, out / "koopman_study.png")
 
 
 if __name__ == "__main__":

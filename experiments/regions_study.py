@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from allocator.allocation import allocate  # noqa: E402
 from allocator.bound import ln_expected_bound  # noqa: E402
 from allocator.data import load_dataset  # noqa: E402
-from allocator.io_utils import atomic_write_bytes, atomic_write_text  # noqa: E402
+from allocator.io_utils import atomic_write_text  # noqa: E402
 from allocator.models import get_model  # noqa: E402
 from allocator.pruning import (  # noqa: E402
     Tensors,
@@ -159,12 +159,9 @@ def markdown(table: list[dict], dataset: dict, args: argparse.Namespace) -> str:
 
 
 def plot(table: list[dict], path: Path, title: str) -> None:
-    import matplotlib
+    from allocator.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    figure, axes = pyplot().subplots(1, 3, figsize=(15, 4.2))
     for rule in sorted({r["allocation"] for r in table if r["allocation"] != "dense"}):
         rows = sorted((r for r in table if r["allocation"] == rule), key=lambda r: r["density"])
         x = [r["density"] for r in rows]
@@ -186,10 +183,7 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     axes[0].set_yscale("log")
     figure.suptitle(title)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """The torch side: data readers, describe, criteria, masks, training, validation (small and fast)."""
 
-import gzip
 import json
 import pickle
 
@@ -31,31 +30,16 @@ from allocator.pruning import (  # noqa: E402
     verify_counts,
 )
 from allocator.pruning.masks import MaskCountError  # noqa: E402
+from tests.conftest import write_fake_idx  # noqa: E402
 
 pytestmark = pytest.mark.torch
 torch.set_num_threads(1)
 
 
-def _write_idx(path, array):
-    dims = array.shape
-    header = bytes([0, 0, 0x08, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
-    with gzip.open(path, "wb") as stream:
-        stream.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
-    """A learnable fake MNIST in IDX format: the label is written as a bright stripe in the image."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", 700), ("t10k", 200)):
-        labels = rng.integers(0, 10, count)
-        images = rng.integers(0, 60, (count, 28, 28))
-        for i, label in enumerate(labels):
-            images[i, 2 * label: 2 * label + 2, :] = 255
-        _write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
-        _write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return directory
+    """A learnable fake MNIST in IDX format (700 training and 200 test images)."""
+    return write_fake_idx(tmp_path_factory.mktemp("idx"), seed=0)
 
 
 def test_idx_reader_and_mnist_dataset(idx_dir):

@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.torch, pytest.mark.solver]
@@ -10,18 +9,9 @@ pytestmark = [pytest.mark.torch, pytest.mark.solver]
 
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
-    from tests.test_pruning import _write_idx
+    from tests.conftest import write_fake_idx
 
-    directory = tmp_path_factory.mktemp("idx-sweep")
-    rng = np.random.default_rng(5)
-    for prefix, count in (("train", 400), ("t10k", 100)):
-        labels = rng.integers(0, 10, count)
-        images = rng.integers(0, 60, (count, 28, 28))
-        for i, label in enumerate(labels):
-            images[i, 2 * label: 2 * label + 2, :] = 255
-        _write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
-        _write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return directory
+    return write_fake_idx(tmp_path_factory.mktemp("idx-sweep"), seed=5, counts=(("train", 400), ("t10k", 100)))
 
 
 def _spec(idx_dir, seeds):

@@ -21,7 +21,6 @@ import functools
 import json
 import math
 import os
-import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path

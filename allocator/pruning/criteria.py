@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from allocator.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from allocator.allocation.baselines import BaselineRule
 
 
 @dataclass(frozen=True)

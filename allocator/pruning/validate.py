@@ -19,9 +19,8 @@ import io
 import json
 import math
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -321,12 +320,9 @@ def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
 
 def plot_accuracy(table: Sequence[dict], path: Path, title: str) -> None:
     """Accuracy (mean and spread over seeds) and ln E[B] against density, one line per allocation."""
-    import matplotlib
+    from allocator.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     for rule in sorted({row["allocation"] for row in table}):
         rows = sorted((r for r in table if r["allocation"] == rule), key=lambda r: r["density"])
         x = [r["density"] for r in rows]
@@ -341,10 +337,7 @@ def plot_accuracy(table: Sequence[dict], path: Path, title: str) -> None:
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)
 
 
 def format_summary(summary: dict[str, object]) -> str:

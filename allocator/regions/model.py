@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,6 @@ from torch import nn
 
 from allocator.bound import ln_expected_bound
 from allocator.errors import InvalidInputError
-from allocator.io_utils import atomic_write_bytes
 from allocator.network import Network
 from allocator.regions.geometry import Slice, enumerate_regions, make_slice, sampled_patterns
 
@@ -80,12 +78,9 @@ def count_model_regions(model: nn.Module, plane: Slice, resolution: int = 300) -
 def plot_regions(models: dict[str, nn.Module], plane: Slice, path: str | Path, resolution: int = 500,
                  title: str = "") -> None:
     """The slice coloured by region (grid labels, random colours), one panel per model, saved as PNG."""
-    import matplotlib
+    from allocator.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
+    figure, axes = pyplot().subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
     for axis, (label, model) in zip(axes[0], models.items()):
         layers = mlp_layers(model)[:-1]
         count, points, labels = sampled_patterns([w for w, _ in layers], [b for _, b in layers], plane, resolution)
@@ -101,10 +96,7 @@ def plot_regions(models: dict[str, nn.Module], plane: Slice, path: str | Path, r
         axis.set(title=f"{label}: {count} regions seen on the grid", xlabel="a (towards x1)", ylabel="b (towards x2)")
     figure.suptitle(title)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path, dpi=100)
 
 
 def prune_copy(model: nn.Module, kept: dict[str, int]) -> nn.Module:
