@@ -72,14 +72,17 @@ def analyse(folder: Path) -> dict[str, object]:
         density = document["budget"]["given_value"]
         chosen[density] = {name: layers[name]["density"] for name in document["network"]["layer_order"]
                            if layers[name]["prunable"]}
-    return {"densities": densities, "rules": rules, "mean": mean, "spread": spread, "bound": bound,
+    seconds = sum(c.get("seconds", 0.0) for c in cells)
+    return {"seconds": seconds, "densities": densities, "rules": rules, "mean": mean, "spread": spread, "bound": bound,
             "paired": paired, "cliffs": cliffs, "correlation": correlation, "chosen": chosen,
             "seeds": sorted({c["seed"] for c in cells}), "cells": len(cells)}
 
 
 def section(title: str, a: dict) -> list[str]:
     rules = a["rules"]
-    lines = [f"## {title}", "", f"{a['cells']} cells, seeds {a['seeds']}", "",
+    lines = [f"## {title}", "", f"{a['cells']} cells, seeds {a['seeds']}; pruning, fine-tuning and evaluation took "
+             f"{a['seconds'] / 60:.1f} min of one core in all ({a['seconds'] / max(1, a['cells']):.1f} s per cell; "
+             f"dense training is not included)", "",
              "| density | " + " | ".join(f"{r} acc %" for r in rules) + " | ours - uniform (pp) [95 % CI] | wins |",
              "| --- | " + " | ".join("---" for _ in rules) + " | --- | --- |"]
     for d in a["densities"]:
