@@ -342,7 +342,18 @@ def _cmd_regions(args: argparse.Namespace) -> int:
     from allocator.allocation_file import load as load_allocation
     from allocator.data import load_dataset
     from allocator.models import get_model
-    from allocator.pruning import Tensors, TrainConfig, apply_allocation, evaluate, make_permanent, set_threads, train
+    from allocator.pruning import (
+        Tensors,
+        TrainConfig,
+        allocation_counts,
+        evaluate,
+        make_permanent,
+        prune_to_counts,
+        scores,
+        set_threads,
+        train,
+    )
+    from allocator.pruning.sparse import finetune
     from allocator.regions.model import count_model_regions, data_slice, images, mlp_layers, plot_regions
 
     set_threads(args.threads)
@@ -359,6 +370,8 @@ def _cmd_regions(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     dense = entry.build()
     mlp_layers(dense)  # refuse non-MLPs before training
+    # an allocation file that does not fit the model is refused here, naming each tensor, before any training
+    kept: dict[str, int] | None = allocation_counts(allocation, dense) if allocation is not None else None
     if args.checkpoint:
         try:
             dense.load_state_dict(torch.load(args.checkpoint))
@@ -369,28 +382,19 @@ def _cmd_regions(args: argparse.Namespace) -> int:
         say(f"training {args.model} on {args.dataset} for {args.train_epochs} epochs (seed {args.seed})")
         train(dense, data, TrainConfig(epochs=args.train_epochs), args.seed)
     models = {"dense": dense}
-    if allocation is None and args.density is not None:
+    if kept is None and args.density is not None:
         from allocator.allocation import allocate
 
         result = allocate(entry.network, density=args.density, baselines=("uniform",))
-        if args.rule == "uniform":
-            from allocator.allocation import LayerAllocation
-
-            kept = result.baselines["uniform"].kept
-            layers = tuple(LayerAllocation(l.name, l.rows, l.cols, l.weights, k, l.prunable, False, None)
-                           for l, k in zip(result.layers, kept))
-            from dataclasses import replace
-
-            result = replace(result, layers=layers)
-        allocation = result
-    if allocation is not None:
-        import copy
-
-        pruned = copy.deepcopy(dense)
-        apply_allocation(pruned, allocation)
+        counts = result.kept if args.rule == "ours" else result.baselines["uniform"].kept
+        kept = {n: k for n, k, p in zip(entry.network.names, counts, entry.network.prunable) if p}
+    if kept is not None:
+        pruned = entry.build()
+        pruned.load_state_dict(dense.state_dict())
+        prune_to_counts(pruned, scores("magnitude", pruned, list(kept)), kept)
         if args.finetune_epochs:
             say(f"fine-tuning the pruned model for {args.finetune_epochs} epochs with masks fixed")
-            train(pruned, data, TrainConfig(epochs=args.finetune_epochs), args.seed + 1)
+            finetune(pruned, entry.build, data, TrainConfig(epochs=args.finetune_epochs), args.seed + 1)
         make_permanent(pruned)
         models["pruned"] = pruned
     indices = [int(v) for v in args.points.split(",")]
