@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup data data-mnist demo test test-slow bench clean
+.PHONY: setup data data-mnist demo test test-slow bench paper1 clean
 
 setup: $(STAMP) data
 
@@ -56,6 +56,11 @@ bench: setup
 	$(BIN)/python -m experiments.bench_bound
 	$(BIN)/python -m experiments.bench_allocation
 	$(BIN)/python -m experiments.bench_training
+
+# Paper 1's study (resumable: rerun to continue) and its report; hours on a 2-core machine.
+paper1: setup data-mnist
+	$(BIN)/python -m experiments.paper1_study --models mlp-2x100,mlp-2x200,mlp-2x400 --workers 2
+	$(BIN)/python -m experiments.paper1_report
 
 clean:
 	rm -rf $(VENV) build *.egg-info
