@@ -305,7 +305,7 @@ def test_sparse_finetune_equals_masked_dense_training(idx_dir, model_name, densi
         model = entry.build()
         counts = apply_allocation(model, allocation)
         config = TrainConfig(epochs=2, batch_size=64)
-        (finetune(model, entry.build, data, config, seed=9) if sparse else train(model, data, config, seed=9))
+        (finetune(model, entry.build, data, config, seed=9, max_density=0.05) if sparse else train(model, data, config, seed=9))
         verify_counts(model, counts)
         models.append(model)
     dense_state, sparse_state = models[0].state_dict(), models[1].state_dict()

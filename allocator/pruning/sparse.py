@@ -2,7 +2,8 @@
 
 A masked dense layer at density 0.001 spends 99.9 % of its arithmetic multiplying zeros. ``SparseLinear``
 holds the kept weights as a vector ``values`` with their ``rows`` and ``cols`` and computes
-``out[:, rows[i]] += x[:, cols[i]] * values[i]`` (a gather and an ``index_add``); autograd gives the
+``out[:, rows[i]] += x[:, cols[i]] * values[i]`` (a gather and an ``index_add``, done feature-major, i.e. on
+``x^T``, so that each kept weight moves one contiguous row of ``batch`` numbers); autograd gives the
 gradient of each kept weight, which is exactly the masked layer's gradient at that position, and SGD with
 momentum on ``values`` is SGD with momentum on the kept entries (masked entries have zero gradient and zero
 momentum there). So ``finetune`` equals ``train`` on the masked model up to floating-point summation order,
@@ -23,7 +24,9 @@ from torch import nn
 from allocator.pruning.masks import is_pruned
 from allocator.pruning.training import Progress, Tensors, TrainConfig, TrainResult, train
 
-DEFAULT_MAX_DENSITY = 0.05
+# Measured (one thread, batch 128, forward + backward of one layer): the sparse layer beats the masked dense one
+# below density ~0.015 (784x400: 0.48 vs 3.8 ms at 0.002, 1.85 vs 3.4 ms at 0.01, 5.5 vs 3.3 ms at 0.03).
+DEFAULT_MAX_DENSITY = 0.01
 
 
 class SparseLinear(nn.Module):
@@ -39,8 +42,9 @@ class SparseLinear(nn.Module):
         self.out_features, self.in_features = weight.shape
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        out = inputs.new_zeros(inputs.shape[0], self.out_features)
-        out = out.index_add(1, self.rows, inputs[:, self.cols] * self.values)
+        features = inputs.t().contiguous()  # (in, batch): each gathered input is one contiguous row
+        out = features.new_zeros(self.out_features, inputs.shape[0])
+        out = out.index_add(0, self.rows, features[self.cols] * self.values[:, None]).t()
         return out if self.bias is None else out + self.bias
 
 
