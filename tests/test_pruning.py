@@ -315,3 +315,37 @@ def test_sparse_finetune_equals_masked_dense_training(idx_dir, model_name, densi
     for name, kept in counts.items():
         module = models[1].get_submodule(name.rsplit(".", 1)[0])
         assert int(torch.count_nonzero(module.weight)) <= kept
+
+
+@pytest.mark.parametrize("model_name, freeze", [("mlp-2x100", False), ("lenet5", True)])
+def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_path, model_name, freeze):
+    """Same run, two engines: batched cells (sparse and dense groups) vs one masked model at a time."""
+    from allocator.pruning.validate import ValidateConfig, run_validation
+
+    base = dict(model=model_name, dataset="mnist", data_dir=str(idx_dir), densities=(0.003, 0.05),
+                allocations=("ours", "uniform"), seeds=(0,), freeze_features=freeze,
+                train=TrainConfig(epochs=1, batch_size=64), finetune=TrainConfig(epochs=2, batch_size=64))
+    messages: list[str] = []
+    run_validation(ValidateConfig(**base, sparse_finetune=True), tmp_path / "batched", say=messages.append)
+    run_validation(ValidateConfig(**base, sparse_finetune=False), tmp_path / "reference")
+    assert any("engine: batched cells" in m for m in messages)
+    cells = sorted((tmp_path / "reference" / "cells").glob("*.json"))
+    assert len(cells) == 4
+    for path in cells:
+        reference = json.loads(path.read_text())
+        batched = json.loads((tmp_path / "batched" / "cells" / path.name).read_text())
+        assert batched["batched_cells"] >= 1 and "batched_cells" not in reference
+        assert batched["kept"] == reference["kept"]
+        assert batched["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-4), path.name
+        assert abs(batched["test_accuracy"] - reference["test_accuracy"]) <= 1 / 200 + 1e-9
+        assert batched["finetune_best_epoch"] == reference["finetune_best_epoch"]
+
+
+def test_freeze_features_is_refused_for_a_model_without_a_relu_chain(tmp_path):
+    from allocator.pruning.validate import ValidateConfig, run_validation
+
+    config = ValidateConfig(model="resnet20", dataset="cifar10", data_dir=str(tmp_path), freeze_features=True)
+    with pytest.raises(InvalidInputError, match="freeze_features needs a model .* resnet20"):
+        run_validation(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    ValidateConfig(model="lenet5", freeze_features=True).check()

@@ -323,7 +323,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                              select_on=args.select_on),
         rank_model=args.rank_model, threads=args.threads, label=args.label,
         koopman_steps=args.koopman_steps, koopman_stride=args.koopman_stride,
-        sparse_finetune=not args.dense_finetune,
+        sparse_finetune=not args.dense_finetune, freeze_features=args.freeze_features,
     )
     config.check()
     out = args.out or f"runs/validate/{args.model}-{args.dataset}-{args.criterion}"
@@ -495,8 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--epochs", type=int, default=15, help="dense training epochs (default 15)")
     validate.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs (default 15)")
     validate.add_argument("--dense-finetune", action="store_true",
-                          help="fine-tune masked dense layers (default: layers at density <= 0.05 train through "
-                               "their kept weights only, which is the same arithmetic, faster)")
+                          help="reference engine: fine-tune each cell alone as a masked dense model (default: "
+                               "the same arithmetic, faster: layers at density <= 0.01 train through their kept "
+                               "weights only, and chain models train all cells of a seed as one batched model)")
+    validate.add_argument("--freeze-features", action="store_true",
+                          help="fine-tune the linear layers fc1 .. fcL only; the layers before fc1 (LeNet-5's "
+                               "convolutions) stay at the dense model's weights")
     validate.add_argument("--batch-size", type=_positive_int, default=128)
     validate.add_argument("--lr", type=float, default=0.01)
     validate.add_argument("--select-on", choices=("validation", "test", "last"), default="validation",

@@ -38,7 +38,7 @@ from allocator.pruning.masks import is_pruned
 from allocator.pruning.training import EpochRecord, Tensors, TrainConfig, TrainResult
 
 DEFAULT_MAX_DENSITY = 0.01  # the measured crossover of allocator.pruning.sparse
-MAX_CELL_PARAMETERS = 40_000_000  # parameters (all cells together) per batched module; more are split into chunks
+MAX_CELL_PARAMETERS = 10_000_000  # parameters (all cells together) per batched module; more are split into chunks
 
 
 def chain_names(model: nn.Module) -> list[str]:
@@ -326,11 +326,13 @@ def finetune_cells(
     *,
     max_density: float = DEFAULT_MAX_DENSITY,
     progress: Callable[[str], None] | None = None,
+    on_chunk: Callable[[list[int], list[TrainResult], float], None] | None = None,
 ) -> list[TrainResult]:
     """Fine-tune every pruned model of ``models`` with masks fixed, batched (module docstring); returns one
     ``TrainResult`` per model, in order. Models are grouped by their per-layer modes (sparse below
     ``max_density``), and groups larger than ``MAX_CELL_PARAMETERS`` are split; every model ends holding its
-    selected checkpoint's chain weights (the feature prefix is not trained)."""
+    selected checkpoint's chain weights (the feature prefix is not trained). ``on_chunk(positions, results,
+    seconds)`` is called as soon as each batch of models is done (to write results as they land)."""
     if not models:
         return []
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -342,6 +344,7 @@ def finetune_cells(
         chunk = max(1, MAX_CELL_PARAMETERS // max(1, 5 * per_cell))  # parameter, gradient, momentum, best, mask
         for first in range(0, len(positions), chunk):
             members = positions[first:first + chunk]
+            start = time.perf_counter()
             chain = BatchedChain([models[p] for p in members], modes)
             label = f"{len(members)} cell(s), layers {'/'.join(modes)}"
             report = None
@@ -351,5 +354,7 @@ def finetune_cells(
             chain.write_back([models[p] for p in members])
             for position, result in zip(members, trained):
                 results[position] = result
+            if on_chunk is not None:
+                on_chunk(members, trained, time.perf_counter() - start)
     return [r for r in results if r is not None]
 

@@ -38,7 +38,7 @@ from allocator.pruning.criteria import ScoreContext, criterion_names, global_kep
 from allocator.pruning.describe import describe
 from allocator.pruning.masks import prune_to_counts, realised_counts
 from allocator.pruning.sparse import finetune
-from allocator.pruning.training import Tensors, TrainConfig, evaluate, set_threads, train
+from allocator.pruning.training import Tensors, TrainConfig, TrainResult, evaluate, set_threads, train
 
 import allocator.koopman  # noqa: E402,F401  (registers the kmp and kgp criteria)
 
@@ -68,7 +68,8 @@ class ValidateConfig:
     validation: int | None = None  # held-out training images; None: min(5000, 10 % of train)
     koopman_steps: int | None = None  # kmp/kgp: optimiser steps in the snapshot window; None: one epoch
     koopman_stride: int = 1
-    sparse_finetune: bool = True  # fine-tune very sparse linear layers through their kept weights only
+    sparse_finetune: bool = True  # fast engines: kept weights only, many cells batched (same results)
+    freeze_features: bool = False  # fine-tune the linear chain only; layers before fc1 stay at the dense model
 
     def check(self) -> None:
         """Raise ``InvalidInputError`` on any bad value, before any work starts."""
@@ -87,6 +88,15 @@ class ValidateConfig:
             raise InvalidInputError("give at least one density and one seed")
         if self.threads < 1:
             raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
+        if self.freeze_features:
+            from allocator.pruning.batched import check_chain
+
+            entry = get_model(self.model)
+            try:
+                check_chain(entry.build(), torch.rand(2, *entry.input_shape))
+            except InvalidInputError as error:
+                raise InvalidInputError(f"freeze_features needs a model whose head is a ReLU chain fc1 .. fcL; "
+                                        f"{self.model}: {error}") from None
 
     def to_json(self) -> dict[str, object]:
         document = asdict(self)
@@ -104,6 +114,18 @@ def run_identity(config: ValidateConfig) -> dict[str, object]:
     identity.pop("seeds")
     identity.pop("label")
     return identity
+
+
+# How cells are computed, not what they measure: a run may be resumed with another engine.
+ENGINE_FIELDS = frozenset({"threads", "sparse_finetune"})
+
+
+def _changed_fields(previous: dict[str, object], identity: dict[str, object]) -> list[str]:
+    """Fields of ``identity`` that differ from a stored run's; fields the stored run predates count as their
+    defaults, and engine fields are ignored."""
+    defaults = ValidateConfig().to_json()
+    return sorted(key for key, value in identity.items()
+                  if key not in ENGINE_FIELDS and previous.get(key, defaults.get(key)) != value)
 
 
 def _dense_key(config: ValidateConfig, seed: int) -> str:
@@ -136,8 +158,8 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
     document = {"config": identity, "allocator_version": __version__, "torch_version": torch.__version__}
     if stored.is_file():
         previous = json.loads(stored.read_text())
-        if previous.get("config") != identity:
-            changed = sorted(k for k in identity if previous.get("config", {}).get(k) != identity[k])
+        changed = _changed_fields(previous.get("config", {}), identity)
+        if changed:
             raise InvalidInputError(
                 f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); use another --out"
             )
@@ -167,6 +189,10 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
         allocations[density] = result
 
     cells_dir = out / "cells"
+    batched = _batched_engine(config, entry, data)
+    if batched:
+        say("fine-tuning engine: batched cells (allocator.pruning.batched)"
+            + (", convolutional features frozen at the dense model" if config.freeze_features else ""))
     for seed_index, seed in enumerate(config.seeds):
         dense_path = out / "dense" / f"seed{seed}-{_dense_key(config, seed)}.pt"
         torch.manual_seed(seed)
@@ -189,45 +215,143 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
         if config.criterion in KOOPMAN_CRITERIA:
             extra["koopman"] = _koopman_window(config, model, data, prunable, seed, out, say)
         context = ScoreContext(seed=seed, inputs=data.train_x[batch], targets=data.train_y[batch], extra=extra)
-        for density in config.densities:
-            allocation = allocations[density]
-            for rule in config.allocations:
-                cell_path = cells_dir / f"{_cell_id(seed, density, rule, config.criterion)}.json"
-                if cell_path.is_file():
-                    continue
-                start = time.perf_counter()
-                cell: dict[str, object] = {"seed": seed, "density": density, "allocation": rule,
-                                           "criterion": config.criterion, "dense_test_accuracy": dense_accuracy}
-                if "koopman" in extra:
-                    cell["koopman"] = extra["koopman"].describe()  # type: ignore[attr-defined]
-                kept = _kept_for_rule(rule, allocation, model, prunable)
-                if kept is None:
-                    cell["unavailable"] = allocation.baselines[rule].unavailable
-                    atomic_write_text(cell_path, json.dumps(cell))
-                    say(f"seed {seed} density {density:g} {rule}: unavailable ({cell['unavailable']})")
-                    continue
-                densities = [kept.get(n, w) / w for n, w in zip(network.names, network.weights)]
-                cell["kept"] = kept
-                cell["ln_bound"] = ln_expected_bound(network, densities, config.rank_model)
-                layer_scores = scores(config.criterion, model, prunable, context)
-                pruned = entry.build()
-                pruned.load_state_dict(dense_state)
-                prune_to_counts(pruned, layer_scores, kept)
-                cell["test_accuracy_pruned"] = evaluate(pruned, data.test_x, data.test_y)[1]
-                if config.sparse_finetune:
-                    history = finetune(pruned, entry.build, data, config.finetune, seed + 1_000_003)
-                else:
-                    history = train(pruned, data, config.finetune, seed + 1_000_003)
-                loss, accuracy = evaluate(pruned, data.test_x, data.test_y)
-                nonzero = realised_counts(pruned, prunable)
-                if any(nonzero[n] > kept[n] for n in prunable):
-                    raise RuntimeError(f"masked weights became non-zero during fine-tuning: {nonzero} vs {kept}")
-                cell.update({"test_accuracy": accuracy, "test_loss": loss, "finetune_best_epoch": history.best_epoch,
-                             "seconds": time.perf_counter() - start})
-                atomic_write_text(cell_path, json.dumps(cell))
-                say(f"seed {seed} density {density:g} {rule}: test acc {100 * accuracy:.2f} % "
-                    f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
+        pending = [(density, rule) for density in config.densities for rule in config.allocations
+                   if not (cells_dir / f"{_cell_id(seed, density, rule, config.criterion)}.json").is_file()]
+        if not pending:
+            continue
+        run = _SeedRun(config, entry, network, prunable, data, model, dense_state, dense_accuracy, context, extra,
+                       allocations, cells_dir, seed, say)
+        if batched:
+            run.batched(pending)
+        else:
+            for density, rule in pending:
+                prepared = run.prepare(density, rule)
+                if prepared is not None:
+                    run.finish(prepared, run.finetune_alone(prepared.model))
     return summarise(out, config)
+
+
+def _batched_engine(config: ValidateConfig, entry, data: Tensors) -> bool:
+    """Whether cells fine-tune through ``allocator.pruning.batched`` (all at once per seed).
+
+    That engine trains the linear chain ``fc1 .. fcL`` only, so it applies where nothing else trains: models
+    that are only a chain (the MLPs), or any chain model when ``freeze_features`` fixes the layers before it.
+    (``config.check()`` refuses ``freeze_features`` on a model that is not such a chain.)
+    """
+    from allocator.pruning.batched import chain_names, check_chain
+
+    model = entry.build()
+    try:
+        names = set(chain_names(model))
+        check_chain(model, data.train_x[:8])
+    except InvalidInputError:
+        if config.freeze_features:  # config.check() has refused this already
+            raise
+        return False
+    outside = [n for n, _ in model.named_parameters() if n.split(".")[0] not in names]
+    return config.sparse_finetune and (config.freeze_features or not outside)
+
+
+@dataclass
+class _Prepared:
+    """A pruned cell waiting for fine-tuning."""
+
+    path: Path
+    cell: dict[str, object]
+    model: torch.nn.Module
+    kept: dict[str, int]
+    start: float
+
+
+class _SeedRun:
+    """The cells of one seed: prune from the dense model, fine-tune (alone or batched), evaluate, write."""
+
+    def __init__(self, config: ValidateConfig, entry, network, prunable: Sequence[str], data: Tensors,
+                 model: torch.nn.Module, dense_state: dict[str, torch.Tensor], dense_accuracy: float,
+                 context: ScoreContext, extra: dict[str, object], allocations: dict, cells_dir: Path, seed: int,
+                 say: Say) -> None:
+        self.config, self.entry, self.network, self.prunable, self.data = config, entry, network, prunable, data
+        self.model, self.dense_state, self.dense_accuracy = model, dense_state, dense_accuracy
+        self.context, self.extra, self.allocations = context, extra, allocations
+        self.cells_dir, self.seed, self.say = cells_dir, seed, say
+        self._scores: dict[str, torch.Tensor] | None = None
+
+    def prepare(self, density: float, rule: str) -> _Prepared | None:
+        """Prune a fresh copy of the dense model for one cell; ``None`` (and the cell written) if unavailable."""
+        config, seed = self.config, self.seed
+        path = self.cells_dir / f"{_cell_id(seed, density, rule, config.criterion)}.json"
+        start = time.perf_counter()
+        cell: dict[str, object] = {"seed": seed, "density": density, "allocation": rule,
+                                   "criterion": config.criterion, "dense_test_accuracy": self.dense_accuracy}
+        if "koopman" in self.extra:
+            cell["koopman"] = self.extra["koopman"].describe()  # type: ignore[attr-defined]
+        allocation = self.allocations[density]
+        kept = _kept_for_rule(rule, allocation, self.model, self.prunable)
+        if kept is None:
+            cell["unavailable"] = allocation.baselines[rule].unavailable
+            atomic_write_text(path, json.dumps(cell))
+            self.say(f"seed {seed} density {density:g} {rule}: unavailable ({cell['unavailable']})")
+            return None
+        densities = [kept.get(n, w) / w for n, w in zip(self.network.names, self.network.weights)]
+        cell["kept"] = kept
+        cell["ln_bound"] = ln_expected_bound(self.network, densities, config.rank_model)
+        if self._scores is None:  # the dense model is the same for every cell of the seed
+            self._scores = scores(config.criterion, self.model, self.prunable, self.context)
+        pruned = self.entry.build()
+        pruned.load_state_dict(self.dense_state)
+        prune_to_counts(pruned, self._scores, kept)
+        cell["test_accuracy_pruned"] = evaluate(pruned, self.data.test_x, self.data.test_y)[1]
+        return _Prepared(path, cell, pruned, kept, start)
+
+    def finetune_alone(self, model: torch.nn.Module) -> TrainResult:
+        """The one-cell engines: sparse twin or plain masked training (layers before fc1 fixed if frozen)."""
+        config, seed = self.config, self.seed + 1_000_003
+        if self.config.freeze_features:
+            from allocator.pruning.batched import chain_names
+
+            chain = set(chain_names(model))
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad_(name.split(".")[0] in chain)
+            try:
+                return train(model, self.data, config.finetune, seed)
+            finally:
+                for parameter in model.parameters():
+                    parameter.requires_grad_(True)
+        if config.sparse_finetune:
+            return finetune(model, self.entry.build, self.data, config.finetune, seed)
+        return train(model, self.data, config.finetune, seed)
+
+    def batched(self, pending: Sequence[tuple[float, str]]) -> None:
+        """Prune every pending cell, then fine-tune them together; cells are written chunk by chunk."""
+        from allocator.pruning.batched import ChainData, finetune_cells
+
+        select_test = self.config.finetune.select_on == "test"
+        chain_data = (ChainData.with_test if select_test else ChainData.from_model)(self.model, self.data)
+        prepared = [p for p in (self.prepare(density, rule) for density, rule in pending) if p is not None]
+
+        def on_chunk(positions: Sequence[int], results: Sequence[TrainResult], seconds: float) -> None:
+            for position, result in zip(positions, results):
+                self.finish(prepared[position], result, batch=(seconds / len(positions), len(positions)))
+
+        finetune_cells([p.model for p in prepared], chain_data, self.config.finetune, self.seed + 1_000_003,
+                       progress=lambda message: self.say(f"seed {self.seed}: {message}"), on_chunk=on_chunk)
+
+    def finish(self, prepared: _Prepared, history: TrainResult, batch: tuple[float, int] | None = None) -> None:
+        """Evaluate the fine-tuned cell on the test split, check its masks held, write it atomically.
+
+        ``batch``: (this cell's share of the batch's fine-tuning seconds, cells in the batch) when batched."""
+        cell, kept, pruned = prepared.cell, prepared.kept, prepared.model
+        loss, accuracy = evaluate(pruned, self.data.test_x, self.data.test_y)
+        nonzero = realised_counts(pruned, self.prunable)
+        if any(nonzero[n] > kept[n] for n in self.prunable):
+            raise RuntimeError(f"masked weights became non-zero during fine-tuning: {nonzero} vs {kept}")
+        cell.update({"test_accuracy": accuracy, "test_loss": loss, "finetune_best_epoch": history.best_epoch,
+                     "seconds": batch[0] if batch else time.perf_counter() - prepared.start})
+        if batch:
+            cell["batched_cells"] = batch[1]
+        atomic_write_text(prepared.path, json.dumps(cell))
+        self.say(f"seed {self.seed} density {cell['density']:g} {cell['allocation']}: test acc {100 * accuracy:.2f} % "
+                 f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
 
 
 def _koopman_window(config: ValidateConfig, model: torch.nn.Module, data: Tensors, prunable: Sequence[str],
