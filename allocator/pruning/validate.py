@@ -128,6 +128,20 @@ def _changed_fields(previous: dict[str, object], identity: dict[str, object]) ->
                   if key not in ENGINE_FIELDS and previous.get(key, defaults.get(key)) != value)
 
 
+def _save_allocation_if_changed(allocation, path: Path) -> None:
+    """Write the allocation file unless one with the same decision (content hash) is there: a resumed run
+    re-solves, and only timings would change."""
+    from allocator.allocation_file import to_document
+
+    if path.is_file():
+        try:
+            if json.loads(path.read_text()).get("content_hash") == to_document(allocation)["content_hash"]:
+                return
+        except (OSError, ValueError):
+            pass  # unreadable: overwrite it
+    save_allocation(allocation, path)
+
+
 def _dense_key(config: ValidateConfig, seed: int) -> str:
     payload = json.dumps({"model": config.model, "dataset": config.dataset, "data_dir": config.data_dir,
                           "validation": config.validation,
@@ -185,7 +199,7 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
         say(f"allocating at density {density:g} ({config.rank_model} rank model)")
         result = allocate(network, density=density, rank_model=config.rank_model,
                           baselines=[r for r in ("uniform", "uniform-gale", "er", "erk") if r in config.allocations or r == "uniform"])
-        save_allocation(result, out / "allocations" / f"{config.model}-d{density!r}.json")
+        _save_allocation_if_changed(result, out / "allocations" / f"{config.model}-d{density!r}.json")
         allocations[density] = result
 
     cells_dir = out / "cells"
