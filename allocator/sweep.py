@@ -12,6 +12,7 @@ machine ``workers=2``); ``ray`` (the same tasks as Ray remote functions, for gri
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -84,14 +85,26 @@ class SweepSpec:
 
 
 def run_task(task: SweepTask) -> dict[str, object]:
-    """Run one task (in whatever process the backend chose); returns a small report."""
+    """Run one task (in whatever process the backend chose); returns a small report: seconds, cells present and
+    computed now, and whether (and in how many seconds) the dense model was trained now."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import json
+
     from allocator.pruning.validate import run_validation
 
+    folder = Path(task.out_dir)
+    pattern = f"seed{task.seed}-*.json"
+    before = len(list((folder / "cells").glob(pattern)))
+    dense_existed = any((folder / "dense").glob(f"seed{task.seed}-*.pt"))
     start = time.perf_counter()
     run_validation(task.config, task.out_dir)  # type: ignore[arg-type]
-    cells = len(list((Path(task.out_dir) / "cells").glob(f"seed{task.seed}-*.json")))
-    return {"label": task.label, "seconds": time.perf_counter() - start, "cells": cells}
+    seconds = time.perf_counter() - start
+    cells = len(list((folder / "cells").glob(pattern)))
+    record = folder / "dense" / f"seed{task.seed}.json"
+    dense_seconds = json.loads(record.read_text()).get("train_seconds") if record.is_file() else None
+    return {"label": task.label, "dataset": task.dataset, "model": task.model, "criterion": task.criterion,
+            "seed": task.seed, "seconds": seconds, "cells": cells, "new_cells": cells - before,
+            "dense_trained": not dense_existed, "dense_train_seconds": dense_seconds if not dense_existed else None}
 
 
 def run_sweep(
@@ -102,7 +115,10 @@ def run_sweep(
     workers: int = 2,
     say: Callable[[str], None] | None = None,
 ) -> list[dict[str, object]]:
-    """Run every task of ``spec`` under ``out_root`` with ``backend``; then summarise every run folder."""
+    """Run every task of ``spec`` under ``out_root`` with ``backend``; then summarise every run folder.
+
+    Each finished task appends its report (seconds, cells computed, dense training time, the sweep's start
+    time and its elapsed wall time) as one JSON line to ``out_root/tasks.jsonl``."""
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend {backend!r} is unknown; accepted: {', '.join(BACKENDS)}")
     if workers < 1:
@@ -112,8 +128,15 @@ def run_sweep(
     start = time.perf_counter()
     reports: list[dict[str, object]] = []
 
+    log = Path(out_root) / "tasks.jsonl"
+    sweep_id = time.strftime("%Y-%m-%dT%H:%M:%S")
+
     def done(report: dict[str, object]) -> None:
         reports.append(report)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as handle:  # one line per task: the timing record the reports read
+            handle.write(json.dumps({**report, "sweep": sweep_id, "backend": backend, "workers": workers,
+                                     "finished_after_seconds": time.perf_counter() - start}) + "\n")
         elapsed = time.perf_counter() - start
         eta = elapsed / len(reports) * (len(tasks) - len(reports))
         say(f"{len(reports)}/{len(tasks)} tasks done ({report['label']}: {report['cells']} cells, "

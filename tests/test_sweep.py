@@ -40,6 +40,11 @@ def test_local_backend_runs_tasks_in_parallel_and_resumes(idx_dir, tmp_path):
     run_sweep(_spec(idx_dir, (0, 1, 2)), tmp_path, backend="serial", say=lambda m: None)
     after = json.loads(victim.read_text())
     assert after["test_accuracy"] == before["test_accuracy"]
+    log = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    first, second = log[:3], log[3:]
+    assert all(r["new_cells"] == 4 and r["dense_trained"] and r["dense_train_seconds"] > 0 for r in first)
+    assert sorted(r["new_cells"] for r in second) == [0, 0, 1] and not any(r["dense_trained"] for r in second)
+    assert len({r["sweep"] for r in first}) == 1 and first[0]["workers"] == 2
 
 
 @pytest.mark.ray

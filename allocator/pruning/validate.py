@@ -211,19 +211,25 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
         dense_path = out / "dense" / f"seed{seed}-{_dense_key(config, seed)}.pt"
         torch.manual_seed(seed)
         model = entry.build()
+        dense_record = out / "dense" / f"seed{seed}.json"
+        train_seconds = None
         if dense_path.is_file():
             model.load_state_dict(torch.load(dense_path))
             say(f"seed {seed}: dense model loaded from {dense_path}")
+            if dense_record.is_file():  # keep the training time measured when it was trained
+                train_seconds = json.loads(dense_record.read_text()).get("train_seconds")
         else:
             say(f"seed {seed} ({seed_index + 1}/{len(config.seeds)}): training the dense model, {config.train.epochs} epochs")
+            started = time.perf_counter()
             train(model, data, config.train, seed,
                   progress=lambda e, n, r: say(f"  dense epoch {e}/{n}: train loss {r.train_loss:.4f}, "
                                                f"{config.train.select_on} acc {100 * r.select_accuracy:.2f} % ({r.seconds:.1f} s)"))
+            train_seconds = time.perf_counter() - started
             _save_tensor_state(dense_path, model.state_dict())
         dense_state = {k: v.clone() for k, v in model.state_dict().items()}
         dense_loss, dense_accuracy = evaluate(model, data.test_x, data.test_y)
-        atomic_write_text(out / "dense" / f"seed{seed}.json",
-                          json.dumps({"seed": seed, "test_accuracy": dense_accuracy, "test_loss": dense_loss}))
+        atomic_write_text(dense_record, json.dumps({"seed": seed, "test_accuracy": dense_accuracy, "test_loss": dense_loss,
+                                                    "train_seconds": train_seconds}))
         batch = slice(0, config.train.batch_size)
         extra: dict[str, object] = {}
         if config.criterion in KOOPMAN_CRITERIA:
