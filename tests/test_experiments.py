@@ -27,3 +27,19 @@ def test_regions_study_smoke(tmp_path):
     assert table[0].startswith("density,allocation")
     assert len(table) == 1 + 1 + 2 * 2  # header, dense, two densities x two allocations
     assert (tmp_path / "regions_study.png").stat().st_size > 1000
+
+
+def test_paper1_study_and_report_smoke(tmp_path):
+    """The sweep (batched engine) and the report end to end on the installed Fashion-MNIST, one tiny grid."""
+    from experiments import paper1_report, paper1_study
+
+    out = tmp_path / "paper1"
+    assert paper1_study.main(["--smoke", "--models", "mlp-2x100", "--datasets", "fashion-mnist", "--backend", "serial",
+                              "--workers", "1", "--out", str(out)]) == 0
+    cells = list((out / "fashion-mnist" / "mlp-2x100" / "magnitude" / "cells").glob("*.json"))
+    assert len(cells) == 2 * 2 * 5  # seeds x densities x allocations
+    assert paper1_report.main(["--root", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "## mlp-2x100 on fashion-mnist (magnitude)" in report and "ours - uniform (pp)" in report
+    assert "| fashion-mnist | mlp-2x100 | 2 |" in report  # two whole-seed tasks timed from tasks.jsonl
+    assert (out / "ours_minus_uniform.png").stat().st_size > 1000
