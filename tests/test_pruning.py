@@ -331,14 +331,24 @@ def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_pa
     assert any("engine: batched cells" in m for m in messages)
     cells = sorted((tmp_path / "reference" / "cells").glob("*.json"))
     assert len(cells) == 4
+    duplicates = 0
     for path in cells:
         reference = json.loads(path.read_text())
         batched = json.loads((tmp_path / "batched" / "cells" / path.name).read_text())
-        assert batched["batched_cells"] >= 1 and "batched_cells" not in reference
+        assert "batched_cells" not in reference
         assert batched["kept"] == reference["kept"]
+        if "same_counts_as" in batched:  # computed once: the cell with the same counts in this seed
+            source = batched["same_counts_as"]
+            twin = json.loads((tmp_path / "batched" / "cells" /
+                               f"seed0-d{source['density']!r}-{source['allocation']}-magnitude.json").read_text())
+            assert twin["kept"] == batched["kept"] and twin["test_loss"] == batched["test_loss"]
+            duplicates += 1
+        else:
+            assert batched["batched_cells"] >= 1
         assert batched["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-4), path.name
         assert abs(batched["test_accuracy"] - reference["test_accuracy"]) <= 1 / 200 + 1e-9
         assert batched["finetune_best_epoch"] == reference["finetune_best_epoch"]
+    assert duplicates >= 1  # at 0.05 ours keeps uniform's counts
 
 
 def test_freeze_features_is_refused_for_a_model_without_a_relu_chain(tmp_path):

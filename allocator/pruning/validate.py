@@ -281,6 +281,8 @@ class _Prepared:
     model: torch.nn.Module
     kept: dict[str, int]
     start: float
+    duplicates: list[tuple[Path, dict[str, object]]] = field(default_factory=list)  # cells with the same counts
+    finished: dict[str, object] | None = None  # the written cell, once fine-tuned and evaluated
 
 
 class _SeedRun:
@@ -295,9 +297,12 @@ class _SeedRun:
         self.context, self.extra, self.allocations = context, extra, allocations
         self.cells_dir, self.seed, self.say = cells_dir, seed, say
         self._scores: dict[str, torch.Tensor] | None = None
+        self._by_kept: dict[tuple[tuple[str, int], ...], _Prepared] = {}
 
     def prepare(self, density: float, rule: str) -> _Prepared | None:
-        """Prune a fresh copy of the dense model for one cell; ``None`` (and the cell written) if unavailable."""
+        """Prune a fresh copy of the dense model for one cell; ``None`` if the cell is unavailable (then written
+        at once) or keeps the same counts as a cell prepared before (then written with that cell's results: same
+        counts, same scores, same seed and data order give the same fine-tuning, so it is computed once)."""
         config, seed = self.config, self.seed
         path = self.cells_dir / f"{_cell_id(seed, density, rule, config.criterion)}.json"
         start = time.perf_counter()
@@ -315,13 +320,23 @@ class _SeedRun:
         densities = [kept.get(n, w) / w for n, w in zip(self.network.names, self.network.weights)]
         cell["kept"] = kept
         cell["ln_bound"] = ln_expected_bound(self.network, densities, config.rank_model)
+        key = tuple(sorted(kept.items()))
+        if key in self._by_kept:
+            twin = self._by_kept[key]
+            if twin.finished is None:
+                twin.duplicates.append((path, cell))
+            else:
+                self._write_duplicate(path, cell, twin.finished)
+            return None
         if self._scores is None:  # the dense model is the same for every cell of the seed
             self._scores = scores(config.criterion, self.model, self.prunable, self.context)
         pruned = self.entry.build()
         pruned.load_state_dict(self.dense_state)
         prune_to_counts(pruned, self._scores, kept)
         cell["test_accuracy_pruned"] = evaluate(pruned, self.data.test_x, self.data.test_y)[1]
-        return _Prepared(path, cell, pruned, kept, start)
+        prepared = _Prepared(path, cell, pruned, kept, start)
+        self._by_kept[key] = prepared
+        return prepared
 
     def finetune_alone(self, model: torch.nn.Module) -> TrainResult:
         """The one-cell engines: sparse twin or plain masked training (layers before fc1 fixed if frozen)."""
@@ -372,6 +387,19 @@ class _SeedRun:
         atomic_write_text(prepared.path, json.dumps(cell))
         self.say(f"seed {self.seed} density {cell['density']:g} {cell['allocation']}: test acc {100 * accuracy:.2f} % "
                  f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
+        prepared.finished = cell
+        for path, duplicate in prepared.duplicates:
+            self._write_duplicate(path, duplicate, cell)
+        prepared.duplicates.clear()
+
+    def _write_duplicate(self, path: Path, duplicate: dict[str, object], cell: dict[str, object]) -> None:
+        """Write a cell whose counts equal ``cell``'s with ``cell``'s results (see ``prepare``)."""
+        duplicate.update({key: cell[key] for key in ("test_accuracy_pruned", "test_accuracy", "test_loss",
+                                                     "finetune_best_epoch")})
+        duplicate.update({"seconds": 0.0, "same_counts_as": {"density": cell["density"], "allocation": cell["allocation"]}})
+        atomic_write_text(path, json.dumps(duplicate))
+        self.say(f"seed {self.seed} density {duplicate['density']:g} {duplicate['allocation']}: same counts as "
+                 f"{cell['allocation']} at {cell['density']:g}, test acc {100 * float(cell['test_accuracy']):.2f} %")
 
 
 def _koopman_window(config: ValidateConfig, model: torch.nn.Module, data: Tensors, prunable: Sequence[str],
