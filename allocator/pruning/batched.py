@@ -209,7 +209,7 @@ class BatchedChain(nn.Module):
             for cell, model in enumerate(models):
                 for index, (name, mode) in enumerate(zip(self.names, self.modes)):
                     module = getattr(model, name)
-                    in_width, out_width = self.widths[index]
+                    out_width = self.widths[index][1]
                     if module.bias is not None:
                         module.bias.copy_(getattr(self, f"bias{index}")[cell * out_width:(cell + 1) * out_width])
                     if mode == "sparse":
