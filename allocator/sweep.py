@@ -144,14 +144,30 @@ def run_sweep(
 
     say(f"{len(tasks)} tasks ({len(spec.seeds)} seeds x {len(spec.datasets)} data sets x {len(spec.models)} models x "
         f"{len(spec.criteria)} criteria) with the {backend} backend")
+    failures: list[str] = []
+
+    def failed(task: SweepTask, error: BaseException) -> None:
+        failures.append(f"{task.label}: {type(error).__name__}: {error}")
+        say(f"FAILED {task.label}: {type(error).__name__}: {error} (the other tasks go on)")
+        with open(log, "a") as handle:
+            handle.write(json.dumps({"label": task.label, "dataset": task.dataset, "model": task.model,
+                                     "seed": task.seed, "failed": f"{type(error).__name__}: {error}",
+                                     "sweep": sweep_id}) + "\n")
+
     if backend == "serial" or (backend == "local" and workers == 1):
         for task in tasks:
-            done(run_task(task))
+            try:
+                done(run_task(task))
+            except Exception as error:  # noqa: BLE001  (reported and raised below, after the other tasks)
+                failed(task, error)
     elif backend == "local":
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_task, task) for task in tasks]
+            futures = {pool.submit(run_task, task): task for task in tasks}
             for future in as_completed(futures):
-                done(future.result())
+                try:
+                    done(future.result())
+                except Exception as error:  # noqa: BLE001
+                    failed(futures[future], error)
     else:
         try:
             import ray
@@ -160,11 +176,18 @@ def run_sweep(
         if not ray.is_initialized():
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         remote = ray.remote(num_cpus=1)(run_task)
-        pending = [remote.remote(task) for task in tasks]
+        by_ref = {remote.remote(task): task for task in tasks}
+        pending = list(by_ref)
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
-            done(ray.get(finished[0]))
+            try:
+                done(ray.get(finished[0]))
+            except Exception as error:  # noqa: BLE001
+                failed(by_ref[finished[0]], error)
     summarise_sweep(spec, out_root)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(tasks)} sweep tasks failed (the others completed; rerun to "
+                           "resume):\n" + "\n".join(failures))
     return reports
 
 

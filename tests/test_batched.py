@@ -74,9 +74,9 @@ def test_batched_cells_equal_training_each_alone(select_on, max_density):
         assert set(reference) == set(state_got)
         for key in reference:
             assert torch.allclose(reference[key], state_got[key], atol=1e-5), key
-        for name in ("fc1", "fc2"):
+        for name in ("fc1", "fc2"):  # the masks are untouched
             module = got_model.get_submodule(name)
-            assert int(torch.count_nonzero(module.weight)) <= CELLS[batched.index(got_model)][f"{name}.weight"]
+            assert int(module.weight_mask.sum()) == CELLS[batched.index(got_model)][f"{name}.weight"]
 
 
 def test_frozen_features_train_only_the_chain_of_lenet():
@@ -119,3 +119,43 @@ def test_batched_chain_rejects_mixed_pruning():
     prune_to_counts(a, {"fc1.weight": torch.rand(5, 6)}, {"fc1.weight": 3})
     with pytest.raises(InvalidInputError, match="pruned in some models"):
         BatchedChain([a, b], ("dense", "dense"))
+
+
+class _NoBias(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(20, 24, bias=False)
+        self.fc2 = torch.nn.Linear(24, 16, bias=False)
+        self.fc3 = torch.nn.Linear(16, 5)
+
+    def forward(self, inputs):
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(inputs)))))
+
+
+def test_layers_without_bias_stay_without_bias():
+    torch.manual_seed(4)
+    state = _NoBias().state_dict()
+    data = _data(20)
+    config = TrainConfig(epochs=3, batch_size=32)
+    alone = _pruned(_NoBias, state, CELLS[0], seed=0)
+    expected = train(alone, data, config, seed=2)
+    batched = [_pruned(_NoBias, state, kept, seed=i) for i, kept in enumerate(CELLS[:2])]
+    got = finetune_cells(batched, ChainData.from_model(batched[0], data), config, seed=2)
+    assert [r.select_loss for r in got[0].history] == pytest.approx([r.select_loss for r in expected.history], abs=1e-6)
+    assert batched[0].fc1.bias is None and not any("bias0" in n for n, _ in BatchedChain(batched, ("sparse",) * 2 + ("dense",)).named_parameters())
+
+
+def test_pruned_bias_and_dropout_are_refused():
+    from torch.nn.utils import prune
+
+    model = MLP(6, (5,), 3)
+    prune.l1_unstructured(model.fc1, "bias", amount=1)
+    with pytest.raises(InvalidInputError, match="pruned bias"):
+        BatchedChain([model], ("dense", "dense"))
+
+    class Dropped(MLP):
+        def forward(self, inputs):
+            return self.fc2(torch.nn.functional.dropout(torch.relu(self.fc1(inputs.flatten(1))), 0.5, self.training))
+
+    with pytest.raises(InvalidInputError, match="training mode"):
+        check_chain(Dropped(6, (5,), 3), torch.randn(4, 6))

@@ -349,6 +349,25 @@ def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_pa
         assert abs(batched["test_accuracy"] - reference["test_accuracy"]) <= 1 / 200 + 1e-9
         assert batched["finetune_best_epoch"] == reference["finetune_best_epoch"]
     assert duplicates >= 1  # at 0.05 ours keeps uniform's counts
+    # resuming without a duplicate copies it from its twin on disk instead of training again
+    copied = next(p for p in (tmp_path / "batched" / "cells").glob("*.json") if "same_counts_as" in json.loads(p.read_text()))
+    before = json.loads(copied.read_text())
+    copied.unlink()
+    messages.clear()
+    run_validation(ValidateConfig(**base, sparse_finetune=True), tmp_path / "batched", say=messages.append)
+    assert json.loads(copied.read_text()) == before
+    assert not any(m.startswith("seed 0: fine-tuning") for m in messages)
+
+
+def test_a_stored_run_predating_a_nested_setting_still_matches():
+    from allocator.pruning.validate import ValidateConfig, _changed_fields, run_identity
+
+    identity = run_identity(ValidateConfig())
+    stored = json.loads(json.dumps(identity))
+    del stored["finetune"]["weight_decay"], stored["freeze_features"], stored["sparse_finetune"]
+    assert _changed_fields(stored, identity) == []
+    stored["finetune"]["lr"] = 0.5
+    assert _changed_fields(stored, identity) == ["finetune"]
 
 
 def test_freeze_features_is_refused_for_a_model_without_a_relu_chain(tmp_path):

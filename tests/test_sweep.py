@@ -68,3 +68,22 @@ def test_bad_sweep_arguments(tmp_path):
         run_sweep(spec, tmp_path)
     with pytest.raises(InvalidInputError, match="backend 'spark' is unknown"):
         run_sweep(spec, tmp_path, backend="spark")
+
+
+def test_a_failing_task_is_logged_and_the_others_complete(idx_dir, tmp_path, monkeypatch):
+    import allocator.sweep as sweep
+
+    real = sweep.run_task
+
+    def flaky(task):
+        if task.seed == 0:
+            raise ValueError("boom in seed 0")
+        return real(task)
+
+    monkeypatch.setattr(sweep, "run_task", flaky)
+    messages: list[str] = []
+    with pytest.raises(RuntimeError, match=r"(?s)1 of 2 sweep tasks failed.*seed 0: ValueError: boom"):
+        sweep.run_sweep(_spec(idx_dir, (0, 1)), tmp_path, backend="serial", say=messages.append)
+    log = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    assert [r.get("failed") for r in log] == ["ValueError: boom in seed 0", None]
+    assert log[1]["new_cells"] == 4 and any("FAILED" in m for m in messages)

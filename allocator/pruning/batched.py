@@ -115,6 +115,7 @@ class BatchedChain(nn.Module):
         self.segments: list[list[_Segment]] = []
         self.owners: dict[str, torch.Tensor] = {}  # parameter name -> cell index of each slice along dim 0
         self.pruned: list[bool] = []
+        self.has_bias: list[bool] = []
         for index, (name, mode) in enumerate(zip(self.names, self.modes)):
             modules = [getattr(m, name) for m in models]
             out_width, in_width = modules[0].weight.shape
@@ -123,11 +124,18 @@ class BatchedChain(nn.Module):
             pruned = [is_pruned(m, "weight") for m in modules]
             if len(set(pruned)) != 1:
                 raise InvalidInputError(f"layer {name} is pruned in some models and not in others")
+            if any(is_pruned(m, "bias") for m in modules):
+                raise InvalidInputError(f"layer {name} has a pruned bias; the batched engine prunes weights only")
+            has_bias = {m.bias is not None for m in modules}
+            if len(has_bias) != 1:
+                raise InvalidInputError(f"layer {name} has a bias in some models and not in others")
             self.pruned.append(pruned[0])
             self.widths.append((in_width, out_width))
-            biases = [m.bias.detach() if m.bias is not None else torch.zeros(out_width) for m in modules]
-            self.register_parameter(f"bias{index}", nn.Parameter(torch.cat(biases).clone()))
-            self.owners[f"bias{index}"] = torch.arange(self.cells).repeat_interleave(out_width)
+            self.has_bias.append(has_bias.pop())
+            if self.has_bias[-1]:
+                biases = [m.bias.detach() for m in modules]
+                self.register_parameter(f"bias{index}", nn.Parameter(torch.cat(biases).clone()))
+                self.owners[f"bias{index}"] = torch.arange(self.cells).repeat_interleave(out_width)
             if mode == "sparse":
                 if not pruned[0]:
                     raise InvalidInputError(f"layer {name} is not pruned; only pruned layers can be sparse")
@@ -163,7 +171,6 @@ class BatchedChain(nn.Module):
         last = len(self.names) - 1
         for index, mode in enumerate(self.modes):
             in_width, out_width = self.widths[index]
-            bias = getattr(self, f"bias{index}")
             if mode == "sparse":
                 values = getattr(self, f"values{index}")
                 gathered = hidden[getattr(self, f"cols{index}")] * values[:, None]
@@ -176,7 +183,7 @@ class BatchedChain(nn.Module):
                     out = weight.reshape(self.cells * out_width, in_width) @ hidden
                 else:
                     out = torch.bmm(weight, hidden.view(self.cells, in_width, batch)).reshape(self.cells * out_width, batch)
-            hidden = out + bias[:, None]
+            hidden = out + getattr(self, f"bias{index}")[:, None] if self.has_bias[index] else out
             if index < last:
                 hidden = torch.relu(hidden)
         return hidden.view(self.cells, self.widths[last][1], batch)
@@ -210,7 +217,7 @@ class BatchedChain(nn.Module):
                 for index, (name, mode) in enumerate(zip(self.names, self.modes)):
                     module = getattr(model, name)
                     out_width = self.widths[index][1]
-                    if module.bias is not None:
+                    if self.has_bias[index]:
                         module.bias.copy_(getattr(self, f"bias{index}")[cell * out_width:(cell + 1) * out_width])
                     if mode == "sparse":
                         segment = self.segments[index][cell]
@@ -223,19 +230,26 @@ class BatchedChain(nn.Module):
 
 
 def check_chain(model: nn.Module, inputs: torch.Tensor, tolerance: float = 1e-4) -> None:
-    """Raise unless ``model(inputs)`` equals its linear chain with ReLUs applied to ``chain_features(inputs)``."""
+    """Raise unless ``model(inputs)`` equals its linear chain with ReLUs applied to ``chain_features(inputs)``,
+    in eval mode and in training mode (a chain with dropout, say, differs in training mode and is refused)."""
     chain = BatchedChain([model], layer_modes(model, 0.0))
     was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        expected = model(inputs)
-        got = chain(chain_features(model, inputs))[0].t()
-    model.train(was_training)
-    scale = max(1.0, float(expected.abs().max()))
-    if expected.shape != got.shape or float((expected - got).abs().max()) > tolerance * scale:
-        raise InvalidInputError(
-            f"{type(model).__name__} is not a ReLU chain fc1 -> ... -> fcL over the input of fc1; "
-            "batched fine-tuning does not apply (run with sparse_finetune off)")
+    try:
+        for training in (False, True):
+            model.train(training)
+            with torch.no_grad():
+                torch.manual_seed(0)
+                expected = model(inputs)
+                features = chain_features(model, inputs)
+                got = chain(features)[0].t()
+            scale = max(1.0, float(expected.abs().max()))
+            if expected.shape != got.shape or float((expected - got).abs().max()) > tolerance * scale:
+                mode = "training" if training else "eval"
+                raise InvalidInputError(
+                    f"{type(model).__name__} is not a ReLU chain fc1 -> ... -> fcL over the input of fc1 (in {mode} "
+                    "mode); batched fine-tuning does not apply (run with sparse_finetune off)")
+    finally:
+        model.train(was_training)
 
 
 @dataclass(frozen=True)

@@ -121,24 +121,34 @@ ENGINE_FIELDS = frozenset({"threads", "sparse_finetune"})
 
 
 def _changed_fields(previous: dict[str, object], identity: dict[str, object]) -> list[str]:
-    """Fields of ``identity`` that differ from a stored run's; fields the stored run predates count as their
-    defaults, and engine fields are ignored."""
+    """Fields of ``identity`` that differ from a stored run's; fields the stored run predates (also inside the
+    nested training settings) count as their defaults, and engine fields are ignored."""
     defaults = ValidateConfig().to_json()
+
+    def same(old: object, new: object, default: object) -> bool:
+        if isinstance(new, dict) and isinstance(old, dict):
+            base = default if isinstance(default, dict) else {}
+            return all(same(old.get(k, base.get(k)), v, base.get(k)) for k, v in new.items())
+        return old == new
+
     return sorted(key for key, value in identity.items()
-                  if key not in ENGINE_FIELDS and previous.get(key, defaults.get(key)) != value)
+                  if key not in ENGINE_FIELDS and not same(previous.get(key, defaults.get(key)), value, defaults.get(key)))
 
 
 def _save_allocation_if_changed(allocation, path: Path) -> None:
-    """Write the allocation file unless one with the same decision (content hash) is there: a resumed run
-    re-solves, and only timings would change."""
+    """Write the allocation file unless one with the same decision (content hash) and the same baselines is
+    there: a resumed run re-solves, and only timings would change."""
     from allocator.allocation_file import to_document
 
     if path.is_file():
+        document = to_document(allocation)
         try:
-            if json.loads(path.read_text()).get("content_hash") == to_document(allocation)["content_hash"]:
-                return
+            stored = json.loads(path.read_text())
         except (OSError, ValueError):
-            pass  # unreadable: overwrite it
+            stored = None  # unreadable: overwrite it
+        if (isinstance(stored, dict) and stored.get("content_hash") == document["content_hash"]
+                and stored.get("baselines") == json.loads(json.dumps(document["baselines"]))):
+            return
     save_allocation(allocation, path)
 
 
@@ -230,15 +240,15 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
         dense_loss, dense_accuracy = evaluate(model, data.test_x, data.test_y)
         atomic_write_text(dense_record, json.dumps({"seed": seed, "test_accuracy": dense_accuracy, "test_loss": dense_loss,
                                                     "train_seconds": train_seconds}))
+        pending = [(density, rule) for density in config.densities for rule in config.allocations
+                   if not (cells_dir / f"{_cell_id(seed, density, rule, config.criterion)}.json").is_file()]
+        if not pending:
+            continue
         batch = slice(0, config.train.batch_size)
         extra: dict[str, object] = {}
         if config.criterion in KOOPMAN_CRITERIA:
             extra["koopman"] = _koopman_window(config, model, data, prunable, seed, out, say)
         context = ScoreContext(seed=seed, inputs=data.train_x[batch], targets=data.train_y[batch], extra=extra)
-        pending = [(density, rule) for density in config.densities for rule in config.allocations
-                   if not (cells_dir / f"{_cell_id(seed, density, rule, config.criterion)}.json").is_file()]
-        if not pending:
-            continue
         run = _SeedRun(config, entry, network, prunable, data, model, dense_state, dense_accuracy, context, extra,
                        allocations, cells_dir, seed, say)
         if batched:
@@ -278,7 +288,7 @@ class _Prepared:
 
     path: Path
     cell: dict[str, object]
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None for a cell of an earlier run, read from disk
     kept: dict[str, int]
     start: float
     duplicates: list[tuple[Path, dict[str, object]]] = field(default_factory=list)  # cells with the same counts
@@ -298,6 +308,11 @@ class _SeedRun:
         self.cells_dir, self.seed, self.say = cells_dir, seed, say
         self._scores: dict[str, torch.Tensor] | None = None
         self._by_kept: dict[tuple[tuple[str, int], ...], _Prepared] = {}
+        for path in sorted(cells_dir.glob(f"seed{seed}-*-{config.criterion}.json")):  # cells of earlier runs
+            done = json.loads(path.read_text())
+            if "test_accuracy" in done and "same_counts_as" not in done:
+                key = tuple(sorted(done["kept"].items()))
+                self._by_kept.setdefault(key, _Prepared(path, done, None, done["kept"], 0.0, finished=done))
 
     def prepare(self, density: float, rule: str) -> _Prepared | None:
         """Prune a fresh copy of the dense model for one cell; ``None`` if the cell is unavailable (then written
