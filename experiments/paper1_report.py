@@ -146,6 +146,40 @@ NOTES = [
 ]
 
 
+def frozen_check_section(folder: Path) -> list[str]:
+    """LeNet-5 with frozen convolutions vs fully fine-tuned, same seeds and densities (``allocator validate`` runs
+    in ``folder/frozen`` and ``folder/full``): does freezing change the answer to ours vs uniform?"""
+    runs = {}
+    for mode in ("frozen", "full"):
+        path = folder / mode / "summary.json"
+        if path.is_file():
+            runs[mode] = json.loads(path.read_text())
+    if len(runs) < 2:
+        return []
+    lines = ["## Check: LeNet-5 with frozen convolutions vs fine-tuned convolutions", "",
+             f"From `{folder}/frozen` and `{folder}/full` (`allocator validate --model lenet5 --dataset mnist-npm10k "
+             "--density 0.001,0.00075,0.0005 --allocations ours,uniform --seeds 5 [--freeze-features]`): test "
+             "accuracy (%) mean over seeds and the paired difference ours - uniform (pp) with its 95 % interval.", "",
+             "| density | frozen: ours | frozen: uniform | frozen: ours - uniform | full: ours | full: uniform | "
+             "full: ours - uniform |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    def table(run: dict) -> dict[tuple[float, str], float]:
+        return {(row["density"], row["allocation"]): row["mean_accuracy"] for row in run["table"]}
+    def paired(run: dict) -> dict[float, dict]:
+        return {row["density"]: row for row in run["paired_ours_minus_uniform"]}
+    frozen, full = table(runs["frozen"]), table(runs["full"])
+    frozen_paired, full_paired = paired(runs["frozen"]), paired(runs["full"])
+    for density in sorted(frozen_paired, reverse=True):
+        cells = []
+        for accuracy, pairs in ((frozen, frozen_paired), (full, full_paired)):
+            p = pairs.get(density)
+            diff = (f"{100 * p['mean_difference']:+.2f} [{100 * p['ci95_low']:+.2f}, {100 * p['ci95_high']:+.2f}]"
+                    if p else "-")
+            cells += [f"{100 * accuracy.get((density, 'ours'), math.nan):.2f}",
+                      f"{100 * accuracy.get((density, 'uniform'), math.nan):.2f}", diff]
+        lines.append(f"| {density:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def timing_section(root: Path) -> list[str]:
     """Wall and core time from the sweep's ``tasks.jsonl``: per (data set, model) the median seconds of tasks that
     trained their dense model and computed every cell (a whole seed), and the projection to 10 seeds."""
@@ -214,6 +248,8 @@ def plot_paired(analyses: Sequence[tuple[str, str, dict]], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="experiments/results/paper1")
+    parser.add_argument("--frozen-check", default="experiments/results/lenet5-frozen-vs-full",
+                        help="folder with the frozen/full LeNet-5 validation runs (skipped if absent)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     folders = sorted(p.parent for p in root.glob("*/*/*/cells"))
@@ -284,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_paired(analyses, root / "ours_minus_uniform.png")
     claims += ["Paired differences ours - uniform with 95 % intervals, every (data set, model): "
                "[ours_minus_uniform.png](ours_minus_uniform.png)."]
-    claims += [""] + timing_section(root) + [""] + NOTES
+    claims += [""] + timing_section(root) + [""] + NOTES + [""] + frozen_check_section(Path(args.frozen_check))
     atomic_write_text(root / "REPORT.md", "\n".join(header + claims + [""] + lines) + "\n")
     print("\n".join(claims))
     return 0
