@@ -183,7 +183,7 @@ def frozen_check_section(folder: Path) -> list[str]:
     if drops:
         lines += ["", f"Freezing the convolutions costs {100 * min(drops):.1f} to {100 * max(drops):.1f} pp of mean "
                   "accuracy here (the fine-tuned convolutions compensate for the pruned fc layers), so the frozen "
-                  "LeNet-5 tables above understate what LeNet-5 reaches under the paper's protocol; the sign of ours - "
+                  "LeNet-5 tables of this report understate what LeNet-5 reaches under the paper's protocol; the sign of ours - "
                   f"uniform agrees at {agree} of {len(frozen_paired)} densities. Read the frozen LeNet-5 results as a "
                   "comparison of allocations for a fixed feature extractor."]
     return lines
