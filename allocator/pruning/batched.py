@@ -35,9 +35,9 @@ from torch import nn
 
 from allocator.errors import InvalidInputError
 from allocator.pruning.masks import is_pruned
+from allocator.pruning.sparse import DEFAULT_MAX_DENSITY  # the measured sparse/dense crossover
 from allocator.pruning.training import EpochRecord, Tensors, TrainConfig, TrainResult
 
-DEFAULT_MAX_DENSITY = 0.01  # the measured crossover of allocator.pruning.sparse
 MAX_CELL_PARAMETERS = 10_000_000  # parameters (all cells together) per batched module; more are split into chunks
 
 

@@ -270,16 +270,15 @@ def _batched_engine(config: ValidateConfig, entry, data: Tensors) -> bool:
     """
     from allocator.pruning.batched import chain_names, check_chain
 
+    if not config.sparse_finetune:
+        return False
     model = entry.build()
     try:
         names = set(chain_names(model))
         check_chain(model, data.train_x[:8])
     except InvalidInputError:
-        if config.freeze_features:  # config.check() has refused this already
-            raise
-        return False
-    outside = [n for n, _ in model.named_parameters() if n.split(".")[0] not in names]
-    return config.sparse_finetune and (config.freeze_features or not outside)
+        return False  # not a ReLU chain: the one-cell engines apply (and freeze where asked)
+    return config.freeze_features or all(n.split(".")[0] in names for n, _ in model.named_parameters())
 
 
 @dataclass
