@@ -7,8 +7,8 @@ model on Fashion-MNIST (55,000 training images, batch 128) and fine-tuned by thr
 
 - ``reference``: each cell alone as a masked dense model (``train``; ``torch.nn.utils.prune`` multiplies the
   mask in every forward pass);
-- ``sparse twin``: each cell alone through its kept weights only (``allocator.pruning.sparse.finetune``);
-- ``batched``: all cells at once (``allocator.pruning.batched.finetune_cells``).
+- ``sparse twin``: each cell alone through its kept weights only (``allocator.pruning.finetune.sparse.finetune``);
+- ``batched``: all cells at once (``allocator.pruning.finetune.batched.finetune_cells``).
 
 Prints the median seconds per engine, seconds per cell-epoch, the ratio to the reference and the largest
 difference of any cell's test accuracy from the reference's (the engines compute the same arithmetic).
@@ -30,9 +30,9 @@ from allocator.allocation import allocate  # noqa: E402
 from allocator.data import load_dataset  # noqa: E402
 from allocator.models import get_model  # noqa: E402
 from allocator.pruning import Tensors, TrainConfig, prune_to_counts, scores, set_threads, train  # noqa: E402
-from allocator.pruning.batched import ChainData, finetune_cells  # noqa: E402
-from allocator.pruning.sparse import finetune  # noqa: E402
-from allocator.pruning.training import evaluate  # noqa: E402
+from allocator.pruning.finetune.batched import ChainData, finetune_cells  # noqa: E402
+from allocator.pruning.finetune.sparse import finetune  # noqa: E402
+from allocator.pruning.finetune.training import evaluate  # noqa: E402
 
 DENSITIES = {
     "mlp-2x100": (0.001, 0.00075, 0.0005, 0.0001),

@@ -16,9 +16,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from allocator import Network  # noqa: E402
 from allocator.allocation import allocate, make_budget  # noqa: E402
-from allocator.allocation.objective import ExactObjective  # noqa: E402
-from allocator.allocation.polish import exhaustive_search, grid_for  # noqa: E402
-from allocator.allocation.problem import AllocationProblem  # noqa: E402
+from allocator.formulation.objective import ExactObjective  # noqa: E402
+from allocator.allocation.search import exhaustive_search, grid_for  # noqa: E402
+from allocator.formulation.problem import AllocationProblem  # noqa: E402
 from allocator.bound import RankModel  # noqa: E402
 
 CASES = [

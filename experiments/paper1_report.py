@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from allocator.io_utils import atomic_write_text
-from allocator.pruning.validate import paired_interval
+from allocator.study.validate import paired_interval
 
 
 def load_cells(folder: Path) -> list[dict]:
@@ -142,7 +142,7 @@ NOTES = [
     "costs about 20 core-hours on this CPU; `python -m experiments.paper1_study --lenet-full-finetune` runs the "
     "paper's protocol where that time is available. The check below measures what freezing changes.",
     "- Every cell of a seed fine-tunes from the same dense model with the same data order; the MLP and LeNet "
-    "cells train batched (`allocator.pruning.batched`), which the tests hold equal to training each cell alone.",
+    "cells train batched (`allocator.pruning.finetune.batched`), which the tests hold equal to training each cell alone.",
 ]
 
 
@@ -221,7 +221,7 @@ def timing_section(root: Path) -> list[str]:
     lines += ["", "The rest of a task is solving the allocations, pruning, and evaluating every cell before and after "
               "fine-tuning. Cells below density 0.01 train batched through their kept weights only; at 0.01 and above "
               "the masked layers run as dense matrix products (batched), because our gather/index_add sparse layer is "
-              "slower than the dense product above density ~0.015 on this CPU (measured in `allocator.pruning.sparse`). "
+              "slower than the dense product above density ~0.015 on this CPU (measured in `allocator.pruning.finetune.sparse`). "
               "LeNet-5's remainder is mostly evaluating every cell through its convolutions on the test split, before "
               "and after fine-tuning.", "",
               f"Projected for 10 seeds on 2 workers (core time / 2): MLP grids {total['mlp'] / 120:.0f} min, "

@@ -9,7 +9,7 @@ so the whole curve shows; allocations ours, uniform, ERK, global magnitude, LAMP
 15 dense + 15 fine-tuning epochs (paper 1's recipe). LeNet-5's convolutions are not pruned; by default they stay
 at the dense model's weights while fc1..fc3 fine-tune (``--lenet-full-finetune`` trains them too, the paper's
 protocol, about 20 core-hours on this CPU). The MLPs are pure chains, so every cell of a seed fine-tunes in one
-batched model (``allocator.pruning.batched``), the same arithmetic as one cell at a time. Every cell is written atomically into
+batched model (``allocator.pruning.finetune.batched``), the same arithmetic as one cell at a time. Every cell is written atomically into
 ``experiments/results/paper1/DATASET/MODEL/magnitude/cells/``; rerunning resumes. Dense checkpoints stay in the
 run folders' ``dense/`` (ignored by git).
 """
@@ -22,7 +22,7 @@ from typing import Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from allocator.sweep import BACKENDS, SweepSpec, run_sweep  # noqa: E402
+from allocator.study.sweep import BACKENDS, SweepSpec, run_sweep  # noqa: E402
 
 MILDER = (0.1, 0.03, 0.01)
 PAPER_DENSITIES = {

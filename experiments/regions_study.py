@@ -43,7 +43,7 @@ from allocator.pruning import (  # noqa: E402
     set_threads,
     train,
 )
-from allocator.pruning.sparse import finetune  # noqa: E402
+from allocator.pruning.finetune.sparse import finetune  # noqa: E402
 from allocator.regions.model import count_model_regions, data_slice, images  # noqa: E402
 
 PAPER_GRID = "0.01,0.005,0.0025,0.001,0.00075,0.0005,0.0001"

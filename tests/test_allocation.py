@@ -8,13 +8,13 @@ import pytest
 from allocator import InfeasibleError, InvalidInputError, Network
 from allocator.allocation import Constraints, SolverOptions, allocate, make_budget
 from allocator.allocation import api as api_module
-from allocator.allocation.formulation import build_model
-from allocator.allocation.objective import ExactObjective, ln_partial_binomial_sums, surrogate_value
-from allocator.allocation.polish import exhaustive_search, grid_for
-from allocator.allocation.problem import AllocationProblem
-from allocator.allocation.solver import solve
+from allocator.formulation.mip import build_model
+from allocator.formulation.objective import ExactObjective, ln_partial_binomial_sums, surrogate_value
+from allocator.allocation.search import exhaustive_search, grid_for
+from allocator.formulation.problem import AllocationProblem
+from allocator.solver.highs import solve
 from allocator.bound import RankModel, ln_expected_bound
-from allocator.units import kept_from_density
+from allocator.counts import kept_from_density
 
 pytestmark = pytest.mark.solver
 
@@ -249,7 +249,7 @@ def test_tied_group_with_unequal_members():
 
 
 def test_toward_uniform_moves_a_lopsided_saturated_allocation():
-    from allocator.allocation.polish import toward_uniform
+    from allocator.allocation.search import toward_uniform
 
     problem = _problem("50,20,20,20,10", 0.6)
     objective = ExactObjective(problem)
@@ -273,7 +273,7 @@ def test_local_search_reaches_the_integer_optimum_off_the_menu():
 
 
 def test_zero_bound_with_paper_p0_is_reported_not_a_crash(tmp_path):
-    from allocator.allocation_file import load, save
+    from allocator.allocation.file import load, save
 
     network = Network.from_arch("784,100,100,10")
     result = allocate(network, density=0.001, rank_model=RankModel("binomial", paper_p0=True),

@@ -4,9 +4,9 @@ import pytest
 
 from allocator import InvalidInputError, Network
 from allocator.allocation import Constraints, allocate
-from allocator.allocation_file import content_hash, dumps, from_document, load, save, to_document
-from allocator.units import kept_from_density
-from allocator.exporters import (
+from allocator.allocation.file import content_hash, dumps, from_document, load, save, to_document
+from allocator.counts import kept_from_density
+from allocator.allocation.exporters import (
     export_text,
     nni_config_list,
     rigl_custom_sparsity_map,

@@ -10,10 +10,10 @@ torch = pytest.importorskip("torch")
 from allocator.errors import InvalidInputError  # noqa: E402
 from allocator.models.convnets import LeNet5  # noqa: E402
 from allocator.models.mlp import MLP  # noqa: E402
-from allocator.pruning.batched import (  # noqa: E402
+from allocator.pruning.finetune.batched import (  # noqa: E402
     BatchedChain, ChainData, check_chain, finetune_cells, layer_modes)
 from allocator.pruning.masks import prune_to_counts  # noqa: E402
-from allocator.pruning.training import Tensors, TrainConfig, train  # noqa: E402
+from allocator.pruning.finetune.training import Tensors, TrainConfig, train  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

@@ -211,7 +211,7 @@ def test_training_is_reproducible_and_masks_stay_fixed(idx_dir):
 
 
 def test_validation_run_resumes(idx_dir, tmp_path):
-    from allocator.pruning.validate import ValidateConfig, format_summary, run_validation
+    from allocator.study.validate import ValidateConfig, format_summary, run_validation
 
     config = ValidateConfig(
         model="mlp-2x100", dataset="mnist", data_dir=str(idx_dir), densities=(0.01,),
@@ -294,7 +294,7 @@ def test_regions_cli_on_a_small_trained_model(idx_dir, tmp_path, capsys):
 def test_sparse_finetune_equals_masked_dense_training(idx_dir, model_name, density):
     from allocator.allocation import allocate
     from allocator.pruning import apply_allocation
-    from allocator.pruning.sparse import finetune
+    from allocator.pruning.finetune.sparse import finetune
 
     data = Tensors.from_dataset(load_dataset("mnist", data_dir=idx_dir, validation=100))
     entry = get_model(model_name)
@@ -320,7 +320,7 @@ def test_sparse_finetune_equals_masked_dense_training(idx_dir, model_name, densi
 @pytest.mark.parametrize("model_name, freeze", [("mlp-2x100", False), ("lenet5", True)])
 def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_path, model_name, freeze):
     """Same run, two engines: batched cells (sparse and dense groups) vs one masked model at a time."""
-    from allocator.pruning.validate import ValidateConfig, run_validation
+    from allocator.study.validate import ValidateConfig, run_validation
 
     base = dict(model=model_name, dataset="mnist", data_dir=str(idx_dir), densities=(0.003, 0.05),
                 allocations=("ours", "uniform"), seeds=(0,), freeze_features=freeze,
@@ -360,7 +360,7 @@ def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_pa
 
 
 def test_a_stored_run_predating_a_nested_setting_still_matches():
-    from allocator.pruning.validate import ValidateConfig, _changed_fields, run_identity
+    from allocator.study.validate import ValidateConfig, _changed_fields, run_identity
 
     identity = run_identity(ValidateConfig())
     stored = json.loads(json.dumps(identity))
@@ -371,7 +371,7 @@ def test_a_stored_run_predating_a_nested_setting_still_matches():
 
 
 def test_freeze_features_is_refused_for_a_model_without_a_relu_chain(tmp_path):
-    from allocator.pruning.validate import ValidateConfig, run_validation
+    from allocator.study.validate import ValidateConfig, run_validation
 
     config = ValidateConfig(model="resnet20", dataset="cifar10", data_dir=str(tmp_path), freeze_features=True)
     with pytest.raises(InvalidInputError, match="freeze_features needs a model .* resnet20"):

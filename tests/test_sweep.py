@@ -15,7 +15,7 @@ def idx_dir(tmp_path_factory):
 
 
 def _spec(idx_dir, seeds):
-    from allocator.sweep import SweepSpec
+    from allocator.study.sweep import SweepSpec
 
     return SweepSpec(datasets=("mnist",), models=("mlp-2x100",), densities={"mlp-2x100": (0.01, 0.002)},
                      allocations=("ours", "uniform"), seeds=seeds, train_epochs=1, finetune_epochs=1,
@@ -23,7 +23,7 @@ def _spec(idx_dir, seeds):
 
 
 def test_local_backend_runs_tasks_in_parallel_and_resumes(idx_dir, tmp_path):
-    from allocator.sweep import run_sweep
+    from allocator.study.sweep import run_sweep
 
     reports = run_sweep(_spec(idx_dir, (0, 1, 2)), tmp_path, backend="local", workers=2, say=lambda m: None)
     assert len(reports) == 3 and all(r["cells"] == 4 for r in reports)
@@ -51,7 +51,7 @@ def test_local_backend_runs_tasks_in_parallel_and_resumes(idx_dir, tmp_path):
 @pytest.mark.slow
 def test_ray_backend_on_a_local_instance(idx_dir, tmp_path):
     pytest.importorskip("ray")
-    from allocator.sweep import run_sweep
+    from allocator.study.sweep import run_sweep
 
     reports = run_sweep(_spec(idx_dir, (0, 1)), tmp_path, backend="ray", workers=2, say=lambda m: None)
     assert sorted(r["cells"] for r in reports) == [4, 4]
@@ -61,7 +61,7 @@ def test_ray_backend_on_a_local_instance(idx_dir, tmp_path):
 
 def test_bad_sweep_arguments(tmp_path):
     from allocator import InvalidInputError
-    from allocator.sweep import SweepSpec, run_sweep
+    from allocator.study.sweep import SweepSpec, run_sweep
 
     spec = SweepSpec(datasets=("mnist",), models=("mlp-2x100",), densities={}, seeds=(0,))
     with pytest.raises(InvalidInputError, match="no densities given for model"):
@@ -71,7 +71,7 @@ def test_bad_sweep_arguments(tmp_path):
 
 
 def test_a_failing_task_is_logged_and_the_others_complete(idx_dir, tmp_path, monkeypatch):
-    import allocator.sweep as sweep
+    import allocator.study.sweep as sweep
 
     real = sweep.run_task
 

@@ -2,8 +2,8 @@
 
 from allocator.allocation.api import Allocation, BaselineResult, LayerAllocation, allocate
 from allocator.allocation.baselines import baseline_names, get_baseline, register_baseline
-from allocator.allocation.problem import AllocationProblem, Budget, Constraints, make_budget
-from allocator.allocation.solver import SolverOptions, highs_status
+from allocator.formulation.problem import AllocationProblem, Budget, Constraints, make_budget
+from allocator.solver.highs import SolverOptions, highs_status
 
 __all__ = [
     "Allocation",

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from allocator.allocation.baselines import BaselineRule, BaselineUnavailable, get_baseline
-from allocator.allocation.formulation import block_menu, build_model
-from allocator.allocation.objective import ExactObjective, surrogate_value
-from allocator.allocation.polish import exhaustive_search, fill, local_search, toward_uniform
-from allocator.allocation.problem import AllocationProblem, Budget, Constraints, make_budget
-from allocator.allocation.solver import (
+from allocator.formulation.mip import block_menu, build_model
+from allocator.formulation.objective import ExactObjective, surrogate_value
+from allocator.allocation.search import exhaustive_search, fill, local_search, toward_uniform
+from allocator.formulation.problem import AllocationProblem, Budget, Constraints, make_budget
+from allocator.solver.highs import (
     STATUS_NO_SOLUTION,
     STATUS_OPTIMAL,
     STATUS_TIME_LIMIT,
@@ -131,10 +131,10 @@ def allocate(
     """Choose integer kept counts per prunable layer maximising ``ln E[B]`` under a global budget.
 
     Steps: validate (every infeasibility that arithmetic reveals is raised here, naming the constraint);
-    solve the MIP over ``levels`` log-spaced menu levels per block (``allocator.allocation.formulation``),
+    solve the MIP over ``levels`` log-spaced menu levels per block (``allocator.formulation.mip``),
     re-solving with no-good cuts for up to ``solutions`` distinct answers (each re-solve limited to twice
     the first solve's time); fill each answer and the constrained-uniform start to the budget, and polish
-    the ``polish_starts`` best of them with the exact objective (``allocator.allocation.polish``); when the menu has
+    the ``polish_starts`` best of them with the exact objective (``allocator.allocation.search``); when the menu has
     at most ``exhaustive_limit`` budget-feasible combinations, also search it exhaustively; keep the best,
     then apply the tie-break towards uniform. ``extra_baselines`` adds rules that are not in the registry,
 such as the weight-based ones of ``allocator.pruning.weight_baselines(model)``. Give exactly one of ``density`` (global, over the prunable

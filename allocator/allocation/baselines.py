@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from allocator.allocation.problem import AllocationProblem
+from allocator.formulation.problem import AllocationProblem
 from allocator.errors import InvalidInputError
-from allocator.units import kept_from_targets
+from allocator.counts import kept_from_targets
 
 
 class BaselineUnavailable(Exception):

@@ -177,7 +177,7 @@ def _densities_option(values: list[tuple[str | None, float]] | None, flag: str) 
 
 
 def _export_option(text: str) -> tuple[str, str]:
-    from allocator.exporters import EXPORTERS
+    from allocator.allocation.exporters import EXPORTERS
 
     kind, sep, path = text.partition("=")
     if not sep or kind not in EXPORTERS or not path:
@@ -188,7 +188,7 @@ def _export_option(text: str) -> tuple[str, str]:
 
 
 def _format_allocation(allocation, compare: Sequence[str]) -> str:
-    from allocator.allocation_file import _compression_ratio
+    from allocator.allocation.file import _compression_ratio
 
     network = allocation.network
     budget = allocation.budget
@@ -244,8 +244,8 @@ def _format_allocation(allocation, compare: Sequence[str]) -> str:
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     from allocator.allocation import Constraints, SolverOptions, allocate
-    from allocator.allocation_file import dumps, save
-    from allocator.exporters import export_text
+    from allocator.allocation.file import dumps, save
+    from allocator.allocation.exporters import export_text
 
     for path in [args.out] + [p for _, p in args.export or []]:
         if path:
@@ -310,8 +310,8 @@ def _pin(text: str) -> tuple[str, float]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from allocator.pruning.training import TrainConfig
-    from allocator.pruning.validate import ValidateConfig, format_summary, run_validation
+    from allocator.pruning.finetune.training import TrainConfig
+    from allocator.study.validate import ValidateConfig, format_summary, run_validation
 
     seeds = tuple(range(args.seeds)) if args.seed_list is None else tuple(args.seed_list)
     config = ValidateConfig(
@@ -339,7 +339,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_regions(args: argparse.Namespace) -> int:
     import torch
 
-    from allocator.allocation_file import load as load_allocation
+    from allocator.allocation.file import load as load_allocation
     from allocator.data import load_dataset
     from allocator.models import get_model
     from allocator.pruning import (
@@ -353,7 +353,7 @@ def _cmd_regions(args: argparse.Namespace) -> int:
         set_threads,
         train,
     )
-    from allocator.pruning.sparse import finetune
+    from allocator.pruning.finetune.sparse import finetune
     from allocator.regions.model import count_model_regions, data_slice, images, mlp_layers, plot_regions
 
     set_threads(args.threads)

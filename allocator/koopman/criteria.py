@@ -24,7 +24,7 @@ from allocator.errors import InvalidInputError
 from allocator.koopman.dmd import DEFAULT_RTOL, DMD, exact_dmd
 from allocator.koopman.snapshots import SnapshotStore
 from allocator.pruning.criteria import ScoreContext, register_criterion, weight
-from allocator.pruning.training import Tensors, TrainConfig, train
+from allocator.pruning.finetune.training import Tensors, TrainConfig, train
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from allocator.pruning.criteria import (
 from allocator.pruning.apply import allocation_counts, apply_allocation
 from allocator.pruning.describe import ModelDescription, describe
 from allocator.pruning.masks import apply_masks, make_permanent, mask_from_scores, prune_to_counts, verify_counts
-from allocator.pruning.training import TrainConfig, Tensors, evaluate, set_threads, train
+from allocator.pruning.finetune.training import TrainConfig, Tensors, evaluate, set_threads, train
 
 __all__ = [
     "ModelDescription",

@@ -77,7 +77,7 @@ def rigl_custom_sparsity_map(allocation: Allocation) -> dict[str, float]:
 
 
 def _hash(allocation: Allocation) -> str:
-    from allocator.allocation_file import to_document
+    from allocator.allocation.file import to_document
 
     return to_document(allocation)["content_hash"]
 

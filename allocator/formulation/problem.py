@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 from allocator.bound.rank import RankModel
 from allocator.errors import InfeasibleError, InvalidInputError
 from allocator.network import Network
-from allocator.units import kept_from_density
+from allocator.counts import kept_from_density
 
 BUDGET_KINDS = ("density", "sparsity", "kept", "compression")
 

@@ -6,7 +6,7 @@ kept count, ``m_0 = n0`` and ``m_l = min(m_{l-1}, k_l, n_l)``,
     surrogate = sum_l F_l(m_l),   F_l(t) = ln S(n_l, t) = ln sum_{j<=t} C(n_l, j),
 
 with ``F_l`` linearly interpolated between the breakpoints of ``breakpoints`` (every integer up to 32,
-then 5 % apart): the MIP's chord cuts give exactly this, since ``F_l`` is concave on the integers. The MIP of ``allocator.allocation.formulation`` optimises this same
+then 5 % apart): the MIP's chord cuts give exactly this, since ``F_l`` is concave on the integers. The MIP of ``allocator.formulation.mip`` optimises this same
 function; ``surrogate_value`` evaluates it directly so the two can be compared.
 """
 
@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from allocator.allocation.problem import AllocationProblem
+from allocator.formulation.problem import AllocationProblem
 from allocator.bound.rank import RankLaw, ln_binomial_row
 from allocator.bound.recursion import ln_n_of_layer
 

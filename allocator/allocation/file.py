@@ -31,8 +31,8 @@ from typing import Any, Mapping
 
 from allocator import __version__
 from allocator.allocation.api import Allocation, BaselineResult, LayerAllocation
-from allocator.allocation.problem import Budget, Constraints
-from allocator.allocation.solver import MipReport
+from allocator.formulation.problem import Budget, Constraints
+from allocator.solver.highs import MipReport
 from allocator.bound.rank import RankModel
 from allocator.errors import InvalidInputError
 from allocator.io_utils import atomic_write_text

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from allocator.pruning.masks import is_pruned
-from allocator.pruning.training import Progress, Tensors, TrainConfig, TrainResult, train
+from allocator.pruning.finetune.training import Progress, Tensors, TrainConfig, TrainResult, train
 
 # Measured (one thread, batch 128, forward + backward of one layer): the sparse layer beats the masked dense one
 # below density ~0.015 (784x400: 0.48 vs 3.8 ms at 0.002, 1.85 vs 3.4 ms at 0.01, 5.5 vs 3.3 ms at 0.03).

@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from allocator.allocation.objective import ExactObjective
-from allocator.allocation.problem import AllocationProblem
+from allocator.formulation.objective import ExactObjective
+from allocator.formulation.problem import AllocationProblem
 
 IMPROVEMENT_NATS = 1e-12
 

@@ -24,9 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
-from allocator.allocation.objective import ExactObjective, surrogate_piece
-from allocator.allocation.problem import AllocationProblem, Block
-from allocator.units import kept_from_density
+from allocator.formulation.objective import ExactObjective, surrogate_piece
+from allocator.formulation.problem import AllocationProblem, Block
+from allocator.counts import kept_from_density
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Sweeps over (data set, model, density, allocation, criterion, seed) grids, resumable and parallel.
 
 A *task* is one (data set, model, criterion, seed): it trains (or loads) that seed's dense model once and runs
-every (density, allocation) cell of the grid with it, through ``allocator.pruning.validate.run_validation``.
+every (density, allocation) cell of the grid with it, through ``allocator.study.validate.run_validation``.
 Cells are written atomically as they complete, so an interrupted sweep resumes where it stopped; tasks of
 different seeds share one run folder per (data set, model, criterion), so they can run at the same time.
 
@@ -60,8 +60,8 @@ class SweepSpec:
 
     def tasks(self, out_root: str | Path) -> list[SweepTask]:
         """Every task, seeds outermost so that partial sweeps cover every cell with some seeds first."""
-        from allocator.pruning.training import TrainConfig
-        from allocator.pruning.validate import ValidateConfig
+        from allocator.pruning.finetune.training import TrainConfig
+        from allocator.study.validate import ValidateConfig
 
         missing = [m for m in self.models if m not in self.densities]
         if missing:
@@ -90,7 +90,7 @@ def run_task(task: SweepTask) -> dict[str, object]:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import json
 
-    from allocator.pruning.validate import run_validation
+    from allocator.study.validate import run_validation
 
     folder = Path(task.out_dir)
     pattern = f"seed{task.seed}-*.json"
@@ -193,7 +193,7 @@ def run_sweep(
 
 def summarise_sweep(spec: SweepSpec, out_root: str | Path) -> list[dict[str, object]]:
     """Write each run folder's summary from the cells present (all seeds)."""
-    from allocator.pruning.validate import summarise
+    from allocator.study.validate import summarise
 
     summaries = []
     seen = set()

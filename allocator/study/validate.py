@@ -28,7 +28,7 @@ import torch
 
 from allocator import __version__
 from allocator.allocation import allocate
-from allocator.allocation_file import save as save_allocation
+from allocator.allocation.file import save as save_allocation
 from allocator.bound import ln_expected_bound
 from allocator.data import load_dataset
 from allocator.errors import InvalidInputError
@@ -37,8 +37,8 @@ from allocator.models import get_model
 from allocator.pruning.criteria import ScoreContext, criterion_names, global_kept, scores
 from allocator.pruning.describe import describe
 from allocator.pruning.masks import prune_to_counts, realised_counts
-from allocator.pruning.sparse import finetune
-from allocator.pruning.training import Tensors, TrainConfig, TrainResult, evaluate, set_threads, train
+from allocator.pruning.finetune.sparse import finetune
+from allocator.pruning.finetune.training import Tensors, TrainConfig, TrainResult, evaluate, set_threads, train
 
 import allocator.koopman  # noqa: E402,F401  (registers the kmp and kgp criteria)
 
@@ -89,7 +89,7 @@ class ValidateConfig:
         if self.threads < 1:
             raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
         if self.freeze_features:
-            from allocator.pruning.batched import check_chain
+            from allocator.pruning.finetune.batched import check_chain
 
             entry = get_model(self.model)
             try:
@@ -138,7 +138,7 @@ def _changed_fields(previous: dict[str, object], identity: dict[str, object]) ->
 def _save_allocation_if_changed(allocation, path: Path) -> None:
     """Write the allocation file unless one with the same decision (content hash) and the same baselines is
     there: a resumed run re-solves, and only timings would change."""
-    from allocator.allocation_file import to_document
+    from allocator.allocation.file import to_document
 
     if path.is_file():
         document = to_document(allocation)
@@ -215,7 +215,7 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
     cells_dir = out / "cells"
     batched = _batched_engine(config, entry, data)
     if batched:
-        say("fine-tuning engine: batched cells (allocator.pruning.batched)"
+        say("fine-tuning engine: batched cells (allocator.pruning.finetune.batched)"
             + (", convolutional features frozen at the dense model" if config.freeze_features else ""))
     for seed_index, seed in enumerate(config.seeds):
         dense_path = out / "dense" / f"seed{seed}-{_dense_key(config, seed)}.pt"
@@ -262,13 +262,13 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
 
 
 def _batched_engine(config: ValidateConfig, entry, data: Tensors) -> bool:
-    """Whether cells fine-tune through ``allocator.pruning.batched`` (all at once per seed).
+    """Whether cells fine-tune through ``allocator.pruning.finetune.batched`` (all at once per seed).
 
     That engine trains the linear chain ``fc1 .. fcL`` only, so it applies where nothing else trains: models
     that are only a chain (the MLPs), or any chain model when ``freeze_features`` fixes the layers before it.
     (``config.check()`` refuses ``freeze_features`` on a model that is not such a chain.)
     """
-    from allocator.pruning.batched import chain_names, check_chain
+    from allocator.pruning.finetune.batched import chain_names, check_chain
 
     if not config.sparse_finetune:
         return False
@@ -356,7 +356,7 @@ class _SeedRun:
         """The one-cell engines: sparse twin or plain masked training (layers before fc1 fixed if frozen)."""
         config, seed = self.config, self.seed + 1_000_003
         if self.config.freeze_features:
-            from allocator.pruning.batched import chain_names
+            from allocator.pruning.finetune.batched import chain_names
 
             chain = set(chain_names(model))
             for name, parameter in model.named_parameters():
@@ -372,7 +372,7 @@ class _SeedRun:
 
     def batched(self, pending: Sequence[tuple[float, str]]) -> None:
         """Prune every pending cell, then fine-tune them together; cells are written chunk by chunk."""
-        from allocator.pruning.batched import ChainData, finetune_cells
+        from allocator.pruning.finetune.batched import ChainData, finetune_cells
 
         select_test = self.config.finetune.select_on == "test"
         chain_data = (ChainData.with_test if select_test else ChainData.from_model)(self.model, self.data)

@@ -16,7 +16,7 @@ The loss is ``sum_c CE_c`` with ``CE_c`` the mean cross-entropy of cell ``c`` ov
 cell's parameters is exactly that cell's own gradient; SGD with (Nesterov) momentum and weight decay acts
 element-wise, so every cell follows the trajectory it would follow alone (masked entries have zero gradient and
 keep zero momentum). Checkpoint selection is per cell: after every epoch each cell keeps its weights if its own
-selection loss fell (``allocator.pruning.training.train``'s rule). The tests hold the result equal to training
+selection loss fell (``allocator.pruning.finetune.training.train``'s rule). The tests hold the result equal to training
 each cell alone to 1e-5.
 
 The chain's input is the input of its first linear layer, computed once by the model's feature prefix (a flatten
@@ -35,8 +35,8 @@ from torch import nn
 
 from allocator.errors import InvalidInputError
 from allocator.pruning.masks import is_pruned
-from allocator.pruning.sparse import DEFAULT_MAX_DENSITY  # the measured sparse/dense crossover
-from allocator.pruning.training import EpochRecord, Tensors, TrainConfig, TrainResult
+from allocator.pruning.finetune.sparse import DEFAULT_MAX_DENSITY  # the measured sparse/dense crossover
+from allocator.pruning.finetune.training import EpochRecord, Tensors, TrainConfig, TrainResult
 
 MAX_CELL_PARAMETERS = 10_000_000  # parameters (all cells together) per batched module; more are split into chunks
 
@@ -276,7 +276,7 @@ EpochProgress = Callable[[int, int, float], None]
 
 def _train_batched(chain: BatchedChain, data: ChainData, config: TrainConfig, seed: int,
                    progress: EpochProgress | None) -> list[TrainResult]:
-    """``allocator.pruning.training.train`` for every cell of ``chain`` at once (module docstring)."""
+    """``allocator.pruning.finetune.training.train`` for every cell of ``chain`` at once (module docstring)."""
     cells = chain.cells
     parameters = dict(chain.named_parameters())
     optimizer = torch.optim.SGD(parameters.values(), lr=config.lr, momentum=config.momentum,
