@@ -91,21 +91,14 @@ def record_window(
     per_epoch = -(-len(data.train_y) // base.batch_size)
     epochs = -(-steps // per_epoch)
 
-    class _Done(Exception):
-        pass
-
-    def after_step(step: int) -> None:
+    def after_step(step: int) -> bool:
         if step % stride == 0:
             store.append(_flatten(copy_, names))
-        if step >= steps:
-            raise _Done
+        return step >= steps  # the window is complete: training stops here
 
-    try:
-        train(copy_, data, TrainConfig(epochs=epochs, lr=base.lr, momentum=base.momentum, nesterov=base.nesterov,
-                                       weight_decay=base.weight_decay, batch_size=base.batch_size, select_on="last"),
-              seed, after_step=after_step)
-    except _Done:
-        pass
+    train(copy_, data, TrainConfig(epochs=epochs, lr=base.lr, momentum=base.momentum, nesterov=base.nesterov,
+                                   weight_decay=base.weight_decay, batch_size=base.batch_size, select_on="last"),
+          seed, after_step=after_step)
     return store
 
 

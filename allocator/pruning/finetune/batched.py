@@ -36,7 +36,9 @@ from torch import nn
 from allocator.errors import InvalidInputError
 from allocator.pruning.masks import is_pruned
 from allocator.pruning.finetune.sparse import DEFAULT_MAX_DENSITY  # the measured sparse/dense crossover
-from allocator.pruning.finetune.training import EpochRecord, Tensors, TrainConfig, TrainResult
+from allocator.pruning.finetune.config import TrainConfig, TrainResult
+from allocator.pruning.finetune.loop import run_epochs
+from allocator.pruning.finetune.training import Tensors
 
 MAX_CELL_PARAMETERS = 10_000_000  # parameters (all cells together) per batched module; more are split into chunks
 
@@ -51,10 +53,6 @@ def chain_names(model: nn.Module) -> list[str]:
     if not names:
         raise InvalidInputError(f"{type(model).__name__} has no linear chain fc1, fc2, ...; batched fine-tuning needs one")
     return names
-
-
-def _effective_weight(module: nn.Linear) -> torch.Tensor:
-    return module.weight_orig * module.weight_mask if is_pruned(module, "weight") else module.weight
 
 
 def chain_features(model: nn.Module, inputs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
@@ -274,62 +272,38 @@ class ChainData:
 EpochProgress = Callable[[int, int, float], None]
 
 
+class _OwnedCheckpoint:
+    """The selected weights of every cell: a copy of each parameter, refreshed where its owning cell improved."""
+
+    def __init__(self, chain: BatchedChain) -> None:
+        self.chain = chain
+        self.parameters = dict(chain.named_parameters())
+        self.best = {name: p.detach().clone() for name, p in self.parameters.items()}
+
+    def keep(self, improved: torch.Tensor) -> None:
+        with torch.no_grad():
+            for name, parameter in self.parameters.items():
+                take = improved[self.chain.owners[name]]
+                take = take.view(-1, *([1] * (parameter.dim() - 1)))
+                self.best[name] = torch.where(take, parameter.detach(), self.best[name])
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for name, parameter in self.parameters.items():
+                parameter.copy_(self.best[name])
+
+
 def _train_batched(chain: BatchedChain, data: ChainData, config: TrainConfig, seed: int,
                    progress: EpochProgress | None) -> list[TrainResult]:
-    """``allocator.pruning.finetune.training.train`` for every cell of ``chain`` at once (module docstring)."""
-    cells = chain.cells
-    parameters = dict(chain.named_parameters())
-    optimizer = torch.optim.SGD(parameters.values(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.nesterov, weight_decay=config.weight_decay)
-    results = [TrainResult(config.select_on, 0) for _ in range(cells)]
-    selecting = config.select_on != "last"
-    has_val = len(data.val_y) > 0
-    if selecting:
-        if not has_val:
-            raise InvalidInputError(f"select_on={config.select_on!r} needs a non-empty selection split")
-        best_loss, _ = chain.evaluate(data.val_x, data.val_y)
-        best = {name: p.detach().clone() for name, p in parameters.items()}
-    n = len(data.train_y)
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        chain.train()
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=generator)
-        running = torch.zeros(cells, dtype=torch.float64)
-        batches = 0
-        for first in range(0, n, config.batch_size):
-            index = order[first:first + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            losses, _ = chain.cell_losses(data.train_x[index], data.train_y[index])
-            losses.sum().backward()
-            optimizer.step()
-            running += losses.detach().double()
-            batches += 1
-        if has_val:
-            select_loss, select_accuracy = chain.evaluate(data.val_x, data.val_y)
-        else:
-            select_loss = select_accuracy = torch.full((cells,), float("nan"), dtype=torch.float64)
-        seconds = time.perf_counter() - start
-        improved = (select_loss < best_loss) if selecting else torch.ones(cells, dtype=torch.bool)
-        for cell in range(cells):
-            results[cell].history.append(EpochRecord(epoch, float(running[cell]) / max(1, batches),
-                                                     float(select_loss[cell]), float(select_accuracy[cell]), seconds))
-            if bool(improved[cell]):
-                results[cell].best_epoch = epoch
-        if selecting:
-            best_loss = torch.where(improved, select_loss, best_loss)
-            with torch.no_grad():
-                for name, parameter in parameters.items():
-                    take = improved[chain.owners[name]]
-                    take = take.view(-1, *([1] * (parameter.dim() - 1)))
-                    best[name] = torch.where(take, parameter.detach(), best[name])
-        if progress is not None:
-            progress(epoch, config.epochs, seconds)
-    if selecting:
-        with torch.no_grad():
-            for name, parameter in parameters.items():
-                parameter.copy_(best[name])
-    return results
+    """``allocator.pruning.finetune.training.train`` for every cell of ``chain`` at once, through the same loop."""
+
+    def select() -> tuple[torch.Tensor, torch.Tensor] | None:
+        return chain.evaluate(data.val_x, data.val_y) if len(data.val_y) else None
+
+    report = None if progress is None else (lambda epoch, epochs, records: progress(epoch, epochs, records[0].seconds))
+    return run_epochs(chain, chain.parameters(), config, seed, cells=chain.cells, samples=len(data.train_y),
+                      batch_losses=lambda index: chain.cell_losses(data.train_x[index], data.train_y[index])[0],
+                      select=select, checkpoint=_OwnedCheckpoint(chain), progress=report)
 
 
 def finetune_cells(

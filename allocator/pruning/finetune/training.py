@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -23,8 +22,8 @@ from torch import nn
 
 from allocator.data import Dataset
 from allocator.errors import InvalidInputError
-
-SELECT_ON = ("validation", "test", "last")
+from allocator.pruning.finetune.config import SELECT_ON, EpochRecord, TrainConfig, TrainResult  # noqa: F401
+from allocator.pruning.finetune.loop import AfterStep, run_epochs
 
 
 def set_threads(threads: int = 1) -> None:
@@ -32,29 +31,6 @@ def set_threads(threads: int = 1) -> None:
     made training 70x slower through libgomp spinning)."""
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters; defaults are paper 1's recipe."""
-
-    epochs: int = 15
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    select_on: str = "validation"
-
-    def __post_init__(self) -> None:
-        if self.select_on not in SELECT_ON:
-            raise InvalidInputError(f"select_on is {self.select_on!r}; accepted: {', '.join(SELECT_ON)}")
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise InvalidInputError(f"epochs is {self.epochs!r}; expected an integer >= 0")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise InvalidInputError(f"batch size is {self.batch_size!r}; expected an integer >= 1")
-        if not self.lr > 0:
-            raise InvalidInputError(f"learning rate is {self.lr!r}; expected a positive number")
 
 
 @dataclass(frozen=True)
@@ -78,28 +54,6 @@ class Tensors:
                 "train": (self.train_x, self.train_y)}[name]
 
 
-@dataclass
-class EpochRecord:
-    epoch: int
-    train_loss: float
-    select_loss: float
-    select_accuracy: float
-    seconds: float
-
-
-@dataclass
-class TrainResult:
-    """History per epoch and the epoch whose weights were kept (0: the weights before training)."""
-
-    select_on: str
-    best_epoch: int
-    history: list[EpochRecord] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {"select_on": self.select_on, "best_epoch": self.best_epoch,
-                "history": [asdict(record) for record in self.history]}
-
-
 def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 4096) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (fraction correct) of ``model`` on ``inputs``."""
     if len(targets) == 0:
@@ -120,59 +74,51 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batc
 Progress = Callable[[int, int, EpochRecord], None]
 
 
+class _StateCheckpoint:
+    """The selected weights of one model: a deep copy of its whole state (parameters and buffers)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def keep(self, improved: torch.Tensor) -> None:
+        if bool(improved[0]):
+            self.state = copy.deepcopy(self.model.state_dict())
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+
+
 def train(
     model: nn.Module,
     data: Tensors,
     config: TrainConfig,
     seed: int,
     progress: Progress | None = None,
-    after_step: Callable[[int], None] | None = None,
+    after_step: AfterStep | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place by ``config``; at the end it holds the selected checkpoint's weights.
+    """Train ``model`` in place by ``config`` through ``loop.run_epochs`` (one cell); at the end it holds the
+    selected checkpoint's weights.
 
-    ``after_step(step)`` is called after every optimiser step (steps count from 1), e.g. to record snapshots.
+    ``after_step(step)`` is called after every optimiser step (steps count from 1), e.g. to record snapshots;
+    a true return value ends training there.
     """
     if config.select_on == "validation" and len(data.val_y) == 0:
         raise InvalidInputError("select_on='validation' needs a validation split; hold one out or pass select_on")
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.nesterov, weight_decay=config.weight_decay)
-    result = TrainResult(config.select_on, 0)
-    best_state = None
-    best_loss = float("inf")
-    if config.select_on != "last":
-        best_loss, _ = evaluate(model, *data.split(config.select_on))
-        best_state = copy.deepcopy(model.state_dict())
-    n = len(data.train_y)
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=generator)
-        running, batches = 0.0, 0
-        for first in range(0, n, config.batch_size):
-            index = order[first:first + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index])
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if after_step is not None:
-                after_step(step)
-            running += loss.item()
-            batches += 1
-        if config.select_on == "last":
-            select_loss, select_accuracy = evaluate(model, data.val_x, data.val_y) if len(data.val_y) else (float("nan"),) * 2
-        else:
-            select_loss, select_accuracy = evaluate(model, *data.split(config.select_on))
-        record = EpochRecord(epoch, running / max(1, batches), select_loss, select_accuracy, time.perf_counter() - start)
-        result.history.append(record)
-        if config.select_on == "last" or select_loss < best_loss:
-            best_loss, result.best_epoch = select_loss, epoch
-            if config.select_on != "last":
-                best_state = copy.deepcopy(model.state_dict())
-        if progress is not None:
-            progress(epoch, config.epochs, record)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return result
+    split = "validation" if config.select_on == "last" else config.select_on
+
+    def batch_losses(index: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(data.train_x[index]), data.train_y[index]).reshape(1)
+
+    def select() -> tuple[torch.Tensor, torch.Tensor] | None:
+        inputs, targets = data.split(split)
+        if len(targets) == 0:
+            return None
+        loss, accuracy = evaluate(model, inputs, targets)
+        return torch.tensor([loss], dtype=torch.float64), torch.tensor([accuracy], dtype=torch.float64)
+
+    report = None if progress is None else (lambda epoch, epochs, records: progress(epoch, epochs, records[0]))
+    return run_epochs(model, model.parameters(), config, seed, cells=1, samples=len(data.train_y),
+                      batch_losses=batch_losses, select=select, checkpoint=_StateCheckpoint(model),
+                      progress=report, after_step=after_step)[0]

@@ -1,0 +1,105 @@
+"""What defines a validation run: its configuration, checked before any work, and the identity of its run folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from allocator.errors import InvalidInputError
+from allocator.pruning.finetune.config import TrainConfig
+
+KOOPMAN_CRITERIA = ("kmp", "kgp")
+
+WEIGHT_FREE_RULES = ("ours", "uniform", "uniform-gale", "er", "erk")
+WEIGHT_BASED_RULES = ("global-magnitude", "lamp")
+ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES
+
+# How cells are computed, not what they measure: a run may be resumed with another engine.
+ENGINE_FIELDS = frozenset({"threads", "sparse_finetune"})
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Everything that defines a validation run (frozen into ``config.json`` of the run folder)."""
+
+    model: str = "mlp-2x100"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    densities: tuple[float, ...] = (0.001,)
+    allocations: tuple[str, ...] = ("ours", "uniform")
+    criterion: str = "magnitude"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: TrainConfig = field(default_factory=TrainConfig)
+    rank_model: str = "binomial"
+    threads: int = 1
+    label: str = ""
+    validation: int | None = None  # held-out training images; None: min(5000, 10 % of train)
+    koopman_steps: int | None = None  # kmp/kgp: optimiser steps in the snapshot window; None: one epoch
+    koopman_stride: int = 1
+    sparse_finetune: bool = True  # fast engines: kept weights only, many cells batched (same results)
+    freeze_features: bool = False  # fine-tune the linear chain only; layers before fc1 stay at the dense model
+
+    def check(self) -> None:
+        """Raise ``InvalidInputError`` on any bad value, before any work starts."""
+        import torch
+
+        import allocator.koopman  # noqa: F401  (registers the kmp and kgp criteria)
+        from allocator.models import get_model
+        from allocator.pruning.criteria import criterion_names
+
+        get_model(self.model)
+        for rule in self.allocations:
+            if rule not in ALLOCATION_RULES:
+                raise InvalidInputError(f"allocation {rule!r} is unknown; accepted: {', '.join(ALLOCATION_RULES)}")
+        if len(set(self.allocations)) != len(self.allocations) or not self.allocations:
+            raise InvalidInputError(f"allocations {list(self.allocations)!r} must be distinct and not empty")
+        if self.criterion not in criterion_names():
+            raise InvalidInputError(f"criterion {self.criterion!r} is unknown; accepted: {', '.join(criterion_names())}")
+        for density in self.densities:
+            if not (isinstance(density, float) and 0.0 < density <= 1.0):
+                raise InvalidInputError(f"density {density!r} is outside (0, 1]")
+        if not self.densities or not self.seeds:
+            raise InvalidInputError("give at least one density and one seed")
+        if self.threads < 1:
+            raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
+        if self.freeze_features:
+            from allocator.pruning.finetune.batched import check_chain
+
+            entry = get_model(self.model)
+            try:
+                check_chain(entry.build(), torch.rand(2, *entry.input_shape))
+            except InvalidInputError as error:
+                raise InvalidInputError(f"freeze_features needs a model whose head is a ReLU chain fc1 .. fcL; "
+                                        f"{self.model}: {error}") from None
+
+    def to_json(self) -> dict[str, object]:
+        document = asdict(self)
+        document["densities"] = list(self.densities)
+        document["allocations"] = list(self.allocations)
+        document["seeds"] = list(self.seeds)
+        return document
+
+
+def run_identity(config: ValidateConfig) -> dict[str, object]:
+    """What a run folder is bound to: the configuration without the seeds and the label. Seeds only add
+    paired cells, so a run can be extended with more seeds, and tasks for different seeds (a sweep) can share
+    one folder concurrently."""
+    identity = config.to_json()
+    identity.pop("seeds")
+    identity.pop("label")
+    return identity
+
+
+def changed_fields(previous: dict[str, object], identity: dict[str, object]) -> list[str]:
+    """Fields of ``identity`` that differ from a stored run's; fields the stored run predates (also inside the
+    nested training settings) count as their defaults, and engine fields are ignored."""
+    defaults = ValidateConfig().to_json()
+
+    def same(old: object, new: object, default: object) -> bool:
+        if isinstance(new, dict) and isinstance(old, dict):
+            base = default if isinstance(default, dict) else {}
+            return all(same(old.get(k, base.get(k)), v, base.get(k)) for k, v in new.items())
+        return old == new
+
+    return sorted(key for key, value in identity.items()
+                  if key not in ENGINE_FIELDS and not same(previous.get(key, defaults.get(key)), value, defaults.get(key)))
