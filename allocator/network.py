@@ -17,6 +17,56 @@ from allocator.errors import InvalidInputError
 #: Widest layer accepted: the bound's arrays are as long as the widths (8 bytes per entry, per layer).
 MAX_WIDTH = 1_000_000
 
+#: Layer kinds a ``LayerSpec`` can have. A ``conv`` layer's weight matrix is the unrolled kernel: ``rows`` output
+#: channels by ``cols = in_channels * prod(kernel)``; one kept weight costs ``output_positions`` multiply-adds.
+LAYER_KINDS = ("linear", "conv")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One weight layer as the bound, the solver and the baselines see it.
+
+    Attributes:
+        name: the PyTorch fully qualified name of its weight tensor (``fc1.weight``).
+        kind: ``linear`` or ``conv`` (``LAYER_KINDS``).
+        rows / cols: the weight matrix, rows = outputs; for a conv, cols = in_channels * prod(kernel).
+        kernel: the kernel's spatial size, ``()`` for a linear layer.
+        output_positions: positions each output is computed at (1 for linear; H_out * W_out for a conv), so one
+            kept weight costs ``flops_per_weight = output_positions`` multiply-adds per example.
+        prunable: whether the layer is in the budget.
+        in_bound: whether the layer enters the bound.
+
+    Example:
+        >>> LayerSpec("conv1.weight", "conv", 6, 25, (5, 5), 576, True, False).tensor_shape
+        (6, 1, 5, 5)
+    """
+
+    name: str
+    kind: str
+    rows: int
+    cols: int
+    kernel: tuple[int, ...]
+    output_positions: float
+    prunable: bool
+    in_bound: bool
+
+    @property
+    def weights(self) -> int:
+        """``rows * cols``."""
+        return self.rows * self.cols
+
+    @property
+    def flops_per_weight(self) -> float:
+        """Multiply-adds per example that one kept weight costs."""
+        return float(self.output_positions)
+
+    @property
+    def tensor_shape(self) -> tuple[int, ...]:
+        """The weight tensor's shape: ``(rows, cols)``, or ``(out, in, *kernel)`` for a conv."""
+        if not self.kernel:
+            return (self.rows, self.cols)
+        return (self.rows, self.cols // math.prod(self.kernel), *self.kernel)
+
 
 def _parse_int_list(text: str, what: str) -> list[int]:
     parts = [p.strip() for p in text.split(",")]
@@ -46,6 +96,8 @@ class Network:
         include_output_layer: whether the last weight layer enters the bound (papers' convention: yes).
         flops_per_weight: multiply-adds per example that one kept weight of each layer costs (default 1,
             a linear layer; a convolution's is its number of output positions).
+        kernels: per weight layer its kernel's spatial size, ``()`` for a linear layer (the default for every
+            layer); a layer with a kernel is a ``conv`` layer whose ``n_{l-1}`` is in_channels * prod(kernel).
 
     Example:
         >>> net = Network.from_arch("784,100,100,10")
@@ -61,6 +113,7 @@ class Network:
     prunable: tuple[bool, ...] = field(default=())
     include_output_layer: bool = True
     flops_per_weight: tuple[float, ...] = field(default=())
+    kernels: tuple[tuple[int, ...], ...] = field(default=())
 
     def __post_init__(self) -> None:
         widths = tuple(self.widths)
@@ -94,6 +147,17 @@ class Network:
                 f"flops_per_weight is {flops!r}; expected {n_layers} positive numbers, one per weight layer"
             )
         object.__setattr__(self, "flops_per_weight", tuple(float(f) for f in flops))
+        kernels = tuple(tuple(k) for k in self.kernels) if self.kernels else ((),) * n_layers
+        if len(kernels) != n_layers:
+            raise InvalidInputError(f"{len(kernels)} kernels given for {n_layers} weight layers: {kernels!r}")
+        previous = (self.input_width,) + widths[:-1]
+        for name, kernel, cols in zip(names, kernels, previous):
+            if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in kernel):
+                raise InvalidInputError(f"kernel of {name} is {kernel!r}; expected positive integers such as (3, 3)")
+            if kernel and cols % math.prod(kernel):
+                raise InvalidInputError(f"layer {name} has {cols} inputs, not a multiple of its kernel size "
+                                        f"{math.prod(kernel)} ({kernel!r})")
+        object.__setattr__(self, "kernels", kernels)
         if not self.include_output_layer and n_layers < 2:
             raise InvalidInputError(
                 "include_output_layer=False leaves no layer in the bound for a network with one weight layer"
@@ -136,6 +200,31 @@ class Network:
         """Indices of the weight layers that enter the bound."""
         n = self.n_weight_layers
         return tuple(range(n if self.include_output_layer else n - 1))
+
+    @property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        """One ``LayerSpec`` per weight layer, in order."""
+        in_bound = set(self.bound_layers)
+        return tuple(
+            LayerSpec(name, "conv" if kernel else "linear", rows, cols, kernel, flops, prunable, index in in_bound)
+            for index, (name, (rows, cols), kernel, flops, prunable) in enumerate(
+                zip(self.names, self.shapes, self.kernels, self.flops_per_weight, self.prunable))
+        )
+
+    @property
+    def all_parameters(self) -> int:
+        """Every weight and one bias per output unit: the numerator of a compression ratio."""
+        return sum(self.weights) + sum(self.widths)
+
+    def compression_ratio(self, kept_total: int) -> float:
+        """All parameters / non-zero parameters (ShrinkBench's convention) when the prunable layers keep
+        ``kept_total`` weights: biases and non-prunable weights count as non-zero.
+
+        Example:
+            >>> round(Network.from_arch("784,100,100,10").compression_ratio(88), 2)
+            69.04
+        """
+        return self.all_parameters / (self.all_parameters - self.prunable_weights + kept_total)
 
     def arch_string(self) -> str:
         """``"n0,n1,...,nL"``."""

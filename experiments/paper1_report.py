@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from allocator.io_utils import atomic_write_text
-from allocator.study.validate import paired_interval
+from allocator.study.statistics import paired_interval
 
 
 def load_cells(folder: Path) -> list[dict]:

@@ -211,7 +211,9 @@ def test_training_is_reproducible_and_masks_stay_fixed(idx_dir):
 
 
 def test_validation_run_resumes(idx_dir, tmp_path):
-    from allocator.study.validate import ValidateConfig, format_summary, run_validation
+    from allocator.study.config import ValidateConfig
+    from allocator.study.tables import format_summary
+    from allocator.study.validate import run_validation
 
     config = ValidateConfig(
         model="mlp-2x100", dataset="mnist", data_dir=str(idx_dir), densities=(0.01,),
@@ -360,7 +362,7 @@ def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_pa
 
 
 def test_a_stored_run_predating_a_nested_setting_still_matches():
-    from allocator.study.validate import ValidateConfig, _changed_fields, run_identity
+    from allocator.study.config import ValidateConfig, changed_fields as _changed_fields, run_identity
 
     identity = run_identity(ValidateConfig())
     stored = json.loads(json.dumps(identity))

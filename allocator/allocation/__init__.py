@@ -1,9 +1,10 @@
 """Choosing per-layer densities under a global budget: the MIP, the exact polish, baselines, the record."""
 
-from allocator.allocation.api import Allocation, BaselineResult, LayerAllocation, allocate
+from allocator.allocation.api import allocate
+from allocator.allocation.record import Allocation, BaselineResult, LayerAllocation
 from allocator.allocation.baselines import baseline_names, get_baseline, register_baseline
 from allocator.formulation.problem import AllocationProblem, Budget, Constraints, make_budget
-from allocator.solver.highs import SolverOptions, highs_status
+from allocator.solver.highs import SolverOptions, Termination, highs_status
 
 __all__ = [
     "Allocation",
@@ -13,6 +14,7 @@ __all__ = [
     "Constraints",
     "LayerAllocation",
     "SolverOptions",
+    "Termination",
     "allocate",
     "baseline_names",
     "get_baseline",

@@ -7,6 +7,7 @@ magnitude, LAMP) register from the torch side with ``register_baseline``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -103,12 +104,20 @@ def uniform_gale(problem: AllocationProblem) -> tuple[int, ...]:
     return _with_densities(problem, densities)
 
 
-def _erdos_renyi(problem: AllocationProblem) -> tuple[int, ...]:
-    """Density ``eps (rows + cols) / (rows cols)``, capped at 1 with the excess re-spread over the others."""
+def _erdos_renyi(problem: AllocationProblem, *, kernel_aware: bool) -> tuple[int, ...]:
+    """Density ``eps * s_l``, capped at 1 with the excess re-spread over the others (RigL's rule).
+
+    ``s_l = (out + in) / (out * in)`` over the weight tensor's output and input channels (ER), or, kernel-aware,
+    ``s_l = sum(shape) / prod(shape)`` over its whole shape ``(out, in, *kernel)`` (ERK); the two agree on linear
+    layers. ``eps`` spends the budget: ``sum_l eps s_l w_l = K`` over the layers not already dense.
+    """
     layers = _prunable(problem)
-    shapes = problem.network.shapes
+    specs = problem.network.layers
     weights = problem.network.weights
-    scale = {i: (shapes[i][0] + shapes[i][1]) / weights[i] for i in layers}
+    scale = {}
+    for i in layers:
+        shape = specs[i].tensor_shape
+        scale[i] = sum(shape) / math.prod(shape) if kernel_aware else (shape[0] + shape[1]) / (shape[0] * shape[1])
     dense: set[int] = set()
     for _ in range(len(layers) + 1):
         free = [i for i in layers if i not in dense]
@@ -126,11 +135,11 @@ def _erdos_renyi(problem: AllocationProblem) -> tuple[int, ...]:
 
 @register_baseline("er", "Erdos-Renyi (RigL): density proportional to (rows + cols) / (rows * cols)")
 def er(problem: AllocationProblem) -> tuple[int, ...]:
-    return _erdos_renyi(problem)
+    return _erdos_renyi(problem, kernel_aware=False)
 
 
 @register_baseline(
     "erk", "Erdos-Renyi-Kernel (RigL): as ER with kernel sizes in the sums; equal to ER for linear layers"
 )
 def erk(problem: AllocationProblem) -> tuple[int, ...]:
-    return _erdos_renyi(problem)
+    return _erdos_renyi(problem, kernel_aware=True)

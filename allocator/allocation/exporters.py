@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from allocator.allocation.api import Allocation, LayerAllocation
+from allocator.allocation.record import Allocation, LayerAllocation
 from allocator.errors import InvalidInputError
 
 

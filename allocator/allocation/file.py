@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from allocator import __version__
-from allocator.allocation.api import Allocation, BaselineResult, LayerAllocation
+from allocator.allocation.record import Allocation, BaselineResult, LayerAllocation
 from allocator.formulation.problem import Budget, Constraints
-from allocator.solver.highs import MipReport
+from allocator.solver.highs import MipReport, Termination
 from allocator.bound.rank import RankModel
 from allocator.errors import InvalidInputError
 from allocator.io_utils import atomic_write_text
@@ -67,12 +67,6 @@ def content_hash(document: Mapping[str, Any]) -> str:
     payload = {section: document[section] for section in HASHED_SECTIONS}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _compression_ratio(network: Network, kept_total: int) -> float:
-    all_parameters = sum(network.weights) + sum(network.widths)
-    non_zero = all_parameters - network.prunable_weights + kept_total
-    return all_parameters / non_zero
 
 
 def _mip_document(mip: MipReport | None) -> dict[str, Any] | None:
@@ -115,6 +109,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "include_output_layer": network.include_output_layer,
             "flops_per_weight": list(network.flops_per_weight),
             "layer_order": list(names),
+            **({"kernels": [list(k) for k in network.kernels]} if any(network.kernels) else {}),
         },
         "layers": {
             layer.name: {
@@ -132,7 +127,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "given_value": allocation.budget.given_value,
             "kept_total": allocation.kept_total,
             "counts": "weights of the prunable layers; biases and non-prunable layers are outside the budget",
-            "compression_ratio": _compression_ratio(network, allocation.kept_total),
+            "compression_ratio": network.compression_ratio(allocation.kept_total),
             "compression_counts": "all parameters (weights and biases) / non-zero parameters",
         },
         "objective": {
@@ -222,6 +217,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
     network = Network(
         int(net["input_width"]), tuple(int(w) for w in net["widths"]), tuple(order), prunable,
         bool(net["include_output_layer"]), tuple(float(f) for f in net["flops_per_weight"]),
+        tuple(tuple(int(k) for k in kernel) for kernel in net.get("kernels", ())),
     )
     layers = []
     for name, (rows, cols) in zip(order, network.shapes):
@@ -266,7 +262,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
     mip = None
     if mip_doc is not None:
         mip = MipReport(
-            status=mip_doc["status"], objective=_from_number(mip_doc["objective"]),
+            status=Termination(mip_doc["status"]), objective=_from_number(mip_doc["objective"]),
             bound=_from_number(mip_doc["bound"]), gap=_from_number(mip_doc["gap"]), seconds=mip_doc["seconds"],
             solutions=mip_doc["solutions"], solver=mip_doc["solver"], solver_version=mip_doc["solver_version"],
             options=dict(mip_doc["options"]), build_seconds=mip_doc["build_seconds"],

@@ -77,11 +77,8 @@ class BoundResult:
 def _rank_laws(
     network: Network, densities: Sequence[float | Fraction], model: RankModel, exact: bool
 ) -> list[RankLaw]:
-    return [
-        model.law(rows, cols, densities[layer], exact=exact)
-        for layer, (rows, cols) in enumerate(network.shapes)
-        if layer in network.bound_layers
-    ]
+    specs = network.layers
+    return [model.law_for(specs[layer], densities[layer], exact=exact) for layer in network.bound_layers]
 
 
 def ln_expected_bound(

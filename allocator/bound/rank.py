@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 
 from allocator.errors import InvalidInputError
 from allocator.io_utils import atomic_write_text
+from allocator.network import LayerSpec
 
 RANK_MODELS = ("dense", "binomial", "structural", "exact-structural")
 EXACT_STRUCTURAL_MAX_ENTRIES = 20
@@ -262,7 +264,10 @@ def sample_rank_counts(rows: int, cols: int, density: float, samples: int, seed:
     return counts
 
 
-_STRUCTURAL_CACHE: dict[tuple[int, int, float, int, int], np.ndarray] = {}
+#: Sampled rank counts kept in memory, least recently used out beyond this many keys (each holds
+#: ``min(rows, cols) + 1`` integers).
+STRUCTURAL_CACHE_ENTRIES = 4096
+_STRUCTURAL_CACHE: OrderedDict[tuple[int, int, float, int, int], np.ndarray] = OrderedDict()
 
 
 def structural_law(
@@ -277,8 +282,8 @@ def structural_law(
 ) -> RankLaw:
     """Monte-Carlo law of the structural rank, cached per ``(rows, cols, density, samples, seed)``.
 
-    The cache lives in memory and, when ``cache_dir`` is given (or ``ALLOCATOR_CACHE_DIR`` is set), in
-    one JSON file per key there, written atomically. In exact mode the law is the sampled frequencies
+    The cache lives in memory (``STRUCTURAL_CACHE_ENTRIES`` keys at most) and, when ``cache_dir`` is given
+    (``RankModel.cache_dir``), in one JSON file per key there, written atomically. In exact mode the law is the sampled frequencies
     as Fractions ``count / samples`` (exact arithmetic on the estimate, not the exact law).
     """
     _check_shape_density(rows, cols, density)
@@ -289,10 +294,11 @@ def structural_law(
     density = float(density)
     key = (rows, cols, density, samples, seed)
     counts = _STRUCTURAL_CACHE.get(key)
-    directory = cache_dir if cache_dir is not None else os.environ.get("ALLOCATOR_CACHE_DIR")
+    if counts is not None:
+        _STRUCTURAL_CACHE.move_to_end(key)
     path = None
-    if directory:
-        path = Path(directory) / f"structural-crn-{rows}x{cols}-d{density!r}-s{samples}-seed{seed}.json"
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"structural-crn-{rows}x{cols}-d{density!r}-s{samples}-seed{seed}.json"
     if counts is None and path is not None and path.is_file():
         stored = json.loads(path.read_text())
         counts = np.asarray(stored["counts"], dtype=np.int64)
@@ -303,6 +309,8 @@ def structural_law(
                    "counts": counts.tolist()}
         atomic_write_text(path, json.dumps(payload))
     _STRUCTURAL_CACHE[key] = counts
+    if len(_STRUCTURAL_CACHE) > STRUCTURAL_CACHE_ENTRIES:
+        _STRUCTURAL_CACHE.popitem(last=False)
     with np.errstate(divide="ignore"):
         ln_pmf = np.log(counts / samples)
     pmf = tuple(Fraction(int(c), samples) for c in counts) if exact else None
@@ -323,6 +331,7 @@ class RankModel:
     paper_p0: bool = False
     samples: int = DEFAULT_STRUCTURAL_SAMPLES
     seed: int = 0
+    cache_dir: str | None = field(default=None, compare=False)  # structural: sampled laws also kept on disk here
 
     def __post_init__(self) -> None:
         if self.name not in RANK_MODELS:
@@ -339,9 +348,22 @@ class RankModel:
             )
 
     def law(self, rows: int, cols: int, density: float | Fraction, *, exact: bool = False) -> RankLaw:
-        """The rank law of one ``rows x cols`` layer kept at ``density``."""
+        """The rank law of one ``rows x cols`` linear layer kept at ``density``."""
         builder = _BUILDERS[self.name]
         return builder(self, rows, cols, density, exact)
+
+    def law_for(self, layer: LayerSpec, density: float | Fraction, *, exact: bool = False) -> RankLaw:
+        """The rank law of ``layer`` kept at ``density``, looked up by (this model, the layer's kind).
+
+        Raises:
+            InvalidInputError: this model has no law for the layer's kind (the message names the layer).
+        """
+        builder = _LAWS_BY_KIND.get((self.name, layer.kind))
+        if builder is None:
+            kinds = sorted(kind for name, kind in _LAWS_BY_KIND if name == self.name)
+            raise InvalidInputError(f"rank model {self.name!r} has no law for {layer.kind} layers ({layer.name}); "
+                                    f"it covers: {', '.join(kinds)}")
+        return builder(self, layer.rows, layer.cols, density, exact)
 
     def options(self) -> dict[str, object]:
         """The options that change the law, for reports and files."""
@@ -355,6 +377,12 @@ class RankModel:
 _BUILDERS: Mapping[str, Callable[[RankModel, int, int, float | Fraction, bool], RankLaw]] = {
     "dense": lambda m, r, c, d, e: dense_law(r, c, d, exact=e),
     "binomial": lambda m, r, c, d, e: binomial_law(r, c, d, exact=e, paper_p0=m.paper_p0),
-    "structural": lambda m, r, c, d, e: structural_law(r, c, float(d), samples=m.samples, seed=m.seed, exact=e),
+    "structural": lambda m, r, c, d, e: structural_law(r, c, float(d), samples=m.samples, seed=m.seed, exact=e,
+                                                       cache_dir=m.cache_dir),
     "exact-structural": lambda m, r, c, d, e: exact_structural_law(r, c, d, exact=e),
+}
+
+#: Rank laws by (rank model, layer kind): every model covers linear layers; conv laws register here.
+_LAWS_BY_KIND: dict[tuple[str, str], Callable[[RankModel, int, int, float | Fraction, bool], RankLaw]] = {
+    (name, "linear"): builder for name, builder in _BUILDERS.items()
 }

@@ -6,12 +6,12 @@ import argparse
 import json
 import math
 import sys
-
-import numpy as np
+from dataclasses import replace
 from typing import NoReturn, Sequence
 
 from allocator import __version__
-from allocator.bound import RANK_MODELS, BoundResult, RankModel, expected_bound
+from allocator.bound import RANK_MODELS, RankModel, expected_bound
+from allocator.cli.format import format_allocation, format_bound, format_regions
 from allocator.errors import AllocatorError
 from allocator.network import Network
 
@@ -77,56 +77,13 @@ def _network_from_args(args: argparse.Namespace) -> Network:
         return Network.from_arch(args.arch, include_output_layer=include_output)
     from allocator.models import get_model
 
-    network = get_model(args.model).network
-    return Network(network.input_width, network.widths, network.names, network.prunable, include_output)
+    return replace(get_model(args.model).network, include_output_layer=include_output)  # keeps FLOPs and kernels
 
 
 def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
     if args.paper_p0 and args.rank_model != "binomial":
         raise UsageError(f"--paper-p0 applies to --rank-model binomial only, not {args.rank_model!r}")
     return RankModel(args.rank_model, paper_p0=args.paper_p0, samples=args.samples, seed=args.seed)
-
-
-def _format_bound(result: BoundResult, network: Network) -> str:
-    model = result.rank_model + (f" {result.rank_model_options}" if result.rank_model_options else "")
-    output_rule = (
-        "included as a last factor (papers' convention; it has no ReLU)"
-        if result.include_output_layer
-        else "excluded (theory-clean bound)"
-    )
-    lines = [
-        "Expected upper bound E[B] on the number of linear regions of the pruned ReLU network",
-        f"  network      n0={result.input_width}, widths {'-'.join(map(str, result.widths))}",
-        f"  rank model   {model}",
-        f"  output layer {output_rule}",
-        f"  arithmetic   {'exact (rational)' if result.exact_value is not None else 'float64 log space'}",
-        "",
-        f"  {'layer':<14}{'shape':>11}{'weights':>10}{'density':>11}{'sparsity':>11}{'E[kept]':>11}"
-        f"{'E[rank]':>9}{'in bound':>10}",
-    ]
-    for layer in result.layers:
-        shape = f"{layer.rows}x{layer.cols}"
-        rank = "-" if layer.expected_rank is None else f"{layer.expected_rank:.2f}"
-        lines.append(
-            f"  {layer.name:<14}{shape:>11}{layer.weights:>10}{layer.density:>11.6g}{1 - layer.density:>11.6g}"
-            f"{layer.expected_kept:>11.1f}{rank:>9}{'yes' if layer.in_bound else 'no':>10}"
-        )
-    prunable = network.prunable_weights
-    kept = sum(layer.expected_kept for layer, p in zip(result.layers, network.prunable) if p)
-    if prunable:
-        lines.append(
-            f"  prunable weights: {prunable}; expected kept {kept:.1f} "
-            f"(global density {kept / prunable:.6g} of the prunable weights)"
-        )
-    if result.structural_samples is not None:
-        lines.append(f"  structural rank laws from {result.structural_samples} sampled masks per layer")
-    lines += [
-        "",
-        f"  ln E[B]   = {result.ln_bound:.4f} nats",
-        f"  log2 E[B] = {result.log2_bound:.4f}",
-        f"  E[B]      = {result.scientific(4)}",
-    ]
-    return "\n".join(lines)
 
 
 def _cmd_bound(args: argparse.Namespace) -> int:
@@ -140,7 +97,7 @@ def _cmd_bound(args: argparse.Namespace) -> int:
             document[key] = document[key] if math.isfinite(document[key]) else None
         print(json.dumps(document, indent=2, allow_nan=False))
     else:
-        print(_format_bound(result, network))
+        print(format_bound(result, network))
     return 0
 
 
@@ -187,61 +144,6 @@ def _export_option(text: str) -> tuple[str, str]:
     return kind, path
 
 
-def _format_allocation(allocation, compare: Sequence[str]) -> str:
-    from allocator.allocation.file import _compression_ratio
-
-    network = allocation.network
-    budget = allocation.budget
-    baselines = allocation.baselines
-    shown = [name for name in compare if name in baselines and baselines[name].kept is not None]
-    arch = "-".join(map(str, (network.input_width,) + network.widths))
-    lines = [
-        f"Allocation for {arch}: budget {budget.kept} kept of {budget.prunable_weights} prunable weights "
-        f"(global density {budget.density:.6g}, sparsity {1 - budget.density:.6g}; compression "
-        f"{_compression_ratio(network, allocation.kept_total):.4g}x of all parameters)",
-        f"objective: ln E[B] with the {allocation.rank_model.name} rank model; output layer "
-        + ("included (papers' convention)" if network.include_output_layer else "excluded (theory-clean)"),
-        "",
-    ]
-    header = f"  {'layer':<16}{'shape':>10}{'weights':>9} | {'ours kept':>9}{'density':>10}{'sparsity':>10}"
-    for name in shown:
-        header += f" | {name + ' kept':>{max(9, len(name) + 5)}}{'density':>10}"
-    lines.append(header)
-    for index, layer in enumerate(allocation.layers):
-        flag = "" if layer.prunable else " (not pruned)"
-        flag = " (pinned)" if layer.pinned else flag
-        row = (f"  {layer.name:<16}{f'{layer.rows}x{layer.cols}':>10}{layer.weights:>9} | {layer.kept:>9}"
-               f"{layer.density:>10.4g}{layer.sparsity:>10.6g}")
-        for name in shown:
-            kept = baselines[name].kept[index]
-            row += f" | {kept:>{max(9, len(name) + 5)}}{kept / layer.weights:>10.4g}"
-        lines.append(row + flag)
-    total_row = (f"  {'prunable total':<16}{'':>10}{budget.prunable_weights:>9} | {allocation.kept_total:>9}"
-                 f"{allocation.kept_total / budget.prunable_weights:>10.4g}{1 - allocation.kept_total / budget.prunable_weights:>10.6g}")
-    for name in shown:
-        kept = sum(k for k, layer in zip(baselines[name].kept, allocation.layers) if layer.prunable)
-        total_row += f" | {kept:>{max(9, len(name) + 5)}}{kept / budget.prunable_weights:>10.4g}"
-    lines += [total_row, "", "  ln E[B] (nats; higher is better)"]
-    lines.append(f"    {'ours':<14}{allocation.ln_bound:>12.4f}")
-    for name, result in baselines.items():
-        if result.ln_bound is None:
-            lines.append(f"    {name:<14}{'n/a':>12}  ({result.unavailable})")
-        else:
-            lines.append(f"    {name:<14}{result.ln_bound:>12.4f}  (ours {allocation.ln_bound - result.ln_bound:+.4f})")
-    mip = allocation.mip
-    lines.append("")
-    if mip is not None:
-        gap = "n/a" if math.isnan(mip.gap) else f"{mip.gap:.3g}"
-        lines.append(
-            f"  MIP: {mip.status}, relative gap {gap}, surrogate {mip.objective:.4f} nats (bound {mip.bound:.4f}); "
-            f"{mip.binaries} binaries; {mip.solutions} solution(s); build {mip.build_seconds:.2f} s, "
-            f"HiGHS {mip.seconds:.2f} s"
-        )
-    lines.append(f"  status: {allocation.status}; total time {allocation.solve_seconds:.2f} s")
-    lines.append(f"  certificate: {allocation.certificate}")
-    return "\n".join(lines)
-
-
 def _cmd_solve(args: argparse.Namespace) -> int:
     from allocator.allocation import Constraints, SolverOptions, allocate
     from allocator.allocation.file import dumps, save
@@ -271,7 +173,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(allocation), end="")
     else:
-        print(_format_allocation(allocation, ("uniform", "erk")))
+        print(format_allocation(allocation, ("uniform", "erk")))
     if args.out:
         path = save(allocation, args.out)
         if not args.json:
@@ -311,7 +213,9 @@ def _pin(text: str) -> tuple[str, float]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from allocator.pruning.finetune.training import TrainConfig
-    from allocator.study.validate import ValidateConfig, format_summary, run_validation
+    from allocator.study.config import ValidateConfig
+    from allocator.study.tables import format_summary
+    from allocator.study.validate import run_validation
 
     seeds = tuple(range(args.seeds)) if args.seed_list is None else tuple(args.seed_list)
     config = ValidateConfig(
@@ -337,88 +241,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_regions(args: argparse.Namespace) -> int:
-    import torch
+    from allocator.study.regions import RegionsRequest, run_regions
 
-    from allocator.allocation.file import load as load_allocation
-    from allocator.data import load_dataset
-    from allocator.models import get_model
-    from allocator.pruning import (
-        Tensors,
-        TrainConfig,
-        allocation_counts,
-        evaluate,
-        make_permanent,
-        prune_to_counts,
-        scores,
-        set_threads,
-        train,
-    )
-    from allocator.pruning.finetune.sparse import finetune
-    from allocator.regions.model import count_model_regions, data_slice, images, mlp_layers, plot_regions
-
-    set_threads(args.threads)
-    entry = get_model(args.model)
-    if args.allocation and args.density is not None:
-        raise UsageError("allocator regions: error: give --allocation FILE or --density, not both")
-    allocation = load_allocation(args.allocation) if args.allocation else None
+    try:
+        points = tuple(int(v) for v in args.points.split(","))
+    except ValueError:
+        raise UsageError(f"allocator regions: error: --points {args.points!r} is not three comma-separated "
+                         f"test-set indices such as 0,1,2") from None
+    request = RegionsRequest(model=args.model, dataset=args.dataset, data_dir=args.data_dir, checkpoint=args.checkpoint,
+                             train_epochs=args.train_epochs, seed=args.seed, allocation_file=args.allocation,
+                             density=args.density, rule=args.rule, finetune_epochs=args.finetune_epochs, points=points,
+                             resolution=args.resolution, threads=args.threads)
+    request.check()
     if args.out:
         _check_writable(args.out)
     say = (lambda message: None) if (args.quiet or args.json) else (
         lambda message: print(f"[regions] {message}", file=sys.stderr, flush=True))
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir)
-    data = Tensors.from_dataset(dataset)
-    torch.manual_seed(args.seed)
-    dense = entry.build()
-    mlp_layers(dense)  # refuse non-MLPs before training
-    # an allocation file that does not fit the model is refused here, naming each tensor, before any training
-    kept: dict[str, int] | None = allocation_counts(allocation, dense) if allocation is not None else None
-    if args.checkpoint:
-        try:
-            dense.load_state_dict(torch.load(args.checkpoint))
-        except (RuntimeError, KeyError) as error:
-            raise UsageError(f"allocator regions: error: checkpoint {args.checkpoint!r} does not fit {args.model}: "
-                             f"{str(error).splitlines()[0]}") from None
-    else:
-        say(f"training {args.model} on {args.dataset} for {args.train_epochs} epochs (seed {args.seed})")
-        train(dense, data, TrainConfig(epochs=args.train_epochs), args.seed)
-    models = {"dense": dense}
-    if kept is None and args.density is not None:
-        from allocator.allocation import allocate
-
-        result = allocate(entry.network, density=args.density, baselines=("uniform",))
-        counts = result.kept if args.rule == "ours" else result.baselines["uniform"].kept
-        kept = {n: k for n, k, p in zip(entry.network.names, counts, entry.network.prunable) if p}
-    if kept is not None:
-        pruned = entry.build()
-        pruned.load_state_dict(dense.state_dict())
-        prune_to_counts(pruned, scores("magnitude", pruned, list(kept)), kept)
-        if args.finetune_epochs:
-            say(f"fine-tuning the pruned model for {args.finetune_epochs} epochs with masks fixed")
-            finetune(pruned, entry.build, data, TrainConfig(epochs=args.finetune_epochs), args.seed + 1)
-        make_permanent(pruned)
-        models["pruned"] = pruned
-    indices = [int(v) for v in args.points.split(",")]
-    plane = data_slice(images(data.test_x, indices), dataset.mean[0], dataset.std[0])
-    rows = {}
-    for label, model in models.items():
-        count = count_model_regions(model, plane, args.resolution)
-        rows[label] = {"test_accuracy": evaluate(model, data.test_x, data.test_y)[1], **count.to_json()}
-    if args.out:
-        plot_regions(models, plane, args.out, title=f"{args.model} on the plane through test images {indices}")
+    run = run_regions(request, say, plot_to=args.out)
     if args.json:
-        print(json.dumps({"model": args.model, "dataset": dataset.describe(), "points": indices, "results": rows},
-                         indent=2, allow_nan=False))
+        print(json.dumps(run.to_json(), indent=2, allow_nan=False))
         return 0
-    print(f"Linear regions of {args.model} on the plane through {args.dataset} test images {indices} "
-          f"(inside the box of valid pixel values; hidden layers counted exactly by polygon splitting)")
-    print(f"  {'model':<8}{'test acc %':>11}{'regions':>9}{'grid lower bound':>18}{'time s':>8}"
-          f"{'bound n0=2':>14}{'(with output)':>15}")
-    for label, row in rows.items():
-        print(f"  {label:<8}{100 * row['test_accuracy']:>11.2f}{row['regions']:>9}"
-              f"{row['sampled_lower_bound']:>12} ({row['grid_resolution']}^2){row['seconds']:>8.2f}"
-              f"{row['bound_n0_2']:>14.4g}{float(np.exp(row['ln_bound_n0_2_with_output'])):>15.4g}")
-    print("  the bound is E[B] for the same widths and densities with n0 = 2 (binomial rank model); 'with output' "
-          "follows the papers' convention")
+    print(format_regions(run))
     if args.out:
         print(f"  wrote {args.out}")
     return 0
@@ -541,7 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return int(args.handler(args))
+        status = int(args.handler(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return status
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): not an error of ours (before OSError,
+        # its base class)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:  # files: one line naming the path, never a traceback
         where = f" {error.filename!r}" if getattr(error, "filename", None) else ""
         print(f"allocator: error: {error.strerror or error}{where}", file=sys.stderr)
@@ -551,11 +402,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         prefix = "" if message.startswith("allocator") else "allocator: error: "
         print(f"{prefix}{message}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # stdout closed early (e.g. piped into head): not an error of ours
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("allocator: interrupted", file=sys.stderr)
         return 130

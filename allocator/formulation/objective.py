@@ -62,6 +62,7 @@ class ExactObjective:
         self.problem = problem
         network = problem.network
         self._layers = network.bound_layers
+        self._specs = network.layers
         self._widths = [network.widths[i] for i in self._layers]
         self._laws: dict[tuple[int, int], RankLaw] = {}
         self._suffix: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
@@ -72,8 +73,8 @@ class ExactObjective:
         key = (layer, kept)
         law = self._laws.get(key)
         if law is None:
-            rows, cols = self.problem.network.shapes[layer]
-            law = self.problem.rank_model.law(rows, cols, kept / (rows * cols))
+            spec = self._specs[layer]
+            law = self.problem.rank_model.law_for(spec, kept / spec.weights)
             self._laws[key] = law
         return law
 

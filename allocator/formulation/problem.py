@@ -82,7 +82,7 @@ def make_budget(
     else:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1.0):
             raise InvalidInputError(f"budget compression is {value!r}; expected a ratio >= 1 (all / non-zero)")
-        all_parameters = sum(network.weights) + sum(network.widths)
+        all_parameters = network.all_parameters
         always_kept = all_parameters - total
         budget_kept = math.floor(all_parameters / float(value)) - always_kept
         if budget_kept < 1:

@@ -23,7 +23,8 @@ from torch import nn
 from allocator.errors import InvalidInputError
 from allocator.koopman.dmd import DEFAULT_RTOL, DMD, exact_dmd
 from allocator.koopman.snapshots import SnapshotStore
-from allocator.pruning.criteria import ScoreContext, register_criterion, weight
+from allocator.pruning.criteria import ScoreContext, register_criterion
+from allocator.pruning.tensors import tensor
 from allocator.pruning.finetune.training import Tensors, TrainConfig, train
 
 
@@ -61,7 +62,7 @@ def koopman_scores(store: SnapshotStore, dmd: DMD | None = None, *, step: int = 
 
 
 def _flatten(model: nn.Module, names: Sequence[str]) -> np.ndarray:
-    return np.concatenate([weight(model, n).detach().double().flatten().numpy() for n in names])
+    return np.concatenate([tensor(model, n).detach().double().flatten().numpy() for n in names])
 
 
 def record_window(
@@ -84,7 +85,7 @@ def record_window(
     if steps < 2 or stride < 1:
         raise InvalidInputError(f"a window needs steps >= 2 and stride >= 1; got steps={steps}, stride={stride}")
     copy_ = copy.deepcopy(model)
-    shapes = [tuple(weight(copy_, n).shape) for n in names]
+    shapes = [tuple(tensor(copy_, n).shape) for n in names]
     store = SnapshotStore(names, shapes, directory=directory, in_memory=in_memory)
     store.append(_flatten(copy_, names))
     base = config or TrainConfig()

@@ -6,8 +6,8 @@ from allocator.pruning.criteria import (
     global_kept,
     register_criterion,
     scores,
-    weight_baselines,
 )
+from allocator.pruning.baselines import weight_baselines
 from allocator.pruning.apply import allocation_counts, apply_allocation
 from allocator.pruning.describe import ModelDescription, describe
 from allocator.pruning.masks import apply_masks, make_permanent, mask_from_scores, prune_to_counts, verify_counts

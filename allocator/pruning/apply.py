@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from allocator.allocation.api import Allocation
+from allocator.allocation.record import Allocation
 from allocator.errors import InvalidInputError
-from allocator.pruning.criteria import ScoreContext, scores, weight
+from allocator.pruning.criteria import ScoreContext, scores
+from allocator.pruning.tensors import tensor
 from allocator.pruning.masks import prune_to_counts
 
 
@@ -20,7 +21,7 @@ def allocation_counts(allocation: Allocation, model: nn.Module) -> dict[str, int
     problems = []
     for layer in allocation.layers:
         try:
-            shape = tuple(weight(model, layer.name).shape)
+            shape = tuple(tensor(model, layer.name).shape)
         except InvalidInputError:
             problems.append(f"{layer.name} is not in the model")
             continue

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from allocator.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from allocator.allocation.baselines import BaselineRule
+from allocator.pruning.tensors import tensor, trainable
 
 
 @dataclass(frozen=True)
@@ -57,19 +55,6 @@ def criterion_names() -> tuple[str, ...]:
     return tuple(_CRITERIA)
 
 
-def weight(model: nn.Module, name: str) -> torch.Tensor:
-    """The tensor ``name`` as the forward pass uses it (mask applied when pruned)."""
-    module_name, _, tensor_name = name.rpartition(".")
-    try:
-        module = model.get_submodule(module_name) if module_name else model
-    except AttributeError:
-        raise InvalidInputError(f"the model has no module {module_name!r} (for tensor {name!r})") from None
-    tensor = getattr(module, tensor_name, None)
-    if not isinstance(tensor, torch.Tensor):
-        raise InvalidInputError(f"the model has no tensor {name!r}")
-    return tensor
-
-
 def scores(criterion: str, model: nn.Module, names: Sequence[str], context: ScoreContext | None = None) -> dict[str, torch.Tensor]:
     """Scores of ``criterion`` for each named tensor (float64, detached, same shapes)."""
     if criterion not in _CRITERIA:
@@ -79,7 +64,7 @@ def scores(criterion: str, model: nn.Module, names: Sequence[str], context: Scor
 
 @register_criterion("magnitude")
 def magnitude_scores(model: nn.Module, names: Sequence[str], context: ScoreContext) -> dict[str, torch.Tensor]:
-    return {name: weight(model, name).detach().abs().double() for name in names}
+    return {name: tensor(model, name).detach().abs().double() for name in names}
 
 
 @register_criterion("random")
@@ -87,7 +72,7 @@ def random_scores(model: nn.Module, names: Sequence[str], context: ScoreContext)
     out = {}
     for name in names:
         generator = torch.Generator().manual_seed(zlib.crc32(f"{context.seed}:{name}".encode()))
-        out[name] = torch.rand(weight(model, name).shape, generator=generator, dtype=torch.float64)
+        out[name] = torch.rand(tensor(model, name).shape, generator=generator, dtype=torch.float64)
     return out
 
 
@@ -95,17 +80,13 @@ def random_scores(model: nn.Module, names: Sequence[str], context: ScoreContext)
 def gradient_scores(model: nn.Module, names: Sequence[str], context: ScoreContext) -> dict[str, torch.Tensor]:
     if context.inputs is None or context.targets is None:
         raise InvalidInputError("the gradient criterion needs one labelled minibatch (inputs and targets)")
-    tensors = [weight(model, name) for name in names]
+    tensors = [tensor(model, name) for name in names]
     was_training = model.training
     model.eval()
     try:
         model.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(model(context.inputs), context.targets)
-        parameters = []
-        for name in names:  # gradients reach weight_orig when the tensor is pruned
-            module_name, _, tensor_name = name.rpartition(".")
-            module = model.get_submodule(module_name) if module_name else model
-            parameters.append(module._parameters.get(f"{tensor_name}_orig", getattr(module, tensor_name)))
+        parameters = [trainable(model, name) for name in names]  # weight_orig where the tensor is pruned
         grads = torch.autograd.grad(loss, parameters)
     finally:
         model.train(was_training)
@@ -116,14 +97,14 @@ def gradient_scores(model: nn.Module, names: Sequence[str], context: ScoreContex
 def lamp_scores(model: nn.Module, names: Sequence[str], context: ScoreContext) -> dict[str, torch.Tensor]:
     out = {}
     for name in names:
-        squared = weight(model, name).detach().double().flatten() ** 2
+        squared = tensor(model, name).detach().double().flatten() ** 2
         order = torch.argsort(squared, stable=True)  # ascending; ties by position
         ordered = squared[order]
         tail = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])  # sum over v >= u
         lamp = torch.where(tail > 0, ordered / tail, torch.zeros_like(ordered))
         score = torch.empty_like(squared)
         score[order] = lamp
-        out[name] = score.reshape(weight(model, name).shape)
+        out[name] = score.reshape(tensor(model, name).shape)
     return out
 
 
@@ -141,27 +122,3 @@ def global_kept(layer_scores: Mapping[str, torch.Tensor], budget: int) -> dict[s
     order = torch.argsort(flat, descending=True, stable=True)[:budget]
     counts = torch.bincount(owner[order], minlength=len(names))
     return {name: int(counts[i]) for i, name in enumerate(names)}
-
-
-def weight_baselines(model: nn.Module) -> dict[str, "BaselineRule"]:
-    """``global-magnitude`` and ``lamp`` as allocation baselines of a trained ``model``.
-
-    Each keeps the budget's count of highest scores over the problem's prunable tensors under one global
-    threshold; pass the result as ``allocate(..., extra_baselines=weight_baselines(model))``.
-    """
-    from allocator.allocation.baselines import BaselineRule
-
-    def rule(criterion: str) -> Callable:
-        def kept(problem) -> tuple[int, ...]:
-            network = problem.network
-            prunable = [n for n, p in zip(network.names, network.prunable) if p]
-            counts = global_kept(scores(criterion, model, prunable), problem.budget.kept)
-            return tuple(counts.get(n, w) for n, w in zip(network.names, network.weights))
-
-        return kept
-
-    return {
-        "global-magnitude": BaselineRule("global-magnitude", "one global |w| threshold over the prunable tensors",
-                                         rule("magnitude")),
-        "lamp": BaselineRule("lamp", "one global LAMP-score threshold (Lee et al. 2021)", rule("lamp")),
-    }

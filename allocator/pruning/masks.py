@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from allocator.errors import InvalidInputError
+from allocator.pruning.tensors import resolve
 
 
 class MaskCountError(InvalidInputError):
@@ -31,15 +32,6 @@ def mask_from_scores(scores: torch.Tensor, kept: int) -> torch.Tensor:
     mask = torch.zeros(total, dtype=torch.bool)
     mask[order[:kept]] = True
     return mask.reshape(scores.shape)
-
-
-def _resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    module_name, _, tensor_name = name.rpartition(".")
-    try:
-        module = model.get_submodule(module_name) if module_name else model
-    except AttributeError:
-        raise InvalidInputError(f"the model has no module {module_name!r} (for tensor {name!r})") from None
-    return module, tensor_name
 
 
 def is_pruned(module: nn.Module, tensor_name: str) -> bool:
@@ -63,7 +55,7 @@ def realised_counts(model: nn.Module, names: list[str] | tuple[str, ...]) -> dic
     """Non-zero count of each named tensor as the forward pass sees it (mask applied)."""
     counts = {}
     for name in names:
-        module, tensor_name = _resolve(model, name)
+        module, tensor_name = resolve(model, name)
         counts[name] = int(torch.count_nonzero(getattr(module, tensor_name)).item())
     return counts
 
@@ -75,7 +67,7 @@ def verify_counts(model: nn.Module, expected: Mapping[str, int]) -> None:
     """
     problems = []
     for name, kept in expected.items():
-        module, tensor_name = _resolve(model, name)
+        module, tensor_name = resolve(model, name)
         mask = getattr(module, f"{tensor_name}_mask", None)
         realised = int(mask.sum().item()) if mask is not None else getattr(module, tensor_name).numel()
         if realised != kept:
@@ -95,7 +87,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """
     resolved = {}
     for name, mask in masks.items():
-        module, tensor_name = _resolve(model, name)
+        module, tensor_name = resolve(model, name)
         if is_pruned(module, tensor_name):
             raise InvalidInputError(f"{name} is already pruned; make it permanent or start from the dense model")
         tensor = getattr(module, tensor_name, None)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from allocator.solver.highs import STATUS_OPTIMAL, SolverOptions, solve
+from allocator.solver.highs import SolverOptions, Termination, solve
 from allocator.errors import InvalidInputError, SolverError
 from allocator.regions.geometry import Slice
 
@@ -112,8 +112,8 @@ def count_regions_mip(
     patterns = []
     while True:
         report = solve(model, options)
-        if report.status != STATUS_OPTIMAL:
-            if report.status == "infeasible":
+        if report.status != Termination.OPTIMAL:
+            if report.status == Termination.INFEASIBLE:
                 break
             raise SolverError(f"HiGHS ended with {report.status} while enumerating regions")
         if report.objective <= margin_tolerance:

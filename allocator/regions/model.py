@@ -99,18 +99,6 @@ def plot_regions(models: dict[str, nn.Module], plane: Slice, path: str | Path, r
     save_figure(figure, path, dpi=100)
 
 
-def prune_copy(model: nn.Module, kept: dict[str, int]) -> nn.Module:
-    """A copy of ``model`` pruned by layer magnitude to ``kept`` (made permanent)."""
-    import copy
-
-    from allocator.pruning import make_permanent, prune_to_counts, scores
-
-    pruned = copy.deepcopy(model)
-    prune_to_counts(pruned, scores("magnitude", pruned, list(kept)), kept)
-    make_permanent(pruned)
-    return pruned
-
-
 def images(tensor: torch.Tensor, indices: Sequence[int]) -> list[np.ndarray]:
     """Rows of a data tensor as flat float64 arrays."""
     if any(not 0 <= i < len(tensor) for i in indices):

@@ -1,31 +1,48 @@
-"""HiGHS through pyomo's ``contrib.solver`` interface: typed options, a documented result, availability."""
+"""HiGHS through pyomo's ``contrib.solver`` interface: typed, validated options, a termination enum, a frozen
+report, and an availability check that says why HiGHS is missing."""
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
-from allocator.errors import SolverError
+from allocator.errors import InvalidInputError, SolverError
 
-#: Terminations the report distinguishes.
-STATUS_OPTIMAL = "optimal"  # proven optimal within ``mip_rel_gap``
-STATUS_TIME_LIMIT = "time_limit"  # stopped at the time limit with an incumbent: not proven optimal
-STATUS_NO_SOLUTION = "time_limit_no_solution"  # stopped at the time limit with nothing feasible
-STATUS_INFEASIBLE = "infeasible"
+PRESOLVE_CHOICES = ("off", "on", "choose")
+
+
+class Termination(StrEnum):
+    """How a MIP solve ended (the values are what reports and files say)."""
+
+    OPTIMAL = "optimal"  # proven optimal within ``mip_rel_gap``
+    TIME_LIMIT = "time_limit"  # stopped at the time limit with an incumbent: not proven optimal
+    NO_SOLUTION = "time_limit_no_solution"  # stopped at the time limit with nothing feasible
+    INFEASIBLE = "infeasible"  # proven infeasible
+
+
+#: The plain names, for callers that compare with strings.
+STATUS_OPTIMAL = Termination.OPTIMAL
+STATUS_TIME_LIMIT = Termination.TIME_LIMIT
+STATUS_NO_SOLUTION = Termination.NO_SOLUTION
+STATUS_INFEASIBLE = Termination.INFEASIBLE
 
 
 @dataclass(frozen=True)
 class SolverOptions:
-    """Options passed to HiGHS.
+    """Options passed to HiGHS, checked when made.
 
     Attributes:
-        time_limit_s: wall-clock limit of one MIP solve, seconds.
-        mip_rel_gap: relative gap at which HiGHS stops; 0 where optimality is claimed (its default 1e-4
-            accepts non-optimal knapsack answers).
-        presolve: ``"off"`` by default: HiGHS presolve can stall for minutes on one long dense budget row
-            and ignores the time limit meanwhile.
-        threads: HiGHS threads.
+        time_limit_s: wall-clock limit of one MIP solve, seconds (> 0).
+        mip_rel_gap: relative gap in [0, 1) at which HiGHS stops; 0 where optimality is claimed (its default
+            1e-4 accepts non-optimal knapsack answers).
+        presolve: ``"off"`` (default), ``"on"`` or ``"choose"``. Off by default: HiGHS presolve can stall for
+            minutes on one long dense budget row and ignores the time limit meanwhile.
+        threads: HiGHS threads (an integer >= 1).
+
+    Raises:
+        InvalidInputError: naming the option and what is accepted.
     """
 
     time_limit_s: float = 60.0
@@ -33,17 +50,33 @@ class SolverOptions:
     presolve: str = "off"
     threads: int = 1
 
+    def __post_init__(self) -> None:
+        limit = self.time_limit_s
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (math.isfinite(limit) and limit > 0):
+            raise InvalidInputError(f"time limit is {limit!r} s; expected a positive number of seconds")
+        gap = self.mip_rel_gap
+        if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0.0 <= gap < 1.0:
+            raise InvalidInputError(f"mip_rel_gap is {gap!r}; expected a relative gap in [0, 1)")
+        if self.presolve not in PRESOLVE_CHOICES:
+            raise InvalidInputError(f"presolve is {self.presolve!r}; accepted: {', '.join(PRESOLVE_CHOICES)}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
+
+    def with_time_limit(self, seconds: float) -> "SolverOptions":
+        """The same options with another time limit."""
+        return replace(self, time_limit_s=seconds)
+
     def as_dict(self) -> dict[str, object]:
         return {"time_limit_s": self.time_limit_s, "mip_rel_gap": self.mip_rel_gap, "presolve": self.presolve,
                 "threads": self.threads}
 
 
-@dataclass
+@dataclass(frozen=True)
 class MipReport:
     """What the MIP solves returned.
 
     Attributes:
-        status: one of ``optimal``, ``time_limit``, ``time_limit_no_solution``, ``infeasible``.
+        status: how the (first) solve ended.
         objective: surrogate value of the best MIP solution (nats), ``nan`` without one.
         bound: HiGHS's proven upper bound on the surrogate.
         gap: ``(bound - objective) / |objective|``, 0 when proven optimal.
@@ -51,7 +84,7 @@ class MipReport:
         solutions: MIP solutions collected (the first, then re-solves with no-good cuts).
     """
 
-    status: str
+    status: Termination
     objective: float = math.nan
     bound: float = math.nan
     gap: float = math.nan
@@ -107,28 +140,23 @@ def solve(model: object, options: SolverOptions) -> MipReport:
     except Exception as error:
         raise SolverError(f"HiGHS failed: {error}") from error
     seconds = time.perf_counter() - start
-    version = ".".join(map(str, solver.version() or ()))
+    base = dict(seconds=seconds, solver_version=".".join(map(str, solver.version() or ())), options=options.as_dict())
     termination = results.termination_condition
     has_solution = results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
-    report = MipReport(status="", seconds=seconds, solver_version=version, options=options.as_dict())
     if termination in (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded):
-        report.status = STATUS_INFEASIBLE
-        return report
+        return MipReport(Termination.INFEASIBLE, **base)
     if not has_solution:
         if termination == TerminationCondition.maxTimeLimit:
-            report.status = STATUS_NO_SOLUTION
-            return report
+            return MipReport(Termination.NO_SOLUTION, **base)
         raise SolverError(f"HiGHS ended with {termination.name} and no solution")
-    results.solution_loader.load_vars()
-    report.objective = float(results.incumbent_objective)
-    bound = results.objective_bound
-    report.bound = float(bound) if bound is not None else math.nan
     if termination == TerminationCondition.convergenceCriteriaSatisfied:
-        report.status = STATUS_OPTIMAL
+        status = Termination.OPTIMAL
     elif termination == TerminationCondition.maxTimeLimit:
-        report.status = STATUS_TIME_LIMIT
+        status = Termination.TIME_LIMIT
     else:
         raise SolverError(f"HiGHS ended with {termination.name}")
-    if math.isfinite(report.bound):
-        report.gap = max(0.0, (report.bound - report.objective) / max(1e-12, abs(report.objective)))
-    return report
+    results.solution_loader.load_vars()
+    objective = float(results.incumbent_objective)
+    bound = float(results.objective_bound) if results.objective_bound is not None else math.nan
+    gap = max(0.0, (bound - objective) / max(1e-12, abs(objective))) if math.isfinite(bound) else math.nan
+    return MipReport(status, objective=objective, bound=bound, gap=gap, **base)

@@ -46,7 +46,7 @@ def paired_interval(differences: Sequence[float], level: float = 0.95) -> tuple[
     if len(differences) < 2:
         return mean, math.nan, math.nan
     half = stats.t.ppf(0.5 + level / 2, len(differences) - 1) * statistics.stdev(differences) / math.sqrt(len(differences))
-    return mean, mean - half, mean + half
+    return mean, float(mean - half), float(mean + half)
 
 
 @dataclass(frozen=True)

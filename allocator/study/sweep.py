@@ -61,7 +61,7 @@ class SweepSpec:
     def tasks(self, out_root: str | Path) -> list[SweepTask]:
         """Every task, seeds outermost so that partial sweeps cover every cell with some seeds first."""
         from allocator.pruning.finetune.training import TrainConfig
-        from allocator.study.validate import ValidateConfig
+        from allocator.study.config import ValidateConfig
 
         missing = [m for m in self.models if m not in self.densities]
         if missing:
@@ -193,7 +193,7 @@ def run_sweep(
 
 def summarise_sweep(spec: SweepSpec, out_root: str | Path) -> list[dict[str, object]]:
     """Write each run folder's summary from the cells present (all seeds)."""
-    from allocator.study.validate import summarise
+    from allocator.study.summary import summarise
 
     summaries = []
     seen = set()

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from allocator.pruning.masks import is_pruned
+from allocator.pruning.tensors import replace_module
 from allocator.pruning.finetune.training import Progress, Tensors, TrainConfig, TrainResult, train
 
 # Measured (one thread, batch 128, forward + backward of one layer): the sparse layer beats the masked dense one
@@ -88,9 +89,7 @@ def finetune(
                 buffer.copy_(getattr(source, key))
     for name in sparse_names:
         source = pruned_modules[name]
-        parent_name, _, child = name.rpartition(".")
-        parent = twin.get_submodule(parent_name) if parent_name else twin
-        setattr(parent, child, SparseLinear(source.weight_orig, source.bias, source.weight_mask.bool()))
+        replace_module(twin, name, SparseLinear(source.weight_orig, source.bias, source.weight_mask.bool()))
     result = train(twin, data, config, seed, progress)
     twin_modules = dict(twin.named_modules())
     with torch.no_grad():

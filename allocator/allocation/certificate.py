@@ -1,0 +1,40 @@
+"""What an allocation's solve proved, in words: one sentence per step, joined into its certificate."""
+
+from __future__ import annotations
+
+from allocator.bound.rank import RankModel
+from allocator.solver.highs import MipReport, SolverOptions, Termination
+
+
+def mip_sentence(mip: MipReport, levels: int, options: SolverOptions) -> str | None:
+    """What the MIP established about the surrogate over the menu (``None`` for an ending that says nothing)."""
+    if mip.status == Termination.OPTIMAL:
+        return (f"MIP: the surrogate's optimum over the {levels}-level menu is proven (relative gap "
+                f"{mip.gap:.2g}, tolerance {options.mip_rel_gap:g})")
+    if mip.status in (Termination.TIME_LIMIT, Termination.NO_SOLUTION):
+        return (f"MIP stopped at the time limit ({options.time_limit_s:g} s) with "
+                + ("no solution" if mip.status == Termination.NO_SOLUTION else f"relative gap {mip.gap:.3g}")
+                + ": NOT proven optimal; this is the best allocation found")
+    if mip.status == Termination.INFEASIBLE:
+        return ("MIP: no combination of menu levels meets the budget and constraints; the answer starts from the "
+                "constrained-uniform allocation")
+    return None  # pragma: no cover - every termination is covered above
+
+
+def exhaustive_sentence(points: int) -> str:
+    """The exact objective was maximised over every feasible point of the menu."""
+    return f"exact ln E[B] optimal over the menu by exhaustive search ({points} feasible points)"
+
+
+POLISH_SENTENCE = ("exact polish: local search with the true ln E[B] (a local optimum under pairwise moves, not proven "
+                   "global)")
+FIXED_SENTENCE = "every prunable layer is pinned: nothing to decide"
+
+
+def monte_carlo_sentence(model: RankModel) -> str | None:
+    """The caveat of a Monte-Carlo rank model (``None`` for an exact one)."""
+    if model.name != "structural":
+        return None
+    return (f"ln E[B] under the structural rank model is a Monte-Carlo estimate from {model.samples} masks per "
+            f"layer and density (common random numbers, seed {model.seed}); the value of the chosen allocation "
+            f"is biased upward by the selection, so re-evaluate it with another seed before quoting it")

@@ -1,0 +1,91 @@
+"""The records ``allocate`` returns: an ``Allocation`` with one ``LayerAllocation`` per weight layer and the
+``BaselineResult`` of every rule compared under the same budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from allocator.bound.rank import RankModel
+from allocator.formulation.problem import Budget, Constraints
+from allocator.network import Network
+from allocator.solver.highs import MipReport
+
+
+@dataclass(frozen=True)
+class LayerAllocation:
+    """One weight layer of an allocation."""
+
+    name: str
+    rows: int
+    cols: int
+    weights: int
+    kept: int
+    prunable: bool
+    pinned: bool
+    tied_group: int | None
+
+    @property
+    def density(self) -> float:
+        """``kept / weights``."""
+        return self.kept / self.weights
+
+    @property
+    def sparsity(self) -> float:
+        """``1 - density``."""
+        return 1.0 - self.density
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """A baseline under the same budget: its kept counts and exact ``ln E[B]``, or why it is unavailable."""
+
+    name: str
+    description: str
+    kept: tuple[int, ...] | None
+    ln_bound: float | None
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The answer: an integer kept count per weight layer, its exact bound, and how it was found.
+
+    Attributes:
+        layers: per weight layer, in network order (non-prunable layers at all their weights).
+        ln_bound: exact ``ln E[B]`` (nats) of this allocation under ``rank_model``.
+        surrogate_value: the MIP's surrogate at this allocation (nats).
+        status: ``optimal`` (the MIP proved its surrogate optimal over the menu), ``time_limit`` (best
+            found when the time ran out: not proven), ``exhaustive`` (no MIP needed), or ``fixed``.
+        certificate: in words, what was proven and what was not.
+        mip: the MIP report (status, gap, objective, bound, times); ``None`` when no MIP ran.
+        baselines: name -> ``BaselineResult``, computed under the same budget.
+    """
+
+    network: Network
+    budget: Budget
+    rank_model: RankModel
+    constraints: Constraints
+    layers: tuple[LayerAllocation, ...]
+    ln_bound: float
+    surrogate_value: float
+    status: str
+    certificate: str
+    mip: MipReport | None
+    polish: dict[str, object]
+    solve_seconds: float
+    baselines: dict[str, BaselineResult] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        """Kept count per weight layer."""
+        return tuple(layer.kept for layer in self.layers)
+
+    @property
+    def densities(self) -> tuple[float, ...]:
+        """Density per weight layer, derived from the kept counts."""
+        return tuple(layer.density for layer in self.layers)
+
+    @property
+    def kept_total(self) -> int:
+        """Kept weights over the prunable layers (what the budget bounds)."""
+        return sum(layer.kept for layer in self.layers if layer.prunable)

@@ -1,0 +1,54 @@
+"""The solver's objectives as a registry: a name, what it maximises, and its exact evaluator over kept counts.
+
+An objective gives, for a validated ``AllocationProblem``, an exact evaluator with ``of_kept(kept)``,
+``of_units(units)`` and ``expected_rank(layer, kept)`` (the MIP's surrogate reads the last). Today one is
+registered: ``bound``, the exact ``ln E[B]`` (nats) under the problem's rank model, whose MIP surrogate is the
+rank-capped product form of ``allocator.formulation.objective``. Data-driven objectives register here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from allocator.errors import InvalidInputError
+from allocator.formulation.objective import ExactObjective
+from allocator.formulation.problem import AllocationProblem
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A registered objective: ``exact(problem)`` builds its evaluator (higher is better)."""
+
+    name: str
+    description: str
+    exact: Callable[[AllocationProblem], ExactObjective]
+
+
+_REGISTRY: dict[str, ObjectiveSpec] = {}
+
+
+def register_objective(name: str, description: str, exact: Callable[[AllocationProblem], ExactObjective]) -> None:
+    """Add an objective under ``name`` (a later registration of the same name replaces it)."""
+    _REGISTRY[name] = ObjectiveSpec(name, description, exact)
+
+
+def objective_names() -> tuple[str, ...]:
+    """Registered objectives, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_objective(name: str) -> ObjectiveSpec:
+    """The objective ``name``.
+
+    Raises:
+        InvalidInputError: an unknown name (the message lists the registered ones).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidInputError(f"objective {name!r} is unknown; accepted: {', '.join(_REGISTRY)}") from None
+
+
+register_objective("bound", "maximise the exact ln E[B] (nats) of the pruned network under the rank model",
+                   ExactObjective)

@@ -1,0 +1,210 @@
+"""The cell protocol, shared by ``validate``, the sweeps, the regions runs and the studies.
+
+A *cell* is one (seed, density, allocation rule, criterion). From the seed's dense model: score the prunable
+tensors with the criterion, keep exactly the rule's count per tensor (``prune_from_dense``), fine-tune with the
+masks fixed, seeded by ``derive_seed(seed, "finetune")`` (``finetune_cell``, or all cells of a seed at once
+through the batched engine), evaluate on the test split, and write the cell atomically. Cells of one seed with
+the same kept counts get the same masks, seed and data order, so they are fine-tuned once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from allocator.bound import ln_expected_bound
+from allocator.io_utils import atomic_write_text
+from allocator.pruning.baselines import weight_rule_kept
+from allocator.pruning.criteria import ScoreContext, scores
+from allocator.pruning.finetune.config import TrainConfig, TrainResult
+from allocator.pruning.finetune.sparse import finetune
+from allocator.pruning.finetune.training import Tensors, evaluate, train
+from allocator.pruning.masks import prune_to_counts, realised_counts
+from allocator.study.config import WEIGHT_FREE_RULES, ValidateConfig
+from allocator.study.run_folder import cell_id
+from allocator.study.seeds import derive_seed
+
+Say = Callable[[str], None]
+
+
+def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[str]) -> dict[str, int] | None:
+    """Kept count per prunable tensor under ``rule`` at ``allocation``'s budget; ``None`` when the rule is
+    unavailable there (e.g. ``uniform-gale`` below its floor). Weight-based rules read ``model``'s weights."""
+    names = allocation.network.names
+    if rule == "ours":
+        return {n: k for n, k, layer in zip(names, allocation.kept, allocation.layers) if layer.prunable}
+    if rule in WEIGHT_FREE_RULES:
+        result = allocation.baselines[rule]
+        if result.kept is None:
+            return None
+        return {n: k for n, k in zip(names, result.kept) if n in prunable}
+    return weight_rule_kept(rule, model, prunable, allocation.budget.kept)
+
+
+def prune_from_dense(build: Callable[[], nn.Module], dense_state: dict[str, torch.Tensor],
+                     layer_scores: dict[str, torch.Tensor], kept: dict[str, int]) -> nn.Module:
+    """A fresh model with the dense weights, pruned to exactly ``kept`` top-scored weights per tensor."""
+    pruned = build()
+    pruned.load_state_dict(dense_state)
+    prune_to_counts(pruned, layer_scores, kept)
+    return pruned
+
+
+def finetune_cell(model: nn.Module, build: Callable[[], nn.Module], data: Tensors, config: TrainConfig, seed: int, *,
+                  sparse: bool = True, freeze_features: bool = False) -> TrainResult:
+    """Fine-tune one pruned cell with masks fixed, seeded by ``derive_seed(seed, "finetune")``.
+
+    ``sparse``: through the sparse twin where layers are very sparse (same arithmetic, faster); ``freeze_features``:
+    only the linear chain ``fc1 .. fcL`` trains, the layers before it keep the dense model's weights.
+    """
+    finetune_seed = derive_seed(seed, "finetune")
+    if freeze_features:
+        from allocator.pruning.finetune.batched import chain_names
+
+        chain = set(chain_names(model))
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.split(".")[0] in chain)
+        try:
+            return train(model, data, config, finetune_seed)
+        finally:
+            for parameter in model.parameters():
+                parameter.requires_grad_(True)
+    if sparse:
+        return finetune(model, build, data, config, finetune_seed)
+    return train(model, data, config, finetune_seed)
+
+
+@dataclass
+class _Prepared:
+    """A pruned cell waiting for fine-tuning."""
+
+    path: Path
+    cell: dict[str, object]
+    model: nn.Module | None  # None for a cell of an earlier run, read from disk
+    kept: dict[str, int]
+    start: float
+    duplicates: list[tuple[Path, dict[str, object]]] = field(default_factory=list)  # cells with the same counts
+    finished: dict[str, object] | None = None  # the written cell, once fine-tuned and evaluated
+
+
+class SeedCells:
+    """The cells of one seed: prune from the dense model, fine-tune (alone or batched), evaluate, write."""
+
+    def __init__(self, config: ValidateConfig, entry, network, prunable: Sequence[str], data: Tensors,
+                 model: nn.Module, dense_accuracy: float, context: ScoreContext, allocations: dict,
+                 cells_dir: Path, seed: int, say: Say) -> None:
+        self.config, self.entry, self.network, self.prunable, self.data = config, entry, network, prunable, data
+        self.model, self.dense_accuracy, self.context = model, dense_accuracy, context
+        self.dense_state = {k: v.clone() for k, v in model.state_dict().items()}
+        self.allocations, self.cells_dir, self.seed, self.say = allocations, cells_dir, seed, say
+        self._scores: dict[str, torch.Tensor] | None = None
+        self._by_kept: dict[tuple[tuple[str, int], ...], _Prepared] = {}
+        for path in sorted(cells_dir.glob(f"seed{seed}-*-{config.criterion}.json")):  # cells of earlier runs
+            done = json.loads(path.read_text())
+            if "test_accuracy" in done and "same_counts_as" not in done:
+                key = tuple(sorted(done["kept"].items()))
+                self._by_kept.setdefault(key, _Prepared(path, done, None, done["kept"], 0.0, finished=done))
+
+    def pending(self) -> list[tuple[float, str]]:
+        """The (density, rule) cells of this seed that are not on disk yet."""
+        config = self.config
+        return [(density, rule) for density in config.densities for rule in config.allocations
+                if not (self.cells_dir / f"{cell_id(self.seed, density, rule, config.criterion)}.json").is_file()]
+
+    def prepare(self, density: float, rule: str) -> _Prepared | None:
+        """Prune a fresh copy of the dense model for one cell; ``None`` if the cell is unavailable (then written
+        at once) or keeps the same counts as a cell prepared before (then written with that cell's results)."""
+        config, seed = self.config, self.seed
+        path = self.cells_dir / f"{cell_id(seed, density, rule, config.criterion)}.json"
+        start = time.perf_counter()
+        cell: dict[str, object] = {"seed": seed, "density": density, "allocation": rule,
+                                   "criterion": config.criterion, "dense_test_accuracy": self.dense_accuracy}
+        if "koopman" in self.context.extra:
+            cell["koopman"] = self.context.extra["koopman"].describe()  # type: ignore[attr-defined]
+        allocation = self.allocations[density]
+        kept = kept_for_rule(rule, allocation, self.model, self.prunable)
+        if kept is None:
+            cell["unavailable"] = allocation.baselines[rule].unavailable
+            atomic_write_text(path, json.dumps(cell))
+            self.say(f"seed {seed} density {density:g} {rule}: unavailable ({cell['unavailable']})")
+            return None
+        densities = [kept.get(n, w) / w for n, w in zip(self.network.names, self.network.weights)]
+        cell["kept"] = kept
+        cell["ln_bound"] = ln_expected_bound(self.network, densities, config.rank_model)
+        key = tuple(sorted(kept.items()))
+        if key in self._by_kept:
+            twin = self._by_kept[key]
+            if twin.finished is None:
+                twin.duplicates.append((path, cell))
+            else:
+                self._write_duplicate(path, cell, twin.finished)
+            return None
+        if self._scores is None:  # the dense model is the same for every cell of the seed
+            self._scores = scores(config.criterion, self.model, self.prunable, self.context)
+        pruned = prune_from_dense(self.entry.build, self.dense_state, self._scores, kept)
+        cell["test_accuracy_pruned"] = evaluate(pruned, self.data.test_x, self.data.test_y)[1]
+        prepared = _Prepared(path, cell, pruned, kept, start)
+        self._by_kept[key] = prepared
+        return prepared
+
+    def run_alone(self, pending: Sequence[tuple[float, str]]) -> None:
+        """Every pending cell through the one-cell engines (sparse twin or masked dense training)."""
+        for density, rule in pending:
+            prepared = self.prepare(density, rule)
+            if prepared is not None:
+                history = finetune_cell(prepared.model, self.entry.build, self.data, self.config.finetune,  # type: ignore[arg-type]
+                                        self.seed, sparse=self.config.sparse_finetune,
+                                        freeze_features=self.config.freeze_features)
+                self.finish(prepared, history)
+
+    def run_batched(self, pending: Sequence[tuple[float, str]]) -> None:
+        """Prune every pending cell, then fine-tune them together; cells are written chunk by chunk."""
+        from allocator.pruning.finetune.batched import ChainData, finetune_cells
+
+        select_test = self.config.finetune.select_on == "test"
+        chain_data = (ChainData.with_test if select_test else ChainData.from_model)(self.model, self.data)
+        prepared = [p for p in (self.prepare(density, rule) for density, rule in pending) if p is not None]
+
+        def on_chunk(positions: Sequence[int], results: Sequence[TrainResult], seconds: float) -> None:
+            for position, result in zip(positions, results):
+                self.finish(prepared[position], result, batch=(seconds / len(positions), len(positions)))
+
+        finetune_cells([p.model for p in prepared], chain_data, self.config.finetune,  # type: ignore[misc]
+                       derive_seed(self.seed, "finetune"),
+                       progress=lambda message: self.say(f"seed {self.seed}: {message}"), on_chunk=on_chunk)
+
+    def finish(self, prepared: _Prepared, history: TrainResult, batch: tuple[float, int] | None = None) -> None:
+        """Evaluate the fine-tuned cell on the test split, check its masks held, write it atomically.
+
+        ``batch``: (this cell's share of the batch's fine-tuning seconds, cells in the batch) when batched."""
+        cell, kept, pruned = prepared.cell, prepared.kept, prepared.model
+        loss, accuracy = evaluate(pruned, self.data.test_x, self.data.test_y)  # type: ignore[arg-type]
+        nonzero = realised_counts(pruned, self.prunable)  # type: ignore[arg-type]
+        if any(nonzero[n] > kept[n] for n in self.prunable):
+            raise RuntimeError(f"masked weights became non-zero during fine-tuning: {nonzero} vs {kept}")
+        cell.update({"test_accuracy": accuracy, "test_loss": loss, "finetune_best_epoch": history.best_epoch,
+                     "seconds": batch[0] if batch else time.perf_counter() - prepared.start})
+        if batch:
+            cell["batched_cells"] = batch[1]
+        atomic_write_text(prepared.path, json.dumps(cell))
+        self.say(f"seed {self.seed} density {cell['density']:g} {cell['allocation']}: test acc {100 * accuracy:.2f} % "
+                 f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
+        prepared.finished = cell
+        for path, duplicate in prepared.duplicates:
+            self._write_duplicate(path, duplicate, cell)
+        prepared.duplicates.clear()
+
+    def _write_duplicate(self, path: Path, duplicate: dict[str, object], cell: dict[str, object]) -> None:
+        """Write a cell whose counts equal ``cell``'s with ``cell``'s results (see ``prepare``)."""
+        duplicate.update({key: cell[key] for key in ("test_accuracy_pruned", "test_accuracy", "test_loss",
+                                                     "finetune_best_epoch")})
+        duplicate.update({"seconds": 0.0, "same_counts_as": {"density": cell["density"], "allocation": cell["allocation"]}})
+        atomic_write_text(path, json.dumps(duplicate))
+        self.say(f"seed {self.seed} density {duplicate['density']:g} {duplicate['allocation']}: same counts as "
+                 f"{cell['allocation']} at {cell['density']:g}, test acc {100 * float(cell['test_accuracy']):.2f} %")

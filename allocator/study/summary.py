@@ -1,0 +1,57 @@
+"""A run folder's results from its cells (no torch): ``results.csv``, ``summary.json``, ``accuracy_vs_density.png``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from allocator.io_utils import atomic_write_text
+from allocator.study.config import ValidateConfig, run_identity
+from allocator.study.plots import plot_accuracy
+from allocator.study.statistics import group_cells, mean_and_std, paired_comparison
+
+CSV_FIELDS = ["seed", "density", "allocation", "criterion", "test_accuracy", "test_accuracy_pruned", "test_loss",
+              "ln_bound", "dense_test_accuracy", "finetune_best_epoch", "seconds"]
+
+
+def load_cells(folder: str | Path) -> list[dict]:
+    """Every cell file of a run folder, in file-name order."""
+    return [json.loads(p.read_text()) for p in sorted((Path(folder) / "cells").glob("*.json"))]
+
+
+def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
+    """Read every cell of the run and write ``results.csv``, ``summary.json`` and ``accuracy_vs_density.png``.
+
+    The table has, per (density, allocation), the mean and standard deviation of test accuracy over seeds and
+    the mean ``ln E[B]``; ``paired_ours_minus_uniform`` compares ours with uniform seed by seed per density.
+    """
+    out = Path(out_dir)
+    cells = load_cells(out)
+    rows = [c for c in cells if "test_accuracy" in c and c["criterion"] == config.criterion]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda c: (c["density"], c["allocation"], c["seed"])))
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    groups = group_cells(rows)
+    table = []
+    for (density, rule), members in sorted(groups.items()):
+        mean, std = mean_and_std([m["test_accuracy"] for m in members])
+        table.append({"density": density, "allocation": rule, "seeds": len(members), "mean_accuracy": mean,
+                      "std_accuracy": std, "ln_bound": mean_and_std([m["ln_bound"] for m in members])[0]})
+    paired = []
+    for density in sorted({c["density"] for c in rows}):
+        comparison = paired_comparison(groups.get((density, "ours"), []), groups.get((density, "uniform"), []))
+        if comparison is not None:
+            paired.append({"density": density, "pairs": comparison.pairs, "mean_difference": comparison.mean,
+                           "ci95_low": comparison.low, "ci95_high": comparison.high, "ours_wins": comparison.wins,
+                           "ties": comparison.ties})
+    summary = {"config": run_identity(config), "seeds": sorted({c["seed"] for c in rows}), "table": table,
+               "paired_ours_minus_uniform": paired,
+               "unavailable": [c for c in cells if "unavailable" in c]}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if table:
+        plot_accuracy(table, out / "accuracy_vs_density.png", f"{config.model} on {config.dataset}, {config.criterion}")
+    return summary

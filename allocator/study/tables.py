@@ -1,0 +1,24 @@
+"""Study results as readable text tables."""
+
+from __future__ import annotations
+
+import math
+
+
+def format_summary(summary: dict[str, object]) -> str:
+    """A validation summary (``summary.summarise``) as a table per (density, allocation) and the paired
+    differences ours - uniform in percentage points."""
+    lines = [f"{'density':>10}  {'allocation':<18}{'seeds':>6}{'test acc %':>12}{'± std':>8}{'ln E[B]':>10}"]
+    for row in summary["table"]:  # type: ignore[union-attr]
+        lines.append(f"{row['density']:>10g}  {row['allocation']:<18}{row['seeds']:>6}{100 * row['mean_accuracy']:>12.2f}"
+                     f"{100 * row['std_accuracy']:>8.2f}{row['ln_bound']:>10.2f}")
+    paired = summary["paired_ours_minus_uniform"]
+    if paired:
+        lines += ["", "paired difference ours - uniform (test accuracy, percentage points), same seeds:",
+                  f"{'density':>10}{'pairs':>7}{'mean':>9}{'95 % interval':>22}{'ours wins':>11}"]
+        for row in paired:  # type: ignore[union-attr]
+            interval = ("n/a (one pair)" if math.isnan(row["ci95_low"])
+                        else f"[{100 * row['ci95_low']:+.2f}, {100 * row['ci95_high']:+.2f}]")
+            lines.append(f"{row['density']:>10g}{row['pairs']:>7}{100 * row['mean_difference']:>+9.2f}{interval:>22}"
+                         f"{row['ours_wins']:>7}/{row['pairs']}")
+    return "\n".join(lines)
