@@ -46,7 +46,9 @@ demo: setup
 	  --epochs 3 --finetune-epochs 3 --allocations ours,uniform --out runs/demo/validate-quick \
 	  --label "QUICK RUN on Fashion-MNIST (2 seeds, 3 + 3 epochs): a smoke test of the pipeline, not a result"
 
+# The layering contract first (pyproject's [tool.importlinter]: no import runs up the pipeline), then the tests.
 test: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -m "not slow" allocator tests
 
 test-slow: setup  # includes the Ray test when the ray extra is installed

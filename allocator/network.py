@@ -230,7 +230,7 @@ class Network:
         """``"n0,n1,...,nL"``."""
         return ",".join(str(v) for v in (self.input_width,) + self.widths)
 
-    def validate_densities(self, densities: Sequence[float]) -> tuple[float, ...]:
+    def check_densities(self, densities: Sequence[float]) -> tuple[float, ...]:
         """Check one density in [0, 1] per weight layer; return them as floats.
 
         Raises:
@@ -258,4 +258,4 @@ class Network:
         values = tuple(densities)
         if len(values) == 1:
             values = tuple(values[0] if p else 1.0 for p in self.prunable)
-        return self.validate_densities(values)
+        return self.check_densities(values)

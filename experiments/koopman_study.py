@@ -47,11 +47,12 @@ from allocator.pruning import (  # noqa: E402
     evaluate,
     global_kept,
     mask_from_scores,
-    prune_to_counts,
     scores,
     set_threads,
     train,
 )
+from allocator.study.cells import finetune_cell, prune_from_dense  # noqa: E402
+from allocator.study.seeds import derive_seed  # noqa: E402
 
 
 def kept_sets(layer_scores: dict[str, torch.Tensor], budget: int) -> tuple[dict[str, int], set[tuple[str, int]]]:
@@ -65,13 +66,12 @@ def kept_sets(layer_scores: dict[str, torch.Tensor], budget: int) -> tuple[dict[
 
 
 def prune_and_tune(entry, state, data, layer_scores, budget, finetune: TrainConfig, seed: int) -> dict[str, float]:
-    model = entry.build()
-    model.load_state_dict(state)
+    """The cell protocol (``allocator.study.cells``) with one global threshold's counts; masked dense fine-tuning."""
     counts, _ = kept_sets(layer_scores, budget)
-    prune_to_counts(model, layer_scores, counts)
+    model = prune_from_dense(entry.build, state, layer_scores, counts)
     pruned = evaluate(model, data.test_x, data.test_y)[1]
     if finetune.epochs:
-        train(model, data, finetune, seed)
+        finetune_cell(model, entry.build, data, finetune, seed, sparse=False)
     return {"accuracy_pruned": pruned, "accuracy_finetuned": evaluate(model, data.test_x, data.test_y)[1]}
 
 
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finetune = TrainConfig(epochs=args.finetune_epochs)
     steps = args.window_steps or -(-len(data.train_y) // recipe.batch_size)
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(derive_seed(args.seed, "dense"))
     model = entry.build()
     checkpoints: dict[int, dict[str, torch.Tensor]] = {0: copy.deepcopy(model.state_dict())}
 
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         current = entry.build()
         current.load_state_dict(state)
         window_start = time.perf_counter()
-        store = record_window(current, data, names, steps=steps, config=recipe, seed=args.seed + 11,
+        store = record_window(current, data, names, steps=steps, config=recipe, seed=derive_seed(args.seed, "koopman-window"),
                               directory=str(out / "snapshots"))
         try:
             koopman = koopman_scores(store)

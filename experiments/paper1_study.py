@@ -54,8 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lenet-full-finetune", action="store_true",
                         help="also fine-tune LeNet-5's convolutions (paper 1's protocol; about 20 core-hours on a "
                              "CPU). Default: they stay at the dense model (frozen features), see experiments/README.md")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="DATASET=DIR",
+                        help="where a data set's files are, for data sets that need one (e.g. mnist=/path/to/idx)")
     parser.add_argument("--smoke", action="store_true", help="one model, two densities, two seeds, one epoch")
     args = parser.parse_args(argv)
+    data_dirs = dict(entry.partition("=")[::2] for entry in args.data_dir)
+    if any(not name or not folder for name, folder in data_dirs.items()):
+        parser.error(f"--data-dir takes DATASET=DIR, got {args.data_dir}")
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in PAPER_DENSITIES]
     if unknown:
@@ -68,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets=tuple(d for d in args.datasets.split(",") if d), models=tuple(models), densities=densities,
         allocations=tuple(a for a in args.allocations.split(",") if a), seeds=tuple(range(args.seeds)),
         train_epochs=args.epochs, finetune_epochs=args.finetune_epochs,
-        frozen_features=() if args.lenet_full_finetune else ("lenet5",),
+        frozen_features=() if args.lenet_full_finetune else ("lenet5",), data_dirs=data_dirs,
     )
     run_sweep(spec, args.out, backend=args.backend, workers=args.workers)
     return 0

@@ -13,7 +13,6 @@ planes, and record test accuracy, ln E[B] (n0 = 784, papers' convention) and the
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import io
 import json
@@ -38,12 +37,12 @@ from allocator.pruning import (  # noqa: E402
     TrainConfig,
     evaluate,
     make_permanent,
-    prune_to_counts,
     scores,
     set_threads,
     train,
 )
-from allocator.pruning.finetune.sparse import finetune  # noqa: E402
+from allocator.study.cells import finetune_cell, prune_from_dense  # noqa: E402
+from allocator.study.seeds import derive_seed  # noqa: E402
 from allocator.regions.model import count_model_regions, data_slice, images  # noqa: E402
 
 PAPER_GRID = "0.01,0.005,0.0025,0.001,0.00075,0.0005,0.0001"
@@ -86,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "test_accuracy": evaluate(model, data.test_x, data.test_y)[1]}
 
     for seed in range(args.seeds):
-        torch.manual_seed(seed)
+        torch.manual_seed(derive_seed(seed, "dense"))
         dense = entry.build()
         trained = False
         for density in [1.0] + densities:
@@ -96,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 if not trained:
                     say(f"seed {seed}: training the dense model ({args.train_epochs} epochs)")
-                    train(dense, data, TrainConfig(epochs=args.train_epochs), seed)
+                    train(dense, data, TrainConfig(epochs=args.train_epochs), derive_seed(seed, "dense"))
                     trained = True
                 if rule == "dense":
                     model, ln_bound = dense, ln_expected_bound(entry.network, [1.0] * 3)
@@ -104,9 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     allocation = allocations[density]
                     kept_all = allocation.kept if rule == "ours" else allocation.baselines[rule].kept
                     kept = {n: k for n, k in zip(entry.network.names, kept_all) if n in names}
-                    model = copy.deepcopy(dense)
-                    prune_to_counts(model, scores("magnitude", model, names), kept)
-                    finetune(model, entry.build, data, TrainConfig(epochs=args.finetune_epochs), seed + 1_000_003)
+                    model = prune_from_dense(entry.build, dense.state_dict(), scores("magnitude", dense, names), kept)
+                    finetune_cell(model, entry.build, data, TrainConfig(epochs=args.finetune_epochs), seed)
                     make_permanent(model)
                     ln_bound = ln_expected_bound(entry.network, [k / w for k, w in zip(kept_all, entry.network.weights)])
                 cell = {"seed": seed, "density": density, "allocation": rule, "ln_bound": ln_bound, **measure(model)}

@@ -90,6 +90,7 @@ def test_exporters_agree_with_the_counts(allocation):
         export_text(allocation, "onnx")
 
 
+@pytest.mark.torch
 def test_torch_prune_amounts_apply_exactly(allocation):
     """The exported int amounts, given to torch.nn.utils.prune, leave exactly the allocated counts."""
     torch = pytest.importorskip("torch")

@@ -1,3 +1,4 @@
+import pytest
 """The log-space recursion, the exact recursion and explicit enumeration of J agree on random small networks."""
 
 import math
@@ -17,6 +18,9 @@ from allocator.bound.recursion import (
 )
 
 DENSITIES = [Fraction(0), Fraction(1, 10), Fraction(1, 3), Fraction(1, 2), Fraction(7, 8), Fraction(1)]
+
+
+pytestmark = pytest.mark.pure
 
 
 @st.composite

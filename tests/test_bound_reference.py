@@ -9,6 +9,9 @@ from allocator.bound import expected_bound, ln_expected_bound
 from allocator.bound.recursion import bound_for_ranks_by_enumeration
 
 
+pytestmark = pytest.mark.pure
+
+
 @pytest.mark.parametrize(
     "arch, value", [([3, 4, 4], 161), ([2, 5, 3, 2], 400), ([4, 3, 6, 2], 496), ([5, 6, 6, 3], 19068)]
 )

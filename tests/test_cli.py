@@ -14,6 +14,7 @@ def run(capsys, *argv):
     return status, captured.out, captured.err
 
 
+@pytest.mark.pure
 def test_bound_summary(capsys):
     status, out, err = run(capsys, "bound", "--arch", "784,100,100,10", "--density", "0.001,0.001,1")
     assert status == 0 and err == ""
@@ -23,6 +24,7 @@ def test_bound_summary(capsys):
     assert "papers' convention" in out
 
 
+@pytest.mark.pure
 def test_bound_json(capsys):
     status, out, _ = run(
         capsys, "bound", "--arch", "784,100,100,10", "--density", "0.001", "--json", "--exclude-output-layer"
@@ -36,6 +38,7 @@ def test_bound_json(capsys):
     assert document["widths"] == [100, 100, 10]
 
 
+@pytest.mark.pure
 def test_bound_model_name_and_structural(capsys):
     status, out, _ = run(
         capsys, "bound", "--model", "mlp-2x100", "--density", "0.01", "--rank-model", "structural",
@@ -61,6 +64,7 @@ def test_bound_model_name_and_structural(capsys):
         (["frobnicate"], "invalid choice"),
     ],
 )
+@pytest.mark.pure
 def test_errors_are_one_line_exit_2(capsys, argv, fragment):
     status, out, err = run(capsys, *argv)
     assert status == 2
@@ -69,6 +73,7 @@ def test_errors_are_one_line_exit_2(capsys, argv, fragment):
     assert "Traceback" not in err
 
 
+@pytest.mark.pure
 def test_console_script_and_no_torch_import():
     result = subprocess.run(
         [sys.executable, "-m", "allocator", "bound", "--arch", "4,3,2", "--density", "1,1", "--rank-model", "dense",
@@ -146,12 +151,14 @@ def test_solve_errors_are_one_line(capsys, argv, fragment):
         (["--density", "0.01", "--dataset", "mnist"], "mnist needs --data-dir"),
     ],
 )
+@pytest.mark.torch
 def test_validate_errors_are_one_line(capsys, tmp_path, argv, fragment):
     status, out, err = run(capsys, "validate", "--out", str(tmp_path / "run"), "--quiet", *argv)
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and fragment in err
 
 
+@pytest.mark.pure
 def test_bound_json_is_strict_when_the_bound_is_zero(capsys):
     status, out, _ = run(capsys, "bound", "--arch", "4,3,2", "--density", "0", "--paper-p0", "--json")
     document = json.loads(out, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))

@@ -3,6 +3,9 @@ import pytest
 from allocator import InvalidInputError, Network
 
 
+pytestmark = pytest.mark.pure
+
+
 def test_from_arch_shapes_and_defaults():
     net = Network.from_arch("784,100,100,10")
     assert net.input_width == 784
@@ -33,14 +36,14 @@ def test_bad_arch_names_the_value(arch, fragment):
 def test_bad_densities_name_layer_and_value():
     net = Network.from_arch("784,100,10")
     with pytest.raises(InvalidInputError, match="density of fc2.weight is 1.5"):
-        net.validate_densities([0.1, 1.5])
+        net.check_densities([0.1, 1.5])
     with pytest.raises(InvalidInputError, match="3 densities given for 2 weight layers"):
-        net.validate_densities([0.1, 0.1, 0.1])
+        net.check_densities([0.1, 0.1, 0.1])
     with pytest.raises(InvalidInputError, match="nan"):
-        net.validate_densities([float("nan"), 1.0])
+        net.check_densities([float("nan"), 1.0])
     # The invalid-input error is also a ValueError for callers that catch builtins.
     with pytest.raises(ValueError):
-        net.validate_densities([-0.1, 1.0])
+        net.check_densities([-0.1, 1.0])
 
 
 def test_single_density_expands_to_prunable_layers():

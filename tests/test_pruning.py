@@ -30,16 +30,10 @@ from allocator.pruning import (  # noqa: E402
     verify_counts,
 )
 from allocator.pruning.masks import MaskCountError  # noqa: E402
-from tests.conftest import write_fake_idx  # noqa: E402
 
 pytestmark = pytest.mark.torch
 torch.set_num_threads(1)
 
-
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory):
-    """A learnable fake MNIST in IDX format (700 training and 200 test images)."""
-    return write_fake_idx(tmp_path_factory.mktemp("idx"), seed=0)
 
 
 def test_idx_reader_and_mnist_dataset(idx_dir):
@@ -66,6 +60,7 @@ def test_cifar_batches(tmp_path):
     assert data.train_x.shape == (90, 3, 32, 32) and len(data.val_y) == 10 and len(data.test_y) == 20
 
 
+@pytest.mark.data
 def test_fashion_mnist_default_is_installed():
     data = load_dataset("fashion-mnist")
     assert (len(data.train_y), len(data.val_y), len(data.test_y)) == (55000, 5000, 10000)
@@ -210,6 +205,8 @@ def test_training_is_reproducible_and_masks_stay_fixed(idx_dir):
         TrainConfig(select_on="best")
 
 
+@pytest.mark.solver
+@pytest.mark.study
 def test_validation_run_resumes(idx_dir, tmp_path):
     from allocator.study.config import ValidateConfig
     from allocator.study.tables import format_summary
@@ -243,6 +240,7 @@ def test_validation_run_resumes(idx_dir, tmp_path):
     assert extended["seeds"] == [0, 1, 2] and extended["paired_ours_minus_uniform"][0]["pairs"] == 3
 
 
+@pytest.mark.solver
 def test_weight_baselines_register_with_allocate():
     from allocator.allocation import allocate
     from allocator.bound import ln_expected_bound
@@ -261,6 +259,7 @@ def test_weight_baselines_register_with_allocate():
     assert result.baselines["global-magnitude"].kept[:2] == (expected["fc1.weight"], expected["fc2.weight"])
 
 
+@pytest.mark.solver
 def test_apply_allocation_refuses_a_mismatched_model_and_fits_a_matching_one():
     from allocator.allocation import allocate
     from allocator.pruning import apply_allocation
@@ -277,6 +276,8 @@ def test_apply_allocation_refuses_a_mismatched_model_and_fits_a_matching_one():
     verify_counts(model, counts)
 
 
+@pytest.mark.solver
+@pytest.mark.study
 def test_regions_cli_on_a_small_trained_model(idx_dir, tmp_path, capsys):
     from allocator.cli.main import main
 
@@ -320,6 +321,8 @@ def test_sparse_finetune_equals_masked_dense_training(idx_dir, model_name, densi
 
 
 @pytest.mark.parametrize("model_name, freeze", [("mlp-2x100", False), ("lenet5", True)])
+@pytest.mark.solver
+@pytest.mark.study
 def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_path, model_name, freeze):
     """Same run, two engines: batched cells (sparse and dense groups) vs one masked model at a time."""
     from allocator.study.validate import ValidateConfig, run_validation
@@ -361,6 +364,7 @@ def test_batched_engine_equals_the_reference_engine_cell_by_cell(idx_dir, tmp_pa
     assert not any(m.startswith("seed 0: fine-tuning") for m in messages)
 
 
+@pytest.mark.study
 def test_a_stored_run_predating_a_nested_setting_still_matches():
     from allocator.study.config import ValidateConfig, changed_fields as _changed_fields, run_identity
 
@@ -372,6 +376,7 @@ def test_a_stored_run_predating_a_nested_setting_still_matches():
     assert _changed_fields(stored, identity) == ["finetune"]
 
 
+@pytest.mark.study
 def test_freeze_features_is_refused_for_a_model_without_a_relu_chain(tmp_path):
     from allocator.study.validate import ValidateConfig, run_validation
 

@@ -19,6 +19,9 @@ from allocator.bound.rank import (
 )
 
 
+pytestmark = pytest.mark.pure
+
+
 @pytest.mark.parametrize("rows, cols, density", [(30, 200, 0.01), (10, 100, 0.3), (60, 20, 0.05), (7, 7, 0.5)])
 def test_binomial_float_equals_exact(rows, cols, density):
     law = binomial_law(rows, cols, density, exact=True)

@@ -36,6 +36,7 @@ def test_geometric_count_equals_mip_enumeration(pruned):
     assert totals > 40  # the cases are not all trivial
 
 
+@pytest.mark.pure
 def test_cells_tile_the_slice_and_patterns_are_distinct():
     rng = np.random.default_rng(3)
     weights = [rng.standard_normal((12, 8)) * 4, rng.standard_normal((10, 12))]
@@ -57,6 +58,7 @@ def test_cells_tile_the_slice_and_patterns_are_distinct():
     assert sampled >= 0.8 * len(cells)
 
 
+@pytest.mark.pure
 def test_one_layer_arrangement_by_hand():
     """Three lines in general position through the valid square cut it into 7 regions when all cross inside."""
     origin = np.array([0.5, 0.5])
@@ -69,6 +71,7 @@ def test_one_layer_arrangement_by_hand():
     assert polygon_area(plane.polygon) == pytest.approx(4.0)
 
 
+@pytest.mark.pure
 def test_slice_validation():
     with pytest.raises(InvalidInputError, match="collinear"):
         make_slice(np.zeros(4), np.ones(4), 2 * np.ones(4) * 0.5, 0.0, 1.0)

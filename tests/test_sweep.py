@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.torch, pytest.mark.solver]
+pytestmark = [pytest.mark.study, pytest.mark.torch, pytest.mark.solver]
 
 
 @pytest.fixture(scope="module")

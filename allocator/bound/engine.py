@@ -92,7 +92,7 @@ def ln_expected_bound(
         119.8
     """
     model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
-    values = network.validate_densities(densities)
+    values = network.check_densities(densities)
     laws = _rank_laws(network, values, model, exact=False)
     widths = [network.widths[i] for i in network.bound_layers]
     return ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws])
@@ -115,7 +115,7 @@ def expected_bound(
         InvalidInputError: a density outside [0, 1], a wrong count of densities, an unknown rank model.
     """
     model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
-    values = network.validate_densities([float(d) for d in densities])
+    values = network.check_densities([float(d) for d in densities])
     exact_densities: Sequence[float | Fraction] = list(densities) if exact else values
     laws = _rank_laws(network, exact_densities, model, exact)
     widths = tuple(network.widths[i] for i in network.bound_layers)

@@ -1,37 +1,32 @@
-"""The torch side: describing models, pruning criteria, masks, training and validation (imports torch)."""
+"""The torch side: describing models, pruning criteria, masks, training and fine-tuning (imports torch).
 
-from allocator.pruning.criteria import (
-    ScoreContext,
-    criterion_names,
-    global_kept,
-    register_criterion,
-    scores,
-)
-from allocator.pruning.baselines import weight_baselines
-from allocator.pruning.apply import allocation_counts, apply_allocation
-from allocator.pruning.describe import ModelDescription, describe
-from allocator.pruning.masks import apply_masks, make_permanent, mask_from_scores, prune_to_counts, verify_counts
-from allocator.pruning.finetune.training import TrainConfig, Tensors, evaluate, set_threads, train
+The names below load on first use (PEP 562), so importing a torch-free sub-module such as
+``allocator.pruning.finetune.config`` does not import torch.
+"""
 
-__all__ = [
-    "ModelDescription",
-    "ScoreContext",
-    "allocation_counts",
-    "apply_allocation",
-    "Tensors",
-    "TrainConfig",
-    "apply_masks",
-    "criterion_names",
-    "describe",
-    "evaluate",
-    "global_kept",
-    "make_permanent",
-    "mask_from_scores",
-    "prune_to_counts",
-    "register_criterion",
-    "scores",
-    "set_threads",
-    "train",
-    "verify_counts",
-    "weight_baselines",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ScoreContext": "criteria", "criterion_names": "criteria", "global_kept": "criteria",
+    "register_criterion": "criteria", "scores": "criteria",
+    "weight_baselines": "baselines",
+    "allocation_counts": "apply", "apply_allocation": "apply",
+    "ModelDescription": "description", "describe": "description",
+    "apply_masks": "masks", "make_permanent": "masks", "mask_from_scores": "masks", "prune_to_counts": "masks",
+    "verify_counts": "masks",
+    "TrainConfig": "finetune.training", "Tensors": "finetune.training", "evaluate": "finetune.training",
+    "set_threads": "finetune.training", "train": "finetune.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'allocator.pruning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"allocator.pruning.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

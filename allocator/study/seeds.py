@@ -19,8 +19,7 @@ from allocator.errors import InvalidInputError
 SEED_OFFSETS: dict[str, int] = {
     "dense": 0,  # building and training the dense model
     "finetune": 1_000_003,  # fine-tuning a pruned cell with masks fixed (validate, sweeps, the regions runs)
-    "koopman-window": 7,  # the training window whose snapshots KMP and KGP decompose (validate)
-    "koopman-study-window": 11,  # the same, in experiments.koopman_study (its committed results)
+    "koopman-window": 7,  # the training window whose snapshots KMP and KGP decompose (validate, koopman_study)
 }
 
 

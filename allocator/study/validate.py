@@ -26,7 +26,7 @@ from allocator.errors import InvalidInputError
 from allocator.io_utils import atomic_write_text
 from allocator.models import get_model
 from allocator.pruning.criteria import ScoreContext
-from allocator.pruning.describe import describe
+from allocator.pruning.description import describe
 from allocator.pruning.finetune.training import Tensors, set_threads
 from allocator.study.cells import SeedCells
 from allocator.study.config import KOOPMAN_CRITERIA, ValidateConfig, changed_fields, run_identity

@@ -1,0 +1,152 @@
+"""``describe``: the allocator's network description from a torch model, by tracing one forward pass.
+
+Each weighted module type has a *describer* in a registry keyed by its type (``register_describer``): from the
+module and its traced output shape it gives the layer's ``LayerSpec`` (kind, matrix shape, kernel, output
+positions). ``describe`` traces the model, asks the registry for every weighted module it saw, and assembles the
+linear chain the bound models (``ModelDescription.network``) and the convolutions before it. A layer kind the
+bound learns (convolutions) registers a describer and a rank law; nothing else here changes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from allocator.errors import InvalidInputError
+from allocator.network import LayerSpec, Network
+
+#: Modules with parameters that are not weight layers but are accepted in a model (they are not pruned).
+_ALLOWED_WITH_PARAMETERS: tuple[type, ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+Describer = Callable[[str, nn.Module, tuple[int, ...]], LayerSpec]
+_DESCRIBERS: dict[type, Describer] = {}
+
+
+def register_describer(module_type: type) -> Callable[[Describer], Describer]:
+    """Decorator: ``function(weight name, module, output shape) -> LayerSpec`` for modules of ``module_type``."""
+
+    def wrap(function: Describer) -> Describer:
+        _DESCRIBERS[module_type] = function
+        return function
+
+    return wrap
+
+
+def _describer(module: nn.Module) -> Describer | None:
+    for module_type, function in _DESCRIBERS.items():
+        if isinstance(module, module_type):
+            return function
+    return None
+
+
+@register_describer(nn.Linear)
+def _linear(name: str, module: nn.Module, output_shape: tuple[int, ...]) -> LayerSpec:
+    rows, cols = module.weight.shape
+    return LayerSpec(name, "linear", int(rows), int(cols), (), 1, True, True)
+
+
+@register_describer(nn.Conv2d)
+def _conv2d(name: str, module: nn.Module, output_shape: tuple[int, ...]) -> LayerSpec:
+    out_channels, in_channels, *kernel = module.weight.shape
+    positions = int(math.prod(output_shape[-2:]))
+    return LayerSpec(name, "conv", int(out_channels), int(in_channels * math.prod(kernel)), tuple(int(k) for k in kernel),
+                     positions, False, False)
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A convolution seen in the trace: it can be pruned by a criterion but does not enter the bound."""
+
+    name: str
+    shape: tuple[int, ...]
+    weights: int
+    output_positions: int  # multiply-adds per example per kept weight
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """The linear chain as a ``Network`` (names are ``<module>.weight``), and the convolutions before it."""
+
+    network: Network
+    conv_layers: tuple[ConvLayer, ...]
+    parameters: int
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        """Every weight tensor of a Linear or Conv2d layer, in forward order."""
+        return tuple(c.name for c in self.conv_layers) + self.network.names
+
+
+def _check_modules(model: nn.Module, names: dict[nn.Module, str]) -> None:
+    accepted = tuple(_DESCRIBERS) + _ALLOWED_WITH_PARAMETERS
+    for module, name in names.items():
+        if list(module.children()):
+            continue
+        if any(True for _ in module.parameters(recurse=False)) and not isinstance(module, accepted):
+            raise InvalidInputError(
+                f"layer {name!r} ({type(module).__name__}) has parameters and is not supported; describe accepts "
+                f"{', '.join(t.__name__ for t in accepted)} layers with parameters"
+            )
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor, names: dict[nn.Module, str]) -> list[tuple[LayerSpec, nn.Module]]:
+    """The weighted modules in forward order, each with its ``LayerSpec``."""
+    calls: list[tuple[LayerSpec, nn.Module]] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        calls.append((_describer(module)(f"{names[module]}.weight", module, tuple(output.shape)), module))  # type: ignore[misc]
+
+    handles = [m.register_forward_hook(hook) for m in names if _describer(m) is not None]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def describe(model: nn.Module, example_input: torch.Tensor, *, include_output_layer: bool = True) -> ModelDescription:
+    """Trace ``model(example_input)`` and return its description.
+
+    The model must be a stack of convolutions followed by a chain of linear layers (each Linear's input width
+    the previous one's output width); ``n0`` is the input width of the first Linear (400 for LeNet-5). Every
+    Linear but the last (the classifier) is prunable. Modules with parameters other than the registered weight
+    layers (Linear, Conv2d) and BatchNorm are refused by name.
+
+    Raises:
+        InvalidInputError: an unsupported layer, no Linear layer, or linear layers that do not form a chain.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    _check_modules(model, names)
+    calls = _trace(model, example_input, names)
+    linear = [(spec, module) for spec, module in calls if spec.kind == "linear"]
+    if not linear:
+        raise InvalidInputError("the model has no Linear layer; the bound needs a chain of linear layers")
+    first_linear = next(i for i, (spec, _) in enumerate(calls) if spec.kind == "linear")
+    late_convs = [spec.name for spec, _ in calls[first_linear:] if spec.kind == "conv"]
+    if late_convs:
+        raise InvalidInputError(f"convolution {late_convs[0].removesuffix('.weight')!r} comes after a linear layer; "
+                                f"not supported")
+    for (previous, _), (spec, _) in zip(linear, linear[1:]):
+        if spec.cols != previous.rows:
+            raise InvalidInputError(
+                f"linear layers do not chain: {previous.name.removesuffix('.weight')} gives {previous.rows} features, "
+                f"{spec.name.removesuffix('.weight')} takes {spec.cols}"
+            )
+    conv_layers = tuple(ConvLayer(spec.name, tuple(module.weight.shape), spec.weights, int(spec.output_positions))
+                        for spec, module in calls[:first_linear])
+    network = Network(
+        linear[0][0].cols,
+        tuple(spec.rows for spec, _ in linear),
+        tuple(spec.name for spec, _ in linear),
+        include_output_layer=include_output_layer,
+    )
+    return ModelDescription(network, conv_layers, sum(p.numel() for p in model.parameters()))
