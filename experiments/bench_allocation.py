@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from typing import Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from allocator import Network  # noqa: E402
 from allocator.allocation import allocate  # noqa: E402
+from experiments.timing import timed  # noqa: E402
 
 
 def run_case(network: Network, density: float, levels: int, repeats: int) -> dict[str, object]:
-    times, last = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        last = allocate(network, density=density, levels=levels)
-        times.append(time.perf_counter() - start)
-    assert last is not None and last.mip is not None
+    last, seconds = timed(lambda: allocate(network, density=density, levels=levels), repeats)
+    assert last.mip is not None
     return {
-        "seconds": statistics.median(times),
+        "seconds": seconds,
         "build": last.mip.build_seconds,
         "highs": last.mip.seconds,
         "first": last.mip.first_solve_seconds,

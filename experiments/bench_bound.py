@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from typing import Callable, Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -18,17 +16,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from allocator import Network  # noqa: E402
 from allocator.bound import expected_bound, ln_expected_bound  # noqa: E402
 from allocator.bound import rank as rank_module  # noqa: E402
+from experiments import timing  # noqa: E402
 
 
 def median_seconds(function: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``function()`` over ``repeats`` calls, the ``ln C`` table cache cleared each time."""
-    times = []
-    for _ in range(repeats):
-        rank_module.ln_binomial_row.cache_clear()
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timing.median_seconds(function, repeats, before_each=rank_module.ln_binomial_row.cache_clear)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

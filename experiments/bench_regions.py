@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from typing import Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -26,15 +24,7 @@ from allocator.pruning import Tensors, TrainConfig, set_threads, train  # noqa: 
 from allocator.regions import enumerate_regions  # noqa: E402
 from allocator.regions.mip import count_regions_mip  # noqa: E402
 from allocator.regions.model import data_slice, images, mlp_layers  # noqa: E402
-
-
-def timed(function, repeats: int):
-    times, value = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        value = function()
-        times.append(time.perf_counter() - start)
-    return value, statistics.median(times)
+from experiments.timing import timed  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:

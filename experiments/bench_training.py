@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -25,15 +23,7 @@ from allocator.allocation import allocate  # noqa: E402
 from allocator.data import load_dataset  # noqa: E402
 from allocator.models import get_model  # noqa: E402
 from allocator.pruning import Tensors, TrainConfig, prune_to_counts, scores, set_threads, train  # noqa: E402
-
-
-def median_of(function: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from experiments.timing import median_seconds  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prune_to_counts(model, scores("magnitude", model, list(kept)), kept)
         train(model, data, config, seed=0)
 
-    epoch_ours = median_of(ours, args.repeats)
-    epoch_plain = median_of(plain_dataloader, args.repeats)
-    epoch_masked = median_of(masked, args.repeats)
+    epoch_ours = median_seconds(ours, args.repeats)
+    epoch_plain = median_seconds(plain_dataloader, args.repeats)
+    epoch_masked = median_seconds(masked, args.repeats)
     print(f"MLP 2x100, 55,000 training images per epoch (5,000 held out for validation), batch 128, one thread; "
           f"median of {args.repeats}")
     print(f"  allocator.pruning.train, one epoch        {epoch_ours:7.3f} s")

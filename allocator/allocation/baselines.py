@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from allocator.formulation.problem import AllocationProblem
-from allocator.errors import InvalidInputError
+from allocator.registry import Registry
 from allocator.counts import kept_from_targets
 
 
@@ -27,30 +27,22 @@ class BaselineRule:
     kept: Callable[[AllocationProblem], tuple[int, ...]]
 
 
-_REGISTRY: dict[str, BaselineRule] = {}
+_REGISTRY: Registry[BaselineRule] = Registry("baseline")
 
 
 def register_baseline(name: str, description: str) -> Callable:
     """Decorator: register ``function(problem) -> kept per weight layer`` under ``name``."""
-
-    def wrap(function: Callable[[AllocationProblem], tuple[int, ...]]) -> Callable:
-        _REGISTRY[name] = BaselineRule(name, description, function)
-        return function
-
-    return wrap
+    return _REGISTRY.decorator(name, lambda function: BaselineRule(name, description, function))
 
 
 def baseline_names() -> tuple[str, ...]:
     """Registered baseline names, in registration order."""
-    return tuple(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_baseline(name: str) -> BaselineRule:
     """The rule ``name``; raises ``InvalidInputError`` listing the registered names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InvalidInputError(f"baseline {name!r} is unknown; accepted: {', '.join(_REGISTRY)}") from None
+    return _REGISTRY.get(name)
 
 
 def _with_densities(problem: AllocationProblem, densities: dict[int, float]) -> tuple[int, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from allocator.errors import InvalidInputError
+from allocator.registry import Registry
 from allocator.formulation.objective import ExactObjective
 from allocator.formulation.problem import AllocationProblem
 
@@ -25,17 +25,17 @@ class ObjectiveSpec:
     exact: Callable[[AllocationProblem], ExactObjective]
 
 
-_REGISTRY: dict[str, ObjectiveSpec] = {}
+_REGISTRY: Registry[ObjectiveSpec] = Registry("objective")
 
 
 def register_objective(name: str, description: str, exact: Callable[[AllocationProblem], ExactObjective]) -> None:
     """Add an objective under ``name`` (a later registration of the same name replaces it)."""
-    _REGISTRY[name] = ObjectiveSpec(name, description, exact)
+    _REGISTRY.add(name, ObjectiveSpec(name, description, exact))
 
 
 def objective_names() -> tuple[str, ...]:
     """Registered objectives, in registration order."""
-    return tuple(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_objective(name: str) -> ObjectiveSpec:
@@ -44,10 +44,7 @@ def get_objective(name: str) -> ObjectiveSpec:
     Raises:
         InvalidInputError: an unknown name (the message lists the registered ones).
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InvalidInputError(f"objective {name!r} is unknown; accepted: {', '.join(_REGISTRY)}") from None
+    return _REGISTRY.get(name)
 
 
 register_objective("bound", "maximise the exact ln E[B] (nats) of the pruned network under the rank model",

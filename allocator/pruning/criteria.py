@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from allocator.errors import InvalidInputError
+from allocator.registry import Registry
 from allocator.pruning.tensors import tensor, trainable
 
 
@@ -37,29 +38,22 @@ class ScoreContext:
 
 
 Criterion = Callable[[nn.Module, Sequence[str], ScoreContext], dict[str, torch.Tensor]]
-_CRITERIA: dict[str, Criterion] = {}
+_CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
 def register_criterion(name: str) -> Callable[[Criterion], Criterion]:
     """Decorator: register ``function(model, names, context) -> {name: scores}`` under ``name``."""
-
-    def wrap(function: Criterion) -> Criterion:
-        _CRITERIA[name] = function
-        return function
-
-    return wrap
+    return _CRITERIA.decorator(name)
 
 
 def criterion_names() -> tuple[str, ...]:
     """Registered criteria (Koopman ones appear once ``allocator.koopman`` is imported)."""
-    return tuple(_CRITERIA)
+    return _CRITERIA.names()
 
 
 def scores(criterion: str, model: nn.Module, names: Sequence[str], context: ScoreContext | None = None) -> dict[str, torch.Tensor]:
     """Scores of ``criterion`` for each named tensor (float64, detached, same shapes)."""
-    if criterion not in _CRITERIA:
-        raise InvalidInputError(f"criterion {criterion!r} is unknown; accepted: {', '.join(_CRITERIA)}")
-    return _CRITERIA[criterion](model, names, context or ScoreContext())
+    return _CRITERIA.get(criterion)(model, names, context or ScoreContext())
 
 
 @register_criterion("magnitude")
