@@ -155,7 +155,7 @@ def test_describe_uses_the_registry_of_module_types():
     model = torch.nn.Sequential(Scaled(), torch.nn.Linear(5, 3))
     with pytest.raises(InvalidInputError, match=r"layer '0' \(Scaled\) has parameters and is not supported"):
         describe(model, torch.zeros(1, 5))
-    register_describer(Scaled)(lambda name, module, shape: LayerSpec(name, "linear", 5, 5, (), 1, True, True))
+    register_describer(Scaled, "linear")(lambda name, module, shape: LayerSpec(name, "linear", 5, 5, (), 1, True, True))
     try:
         described = describe(model, torch.zeros(1, 5))
         assert described.network.names == ("0.weight", "1.weight") and described.network.widths == (5, 3)
@@ -197,3 +197,13 @@ def test_the_layering_contract_holds():
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stdout[-2000:]
     assert "2 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.torch
+def test_validate_rules_come_from_the_registries():
+    from allocator.allocation import baseline_names
+    from allocator.pruning.baselines import WEIGHT_RULES
+    from allocator.study.config import ALLOCATION_RULES, WEIGHT_BASED_RULES
+
+    assert WEIGHT_BASED_RULES == tuple(WEIGHT_RULES)
+    assert ALLOCATION_RULES == ("ours",) + baseline_names() + tuple(WEIGHT_RULES)

@@ -23,33 +23,35 @@ from allocator.network import LayerSpec, Network
 _ALLOWED_WITH_PARAMETERS: tuple[type, ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 Describer = Callable[[str, nn.Module, tuple[int, ...]], LayerSpec]
-_DESCRIBERS: dict[type, Describer] = {}
+_DESCRIBERS: dict[type, tuple[str, Describer]] = {}
 
 
-def register_describer(module_type: type) -> Callable[[Describer], Describer]:
-    """Decorator: ``function(weight name, module, output shape) -> LayerSpec`` for modules of ``module_type``."""
+def register_describer(module_type: type, kind: str) -> Callable[[Describer], Describer]:
+    """Decorator: ``function(weight name, module, output shape) -> LayerSpec`` for modules of ``module_type``, whose
+    layers are of ``kind`` (a ``linear`` describer must not need the output shape: the chain is found without a
+    forward pass)."""
 
     def wrap(function: Describer) -> Describer:
-        _DESCRIBERS[module_type] = function
+        _DESCRIBERS[module_type] = (kind, function)
         return function
 
     return wrap
 
 
-def _describer(module: nn.Module) -> Describer | None:
-    for module_type, function in _DESCRIBERS.items():
+def _describer(module: nn.Module) -> tuple[str, Describer] | None:
+    for module_type, entry in _DESCRIBERS.items():
         if isinstance(module, module_type):
-            return function
+            return entry
     return None
 
 
-@register_describer(nn.Linear)
+@register_describer(nn.Linear, "linear")
 def _linear(name: str, module: nn.Module, output_shape: tuple[int, ...]) -> LayerSpec:
     rows, cols = module.weight.shape
     return LayerSpec(name, "linear", int(rows), int(cols), (), 1, True, True)
 
 
-@register_describer(nn.Conv2d)
+@register_describer(nn.Conv2d, "conv")
 def _conv2d(name: str, module: nn.Module, output_shape: tuple[int, ...]) -> LayerSpec:
     out_channels, in_channels, *kernel = module.weight.shape
     positions = int(math.prod(output_shape[-2:]))
@@ -81,6 +83,29 @@ class ModelDescription:
         return tuple(c.name for c in self.conv_layers) + self.network.names
 
 
+def linear_chain(model: nn.Module) -> list[str]:
+    """Module names of the model's Linear layers in the order they are defined, which must chain (each one's input
+    width the previous one's output width): the one definition of "the linear chain" that ``describe`` (which
+    checks the traced call order against it) and the batched engine share.
+
+    Raises:
+        InvalidInputError: no Linear layer, or Linear layers whose widths do not chain.
+    """
+    linear = []
+    for name, module in model.named_modules():
+        entry = _describer(module)
+        if entry is not None and entry[0] == "linear":
+            linear.append((name, entry[1](f"{name}.weight", module, ())))
+    if not linear:
+        raise InvalidInputError(f"{type(model).__name__} has no Linear layer; the bound needs a chain of linear layers")
+    for (previous_name, previous), (name, spec) in zip(linear, linear[1:]):
+        if spec.cols != previous.rows:
+            raise InvalidInputError(
+                f"linear layers do not chain: {previous_name} gives {previous.rows} features, {name} takes {spec.cols}"
+            )
+    return [name for name, _ in linear]
+
+
 def _check_modules(model: nn.Module, names: dict[nn.Module, str]) -> None:
     accepted = tuple(_DESCRIBERS) + _ALLOWED_WITH_PARAMETERS
     for module, name in names.items():
@@ -98,7 +123,7 @@ def _trace(model: nn.Module, example_input: torch.Tensor, names: dict[nn.Module,
     calls: list[tuple[LayerSpec, nn.Module]] = []
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        calls.append((_describer(module)(f"{names[module]}.weight", module, tuple(output.shape)), module))  # type: ignore[misc]
+        calls.append((_describer(module)[1](f"{names[module]}.weight", module, tuple(output.shape)), module))  # type: ignore[index]
 
     handles = [m.register_forward_hook(hook) for m in names if _describer(m) is not None]
     was_training = model.training
@@ -135,12 +160,11 @@ def describe(model: nn.Module, example_input: torch.Tensor, *, include_output_la
     if late_convs:
         raise InvalidInputError(f"convolution {late_convs[0].removesuffix('.weight')!r} comes after a linear layer; "
                                 f"not supported")
-    for (previous, _), (spec, _) in zip(linear, linear[1:]):
-        if spec.cols != previous.rows:
-            raise InvalidInputError(
-                f"linear layers do not chain: {previous.name.removesuffix('.weight')} gives {previous.rows} features, "
-                f"{spec.name.removesuffix('.weight')} takes {spec.cols}"
-            )
+    defined = linear_chain(model)
+    called = [spec.name.removesuffix(".weight") for spec, _ in linear]
+    if called != defined:
+        raise InvalidInputError(f"the linear layers are called in the order {called}, not in the order they are "
+                                f"defined {defined}; each must be called once, in order")
     conv_layers = tuple(ConvLayer(spec.name, tuple(module.weight.shape), spec.weights, int(spec.output_positions))
                         for spec, module in calls[:first_linear])
     network = Network(

@@ -69,7 +69,7 @@ def finetune_cell(model: nn.Module, build: Callable[[], nn.Module], data: Tensor
 
         chain = set(chain_names(model))
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name.split(".")[0] in chain)
+            parameter.requires_grad_(name.rpartition(".")[0] in chain)
         try:
             return train(model, data, config, finetune_seed)
         finally:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from allocator.allocation.baselines import baseline_names
 from allocator.errors import InvalidInputError
 from allocator.pruning.finetune.config import TrainConfig
 
 KOOPMAN_CRITERIA = ("kmp", "kgp")
 
-WEIGHT_FREE_RULES = ("ours", "uniform", "uniform-gale", "er", "erk")
+#: ``ours`` and every registered weight-free baseline (``allocator.allocation.baselines``).
+WEIGHT_FREE_RULES = ("ours",) + baseline_names()
+#: The rules that read a trained model's weights (``allocator.pruning.baselines.WEIGHT_RULES``; a test holds the two
+#: equal, this module stays free of torch).
 WEIGHT_BASED_RULES = ("global-magnitude", "lamp")
 ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES
 

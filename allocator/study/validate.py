@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import torch
 
 from allocator import __version__
-from allocator.allocation import allocate
+from allocator.allocation import allocate, baseline_names
 from allocator.data import load_dataset
 from allocator.errors import InvalidInputError
 from allocator.io_utils import atomic_write_text
@@ -96,7 +96,7 @@ def _bind_run_folder(config: ValidateConfig, out: Path) -> None:
 def _allocations(config: ValidateConfig, network, out: Path, say: Say) -> dict:
     """Our allocation (and the weight-free baselines asked for) at every density, written to ``allocations/``."""
     allocations = {}
-    baselines = [r for r in ("uniform", "uniform-gale", "er", "erk") if r in config.allocations or r == "uniform"]
+    baselines = [r for r in baseline_names() if r in config.allocations or r == "uniform"]
     for density in config.densities:
         say(f"allocating at density {density:g} ({config.rank_model} rank model)")
         result = allocate(network, density=density, rank_model=config.rank_model, baselines=baselines)
@@ -122,7 +122,7 @@ def _batched_engine(config: ValidateConfig, entry, data: Tensors) -> bool:
         check_chain(model, data.train_x[:8])
     except InvalidInputError:
         return False  # not a ReLU chain: the one-cell engines apply (and freeze where asked)
-    return config.freeze_features or all(n.split(".")[0] in names for n, _ in model.named_parameters())
+    return config.freeze_features or all(n.rpartition(".")[0] in names for n, _ in model.named_parameters())
 
 
 def _koopman_window(config: ValidateConfig, model: torch.nn.Module, data: Tensors, prunable: Sequence[str],

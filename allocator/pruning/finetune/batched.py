@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from allocator.errors import InvalidInputError
+from allocator.pruning.description import linear_chain
 from allocator.pruning.masks import is_pruned
 from allocator.pruning.finetune.sparse import DEFAULT_MAX_DENSITY  # the measured sparse/dense crossover
 from allocator.pruning.finetune.config import TrainConfig, TrainResult
@@ -44,20 +45,13 @@ MAX_CELL_PARAMETERS = 10_000_000  # parameters (all cells together) per batched 
 
 
 def chain_names(model: nn.Module) -> list[str]:
-    """Names of the model's linear chain ``fc1, fc2, ...`` in order (the MLPs and LeNet-5 of the registry)."""
-    names = []
-    index = 1
-    while isinstance(getattr(model, f"fc{index}", None), nn.Linear):
-        names.append(f"fc{index}")
-        index += 1
-    if not names:
-        raise InvalidInputError(f"{type(model).__name__} has no linear chain fc1, fc2, ...; batched fine-tuning needs one")
-    return names
+    """Module names of the model's linear chain, in order (``pruning.description.linear_chain``)."""
+    return linear_chain(model)
 
 
 def chain_features(model: nn.Module, inputs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """The input of ``fc1`` for every row of ``inputs`` (flattened), computed by running ``model`` in eval mode."""
-    first = getattr(model, chain_names(model)[0])
+    first = model.get_submodule(chain_names(model)[0])
     captured: list[torch.Tensor] = []
     handle = first.register_forward_hook(lambda module, args, output: captured.append(args[0].detach().flatten(1)))
     was_training = model.training
@@ -81,7 +75,7 @@ def layer_modes(model: nn.Module, max_density: float) -> tuple[str, ...]:
     """``sparse`` for every pruned chain layer at density <= ``max_density``, else ``dense``."""
     modes = []
     for name in chain_names(model):
-        module = getattr(model, name)
+        module = model.get_submodule(name)
         sparse = is_pruned(module, "weight") and layer_density(module) <= max_density
         modes.append("sparse" if sparse else "dense")
     return tuple(modes)
@@ -115,7 +109,7 @@ class BatchedChain(nn.Module):
         self.pruned: list[bool] = []
         self.has_bias: list[bool] = []
         for index, (name, mode) in enumerate(zip(self.names, self.modes)):
-            modules = [getattr(m, name) for m in models]
+            modules = [m.get_submodule(name) for m in models]
             out_width, in_width = modules[0].weight.shape
             if any(tuple(m.weight.shape) != (out_width, in_width) for m in modules):
                 raise InvalidInputError(f"layer {name} has different shapes across the models")
@@ -213,7 +207,7 @@ class BatchedChain(nn.Module):
         with torch.no_grad():
             for cell, model in enumerate(models):
                 for index, (name, mode) in enumerate(zip(self.names, self.modes)):
-                    module = getattr(model, name)
+                    module = model.get_submodule(name)
                     out_width = self.widths[index][1]
                     if self.has_bias[index]:
                         module.bias.copy_(getattr(self, f"bias{index}")[cell * out_width:(cell + 1) * out_width])
