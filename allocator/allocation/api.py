@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Sequence
 
 from allocator.allocation import certificate
 from allocator.allocation.baselines import BaselineRule, BaselineUnavailable, get_baseline
-from allocator.allocation.record import Allocation, BaselineResult, LayerAllocation
+from allocator.allocation.record import Allocation, AllocationStatus, BaselineResult, LayerAllocation
 from allocator.allocation.search import exhaustive_search, fill, local_search, toward_uniform
 from allocator.bound.rank import RankModel
 from allocator.errors import InvalidInputError, SolverError
@@ -34,7 +34,7 @@ class _Decision:
     value: float
     origin: str
     moves: int
-    status: str
+    status: AllocationStatus
     certificate: tuple[str, ...]
     mip: MipReport | None
     starts: tuple[str, ...]
@@ -87,7 +87,7 @@ def allocate(
     if problem.blocks:
         decision = _decide(problem, exact, levels, solutions, options, exhaustive_limit, polish_starts, say)
     else:
-        decision = _Decision((), exact.of_units([]), "fixed", 0, "fixed", (certificate.FIXED_SENTENCE,), None, ())
+        decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
     caveat = certificate.monte_carlo_sentence(model)
     kept_per_layer = problem.kept_per_layer(decision.units)
     if problem.prunable_kept(kept_per_layer) > budget.kept:  # pragma: no cover - guarded by is_feasible
@@ -136,7 +136,7 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
     units, value, origin, moves = _polish(problem, exact, starts, polish_starts, say)
     final_units, final_value = toward_uniform(problem, exact, units)
     proven.append(certificate.POLISH_SENTENCE)
-    return _Decision(tuple(final_units), final_value, origin, moves, str(mip.status),
+    return _Decision(tuple(final_units), final_value, origin, moves, AllocationStatus(str(mip.status)),
                      tuple(p for p in proven if p), mip, tuple(origin for origin, _ in starts))
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from allocator import __version__
-from allocator.allocation.record import Allocation, BaselineResult, LayerAllocation
+from allocator.allocation.record import Allocation, AllocationStatus, BaselineResult, LayerAllocation
 from allocator.formulation.problem import Budget, Constraints
 from allocator.solver.highs import MipReport, Termination
 from allocator.bound.rank import RankModel
@@ -280,7 +280,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         network=network, budget=budget, rank_model=rank_model, constraints=constraints, layers=tuple(layers),
         ln_bound=_from_number(objective["ln_bound"], -math.inf),
         surrogate_value=_from_number(objective["surrogate_value"], -math.inf),
-        status=solver["status"], certificate=solver["certificate"], mip=mip, polish=dict(solver["polish"]),
+        status=AllocationStatus(solver["status"]), certificate=solver["certificate"], mip=mip, polish=dict(solver["polish"]),
         solve_seconds=float(solver["solve_seconds"]), baselines=baselines,
     )
 

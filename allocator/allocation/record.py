@@ -4,11 +4,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from allocator.bound.rank import RankModel
 from allocator.formulation.problem import Budget, Constraints
 from allocator.network import Network
 from allocator.solver.highs import MipReport
+
+
+class AllocationStatus(StrEnum):
+    """What an allocation's search ended with (the MIP's termination, or ``fixed`` when nothing was decided)."""
+
+    OPTIMAL = "optimal"  # the MIP proved its surrogate optimal over the menu
+    TIME_LIMIT = "time_limit"  # the MIP stopped at its time limit: the best found, not proven
+    NO_SOLUTION = "time_limit_no_solution"  # the MIP found nothing in time: the polish started from uniform
+    INFEASIBLE = "infeasible"  # no menu combination fits: the polish started from constrained uniform
+    FIXED = "fixed"  # every prunable layer is pinned
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,7 @@ class Allocation:
         layers: per weight layer, in network order (non-prunable layers at all their weights).
         ln_bound: exact ``ln E[B]`` (nats) of this allocation under ``rank_model``.
         surrogate_value: the MIP's surrogate at this allocation (nats).
-        status: ``optimal`` (the MIP proved its surrogate optimal over the menu), ``time_limit`` (best
-            found when the time ran out: not proven), ``exhaustive`` (no MIP needed), or ``fixed``.
+        status: an ``AllocationStatus``.
         certificate: in words, what was proven and what was not.
         mip: the MIP report (status, gap, objective, bound, times); ``None`` when no MIP ran.
         baselines: name -> ``BaselineResult``, computed under the same budget.
@@ -68,7 +78,7 @@ class Allocation:
     layers: tuple[LayerAllocation, ...]
     ln_bound: float
     surrogate_value: float
-    status: str
+    status: AllocationStatus
     certificate: str
     mip: MipReport | None
     polish: dict[str, object]
