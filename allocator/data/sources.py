@@ -224,6 +224,14 @@ def load_dataset(name: str = "fashion-mnist", *, data_dir: str | os.PathLike[str
     Raises:
         InvalidInputError: an unknown name. DataMissingError: files missing (the message says how to get them).
     """
+    if name.startswith("npz:") or name.startswith("idx:"):
+        from allocator.data.user import load_idx_folder, load_npz
+
+        location = name[4:]
+        if not location:
+            raise InvalidInputError(f"data set {name!r} needs a path: npz:FILE.npz or idx:DIRECTORY")
+        return (load_npz if name.startswith("npz:") else load_idx_folder)(location, validation)
     if name not in DATASETS:
-        raise InvalidInputError(f"data set {name!r} is unknown; accepted: {', '.join(DATASETS)}")
+        raise InvalidInputError(f"data set {name!r} is unknown; accepted: {', '.join(DATASETS)}, npz:FILE.npz, "
+                                f"idx:DIRECTORY")
     return DATASETS[name](Path(data_dir) if data_dir is not None else None, validation)

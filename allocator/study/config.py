@@ -42,16 +42,17 @@ class ValidateConfig:
     koopman_stride: int = 1
     sparse_finetune: bool = True  # fast engines: kept weights only, many cells batched (same results)
     freeze_features: bool = False  # fine-tune the linear chain only; layers before fc1 stay at the dense model
+    input_shape: tuple[int, ...] | None = None  # a model that is not registered: one example's shape (else the data's)
+    trust_model_file: bool = False  # allow a model pickled by torch.save(model) (unpickling runs its code)
 
     def check(self) -> None:
         """Raise ``InvalidInputError`` on any bad value, before any work starts."""
         import torch
 
         import allocator.koopman  # noqa: F401  (registers the kmp and kgp criteria)
-        from allocator.models import get_model
         from allocator.pruning.criteria import criterion_names
 
-        get_model(self.model)
+        self.entry()
         for rule in self.allocations:
             if rule not in ALLOCATION_RULES:
                 raise InvalidInputError(f"allocation {rule!r} is unknown; accepted: {', '.join(ALLOCATION_RULES)}")
@@ -64,20 +65,33 @@ class ValidateConfig:
                 raise InvalidInputError(f"density {density!r} is outside (0, 1]")
         if not self.densities or not self.seeds:
             raise InvalidInputError("give at least one density and one seed")
+        for label, values in (("densities", self.densities), ("seeds", self.seeds)):
+            repeated = sorted({v for v in values if list(values).count(v) > 1})
+            if repeated:
+                raise InvalidInputError(f"{label} {list(values)} repeat {', '.join(map(str, repeated))}; give each once")
         if self.threads < 1:
             raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
         if self.freeze_features:
             from allocator.pruning.finetune.batched import check_chain
 
-            entry = get_model(self.model)
+            entry = self.entry()
             try:
                 check_chain(entry.build(), torch.rand(2, *entry.input_shape))
             except InvalidInputError as error:
                 raise InvalidInputError(f"freeze_features needs a model whose head is a ReLU chain fc1 .. fcL; "
                                         f"{self.model}: {error}") from None
 
+    def entry(self, data_shape: tuple[int, ...] | None = None):
+        """The model's ``ModelEntry`` (``allocator.pruning.model_source.resolve_model``); a model that is not
+        registered takes ``input_shape``, else ``data_shape`` (the data set's), else what its first layer says."""
+        from allocator.pruning.model_source import resolve_model
+
+        return resolve_model(self.model, input_shape=self.input_shape or data_shape,
+                             trust_model_file=self.trust_model_file)
+
     def to_json(self) -> dict[str, object]:
         document = asdict(self)
+        document["input_shape"] = None if self.input_shape is None else list(self.input_shape)
         document["densities"] = list(self.densities)
         document["allocations"] = list(self.allocations)
         document["seeds"] = list(self.seeds)
@@ -91,6 +105,9 @@ def run_identity(config: ValidateConfig) -> dict[str, object]:
     identity = config.to_json()
     identity.pop("seeds")
     identity.pop("label")
+    identity.pop("trust_model_file")  # a permission, not part of what is measured
+    if identity["input_shape"] is None:  # registered models (and the runs that predate the option) have none
+        identity.pop("input_shape")
     return identity
 
 

@@ -37,12 +37,19 @@ class RegionsRequest:
     points: tuple[int, ...] = (0, 1, 2)
     resolution: int = 300
     threads: int = 1
+    input_shape: tuple[int, ...] | None = None
+    trust_model_file: bool = False
+
+    def entry(self, data_shape: tuple[int, ...] | None = None):
+        """The model's ``ModelEntry`` (``allocator.pruning.model_source.resolve_model``)."""
+        from allocator.pruning.model_source import resolve_model
+
+        return resolve_model(self.model, input_shape=self.input_shape or data_shape,
+                             trust_model_file=self.trust_model_file)
 
     def check(self) -> None:
         """Raise ``InvalidInputError`` naming the first bad value."""
-        from allocator.models import get_model
-
-        get_model(self.model)
+        self.entry()
         if self.allocation_file and self.density is not None:
             raise InvalidInputError("give --allocation FILE or --density, not both")
         if self.density is not None and not 0.0 < self.density <= 1.0:
@@ -82,7 +89,6 @@ def run_regions(request: RegionsRequest, say: Say | None = None, plot_to: str | 
 
     from allocator.allocation.file import load as load_allocation
     from allocator.data import load_dataset
-    from allocator.models import get_model
     from allocator.pruning import Tensors, TrainConfig, allocation_counts, evaluate, make_permanent, scores, set_threads, train
     from allocator.regions.model import count_model_regions, data_slice, images, mlp_layers, plot_regions
     from allocator.study.cells import finetune_cell, prune_from_dense
@@ -91,10 +97,12 @@ def run_regions(request: RegionsRequest, say: Say | None = None, plot_to: str | 
     request.check()
     say = say or (lambda message: None)
     set_threads(request.threads)
-    entry = get_model(request.model)
     allocation = load_allocation(request.allocation_file) if request.allocation_file else None
     dataset = load_dataset(request.dataset, data_dir=request.data_dir)
+    entry = request.entry(data_shape=tuple(dataset.input_shape))
     data = Tensors.from_dataset(dataset)
+    if tuple(entry.input_shape) != tuple(dataset.input_shape):
+        data = data.reshaped(entry.input_shape)
     indices = list(request.points)
     images(data.test_x, indices)  # indices outside the test split are refused before training
     torch.manual_seed(derive_seed(request.seed, "dense"))

@@ -31,9 +31,16 @@ def cell_id(seed: int, density: float, rule: str, criterion: str) -> str:
 
 def dense_key(config: ValidateConfig, seed: int) -> str:
     """Hash of what determines a seed's dense model (model, data, split, training recipe, seed)."""
-    payload = json.dumps({"model": config.model, "dataset": config.dataset, "data_dir": config.data_dir,
-                          "validation": config.validation,
-                          "train": asdict(config.train), "seed": seed}, sort_keys=True)
+    from allocator.pruning.model_source import model_digest
+
+    fields = {"model": config.model, "dataset": config.dataset, "data_dir": config.data_dir,
+              "validation": config.validation, "train": asdict(config.train), "seed": seed}
+    digest = model_digest(config.model)  # a model file: an edited file is another model
+    if digest is not None:
+        fields["model_digest"] = digest
+    if config.input_shape is not None:
+        fields["input_shape"] = list(config.input_shape)
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -14,6 +14,7 @@ tensors of this seed's dense model, which yields per-layer kept counts).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,10 +25,10 @@ from allocator.allocation import allocate, baseline_names
 from allocator.data import load_dataset
 from allocator.errors import InvalidInputError
 from allocator.io_utils import atomic_write_text
-from allocator.models import get_model
 from allocator.pruning.criteria import ScoreContext
 from allocator.pruning.description import describe
 from allocator.pruning.finetune.training import Tensors, set_threads
+from allocator.pruning.model_source import is_registered
 from allocator.study.cells import SeedCells
 from allocator.study.config import KOOPMAN_CRITERIA, ValidateConfig, changed_fields, run_identity
 from allocator.study.run_folder import dense_model, save_allocation_if_changed
@@ -42,19 +43,21 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
     config.check()
     say = say or (lambda message: None)
     out = Path(out_dir)
-    entry = get_model(config.model)
     _bind_run_folder(config, out)
     set_threads(config.threads)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, validation=config.validation)
+    entry = config.entry(data_shape=tuple(dataset.input_shape))
+    data = Tensors.from_dataset(dataset)
     if tuple(dataset.input_shape) != tuple(entry.input_shape):
-        raise InvalidInputError(
-            f"model {config.model} takes inputs of shape {entry.input_shape}, data set {config.dataset} has "
-            f"{dataset.input_shape}"
-        )
+        if math.prod(dataset.input_shape) != math.prod(entry.input_shape) or is_registered(config.model):
+            raise InvalidInputError(
+                f"model {config.model} takes inputs of shape {entry.input_shape}, data set {config.dataset} has "
+                f"{dataset.input_shape}"
+            )
+        data = data.reshaped(entry.input_shape)  # same values, the model's shape (e.g. flat vectors)
     atomic_write_text(out / "config.json", json.dumps({"config": run_identity(config), "allocator_version": __version__,
                                                        "torch_version": torch.__version__,
                                                        "dataset": dataset.describe()}, indent=2))
-    data = Tensors.from_dataset(dataset)
     network = entry.network
     traced = describe(entry.build(), data.train_x[:1]).network  # the registry must match the torch module
     if traced.names != network.names or traced.widths != network.widths:

@@ -49,6 +49,11 @@ class Tensors:
         return cls(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (
             dataset.train_x, dataset.train_y, dataset.val_x, dataset.val_y, dataset.test_x, dataset.test_y)))
 
+    def reshaped(self, shape: tuple[int, ...]) -> "Tensors":
+        """The same examples, each reshaped to ``shape`` (same number of values)."""
+        return Tensors(*(x.reshape(len(x), *shape) if i % 2 == 0 else x for i, x in enumerate(
+            (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y))))
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return {"validation": (self.val_x, self.val_y), "test": (self.test_x, self.test_y),
                 "train": (self.train_x, self.train_y)}[name]
