@@ -24,10 +24,7 @@ from typing import Sequence
 
 from allocator.io_utils import atomic_write_text
 from allocator.study.statistics import paired_interval
-
-
-def load_cells(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((folder / "cells").glob("*.json"))]
+from allocator.study.summary import load_cells
 
 
 def analyse(folder: Path) -> dict[str, object]:

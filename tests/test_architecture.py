@@ -207,3 +207,53 @@ def test_validate_rules_come_from_the_registries():
 
     assert WEIGHT_BASED_RULES == tuple(WEIGHT_RULES)
     assert ALLOCATION_RULES == ("ours",) + baseline_names() + tuple(WEIGHT_RULES)
+
+
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+@pytest.mark.pure
+def test_what_import_linter_cannot_see():
+    """import-linter does not see ``models/`` (installed as ``allocator.models`` through package-dir) nor imports by
+    string; this test covers both: only the layers above ``models`` import it, ``models/`` imports only below itself,
+    and ``importlib`` appears only where user models and the lazy ``allocator.pruning`` namespace need it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    above_models = ("allocator/pruning/", "allocator/koopman/", "allocator/regions/", "allocator/study/", "allocator/cli/")
+    importlib_allowed = {"allocator/pruning/__init__.py", "allocator/pruning/model_source.py"}
+    problems = []
+    for path in sorted((root / "allocator").rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        names = set(_imports(path))
+        if any(n == "allocator.models" or n.startswith("allocator.models.") for n in names) and not relative.startswith(above_models):
+            problems.append(f"{relative} imports allocator.models from below it")
+        text = path.read_text()
+        if any(call in text for call in ("import_module(", "spec_from_file_location(", "__import__(")) \
+                and relative not in importlib_allowed:
+            problems.append(f"{relative} imports by string (importlib)")
+    allowed_in_models = ("allocator.errors", "allocator.network", "allocator.models")
+    for path in sorted((root / "models").rglob("*.py")):
+        for name in _imports(path):
+            if name.startswith("allocator") and not name.startswith(allowed_in_models):
+                problems.append(f"models/{path.name} imports {name}")
+    import allocator.pruning as pruning
+
+    for name, module in pruning._EXPORTS.items():  # the lazy namespace reaches only into its own package
+        assert not module.startswith(".") and importlib_target_exists(f"allocator.pruning.{module}"), name
+    assert not problems, problems
+
+
+def importlib_target_exists(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

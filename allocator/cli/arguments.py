@@ -110,6 +110,8 @@ def add_rank_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples", type=positive_int, help="structural: masks sampled per layer (default 256)")
     parser.add_argument("--seed", type=non_negative_int, help="structural: seed of the sampled masks (default 0)")
+    parser.add_argument("--cache-dir", help="structural: keep the sampled rank laws in this folder too (one JSON file "
+                                            "per layer shape, density, samples and seed), for later runs")
 
 
 def name_value(text: str) -> tuple[str | None, float]:

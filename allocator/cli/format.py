@@ -51,7 +51,28 @@ def format_bound(result: BoundResult, network: Network) -> str:
     return "\n".join(lines)
 
 
+def _table(rows: Sequence[Sequence[str]], align: str, groups: Sequence[int]) -> list[str]:
+    """Rows of cells as text lines: each column as wide as its widest cell (``align``: ``<`` or ``>`` per column),
+    one space between columns, `` | `` before each column index in ``groups``."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        parts = []
+        for c, (cell, width) in enumerate(zip(row, widths)):
+            separator = "" if c == 0 else (" | " if c in groups else " ")
+            parts.append(separator + (cell.ljust(width) if align[c] == "<" else cell.rjust(width)))
+        lines.append("  " + "".join(parts).rstrip())
+    return lines
+
+
+def _flops(allocation, kept: Sequence[int]) -> float:
+    network = allocation.network
+    return sum(f * k for f, k, p in zip(network.flops_per_weight, kept, network.prunable) if p)
+
+
 def format_allocation(allocation, compare: Sequence[str]) -> str:
+    """The allocation as a per-layer table beside the baselines in ``compare``, then every baseline's ``ln E[B]``,
+    the MIP's report, the status and the certificate."""
     network = allocation.network
     budget = allocation.budget
     baselines = allocation.baselines
@@ -65,39 +86,55 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
         + ("included (papers' convention)" if network.include_output_layer else "excluded (theory-clean)"),
         "",
     ]
-    header = f"  {'layer':<16}{'shape':>10}{'weights':>9} | {'ours kept':>9}{'density':>10}{'sparsity':>10}"
+    header = ["layer", "shape", "weights", "ours kept", "density", "sparsity"]
     for name in shown:
-        header += f" | {name + ' kept':>{max(9, len(name) + 5)}}{'density':>10}"
-    lines.append(header)
+        header += [f"{name} kept", "density"]
+    rows = [header]
+    flags = [""]
     for index, layer in enumerate(allocation.layers):
-        flag = "" if layer.prunable else " (not pruned)"
-        flag = " (pinned)" if layer.pinned else flag
-        row = (f"  {layer.name:<16}{f'{layer.rows}x{layer.cols}':>10}{layer.weights:>9} | {layer.kept:>9}"
-               f"{layer.density:>10.4g}{layer.sparsity:>10.6g}")
+        flags.append(" (pinned)" if layer.pinned else ("" if layer.prunable else " (not pruned)"))
+        row = [layer.name, f"{layer.rows}x{layer.cols}", str(layer.weights), str(layer.kept), f"{layer.density:.4g}",
+               f"{layer.sparsity:.6g}"]
         for name in shown:
             kept = baselines[name].kept[index]
-            row += f" | {kept:>{max(9, len(name) + 5)}}{kept / layer.weights:>10.4g}"
-        lines.append(row + flag)
-    total_row = (f"  {'prunable total':<16}{'':>10}{budget.prunable_weights:>9} | {allocation.kept_total:>9}"
-                 f"{allocation.kept_total / budget.prunable_weights:>10.4g}{1 - allocation.kept_total / budget.prunable_weights:>10.6g}")
+            row += [str(kept), f"{kept / layer.weights:.4g}"]
+        rows.append(row)
+    total = ["prunable total", "", str(budget.prunable_weights), str(allocation.kept_total),
+             f"{allocation.kept_total / budget.prunable_weights:.4g}",
+             f"{1 - allocation.kept_total / budget.prunable_weights:.6g}"]
     for name in shown:
         kept = sum(k for k, layer in zip(baselines[name].kept, allocation.layers) if layer.prunable)
-        total_row += f" | {kept:>{max(9, len(name) + 5)}}{kept / budget.prunable_weights:>10.4g}"
-    lines += [total_row, "", "  ln E[B] (nats; higher is better)"]
-    lines.append(f"    {'ours':<14}{allocation.ln_bound:>12.4f}")
+        total += [str(kept), f"{kept / budget.prunable_weights:.4g}"]
+    rows.append(total)
+    flags.append("")
+    groups = [3] + [6 + 2 * i for i in range(len(shown))]
+    lines += [line + flag for line, flag in zip(_table(rows, "<>>" + ">" * (len(header) - 3), groups), flags)]
+    cap = allocation.constraints.flops_budget
+    if cap is not None:
+        used = _flops(allocation, allocation.kept)
+        binds = allocation.kept_total < budget.kept
+        lines += ["", f"  FLOPs: ours {used:.6g} of the {cap:.6g} multiply-adds allowed per example"
+                  + (f"; the FLOPs cap binds: ours keeps {allocation.kept_total} of the {budget.kept} weights the "
+                     f"budget allows" if binds else "")]
+    lines += ["", "  ln E[B] (nats; higher is better)", f"    {'ours':<14}{allocation.ln_bound:>12.4f}"]
     for name, result in baselines.items():
         if result.ln_bound is None:
             lines.append(f"    {name:<14}{'n/a':>12}  ({result.unavailable})")
-        else:
-            lines.append(f"    {name:<14}{result.ln_bound:>12.4f}  (ours {allocation.ln_bound - result.ln_bound:+.4f})")
+            continue
+        note = f"ours {allocation.ln_bound - result.ln_bound:+.4f}"
+        if cap is not None and _flops(allocation, result.kept) > cap + 1e-9:
+            note += f"; breaks the FLOPs cap: {_flops(allocation, result.kept):.6g} > {cap:.6g} multiply-adds"
+        lines.append(f"    {name:<14}{result.ln_bound:>12.4f}  ({note})")
     mip = allocation.mip
     lines.append("")
     if mip is not None:
-        gap = "n/a" if math.isnan(mip.gap) else f"{mip.gap:.3g}"
+        def number(value: float, digits: str) -> str:
+            return "n/a" if math.isnan(value) else format(value, digits)
+
         lines.append(
-            f"  MIP: {mip.status}, relative gap {gap}, surrogate {mip.objective:.4f} nats (bound {mip.bound:.4f}); "
-            f"{mip.binaries} binaries; {mip.solutions} solution(s); build {mip.build_seconds:.2f} s, "
-            f"HiGHS {mip.seconds:.2f} s"
+            f"  MIP: {mip.status}, relative gap {number(mip.gap, '.3g')}, surrogate {number(mip.objective, '.4f')} "
+            f"nats (bound {number(mip.bound, '.4f')}); {mip.binaries} binaries; {mip.solutions} solution(s); "
+            f"build {mip.build_seconds:.2f} s, HiGHS {mip.seconds:.2f} s"
         )
     lines.append(f"  status: {allocation.status}; total time {allocation.solve_seconds:.2f} s")
     lines.append(f"  certificate: {allocation.certificate}")

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from allocator.bound import RankModel, expected_bound
 from allocator.bound.rank import DEFAULT_STRUCTURAL_SAMPLES
-from allocator.cli.arguments import UsageError, build_parser, densities_option, name_value
+from allocator.cli.arguments import UsageError, build_parser, densities_option
 from allocator.cli.format import format_allocation, format_bound, format_regions
 from allocator.io_utils import write_all
 from allocator.errors import AllocatorError
@@ -43,9 +43,13 @@ def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
     for flag, value in (("--samples", args.samples), ("--seed", args.seed)):
         if value is not None and args.rank_model != "structural":
             raise UsageError(f"allocator: error: {flag} applies to --rank-model structural only, not {args.rank_model!r}")
+    if args.cache_dir is not None and args.rank_model != "structural":
+        raise UsageError(f"allocator: error: --cache-dir applies to --rank-model structural only, not {args.rank_model!r}")
+    if args.cache_dir is not None and not os.path.isdir(args.cache_dir):
+        raise UsageError(f"allocator: error: --cache-dir {args.cache_dir!r} is not a folder; create it first")
     return RankModel(args.rank_model, paper_p0=args.paper_p0,
                      samples=args.samples if args.samples is not None else DEFAULT_STRUCTURAL_SAMPLES,
-                     seed=args.seed if args.seed is not None else 0)
+                     seed=args.seed if args.seed is not None else 0, cache_dir=args.cache_dir)
 
 
 def _cmd_bound(args: argparse.Namespace) -> int:
@@ -225,6 +229,8 @@ def _cmd_regions(args: argparse.Namespace) -> int:
                              input_shape=parse_input_shape(args.input_shape), trust_model_file=args.trust_model_file)
     request.check()
     if args.out:
+        if Path(args.out).suffix.lower() != ".png":
+            raise UsageError(f"allocator regions: error: --out {args.out!r} must end in .png (the picture is a PNG)")
         check_outputs([("--out", args.out)])
     say = (lambda message: None) if (args.quiet or args.json) else (
         lambda message: print(f"[regions] {message}", file=sys.stderr, flush=True))
@@ -242,6 +248,18 @@ HANDLERS = {"bound": _cmd_bound, "solve": _cmd_solve, "validate": _cmd_validate,
             "models": _cmd_models}
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``poll`` reports an error on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll, or stdout is not a file descriptor
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``allocator`` console script; returns the exit status."""
     parser = build_parser()
@@ -250,10 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = int(HANDLERS[args.command_name](args))
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
         return status
-    except BrokenPipeError:  # stdout closed early (e.g. piped into head): not an error of ours (before OSError,
-        # its base class)
-        import os
-
+    except BrokenPipeError:
+        if not _stdout_closed():  # stderr (progress) went away: the run did not finish, so not a success
+            return 1
+        # stdout closed early (piped into head): not an error of ours. Quiet from here on, also at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as error:  # files: one line naming the path, never a traceback

@@ -84,9 +84,12 @@ class ModelDescription:
 
 
 def linear_chain(model: nn.Module) -> list[str]:
-    """Module names of the model's Linear layers in the order they are defined, which must chain (each one's input
-    width the previous one's output width): the one definition of "the linear chain" that ``describe`` (which
-    checks the traced call order against it) and the batched engine share.
+    """Module names of the model's linear layers in the order they are defined, which must chain (each one's input
+    width the previous one's output width), found without a forward pass: the chain the batched engine trains.
+
+    ``describe`` takes the order the layers are *called* in, from a trace; where the two differ (layers defined out
+    of order, an unused layer), ``batched.check_chain`` finds that the chain does not reproduce the model's output,
+    and the one-cell engines train it instead.
 
     Raises:
         InvalidInputError: no Linear layer, or Linear layers whose widths do not chain.
@@ -160,11 +163,12 @@ def describe(model: nn.Module, example_input: torch.Tensor, *, include_output_la
     if late_convs:
         raise InvalidInputError(f"convolution {late_convs[0].removesuffix('.weight')!r} comes after a linear layer; "
                                 f"not supported")
-    defined = linear_chain(model)
-    called = [spec.name.removesuffix(".weight") for spec, _ in linear]
-    if called != defined:
-        raise InvalidInputError(f"the linear layers are called in the order {called}, not in the order they are "
-                                f"defined {defined}; each must be called once, in order")
+    for (previous, _), (spec, _) in zip(linear, linear[1:]):
+        if spec.cols != previous.rows:
+            raise InvalidInputError(
+                f"linear layers do not chain: {previous.name.removesuffix('.weight')} gives {previous.rows} features, "
+                f"{spec.name.removesuffix('.weight')} takes {spec.cols}"
+            )
     conv_layers = tuple(ConvLayer(spec.name, tuple(module.weight.shape), spec.weights, int(spec.output_positions))
                         for spec, module in calls[:first_linear])
     network = Network(

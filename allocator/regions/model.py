@@ -76,8 +76,9 @@ def count_model_regions(model: nn.Module, plane: Slice, resolution: int = 300) -
 
 
 def plot_regions(models: dict[str, nn.Module], plane: Slice, path: str | Path, resolution: int = 500,
-                 title: str = "") -> None:
-    """The slice coloured by region (grid labels, random colours), one panel per model, saved as PNG."""
+                 title: str = "", exact_counts: dict[str, int] | None = None) -> None:
+    """The slice coloured by region (a ``resolution`` x ``resolution`` grid, random colours), one panel per model,
+    saved as PNG; each panel's title gives the exact count (``exact_counts``) beside the regions the grid shows."""
     from allocator.plotting import pyplot, save_figure
 
     figure, axes = pyplot().subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
@@ -93,7 +94,9 @@ def plot_regions(models: dict[str, nn.Module], plane: Slice, path: str | Path, r
         axis.imshow(image, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
         corners = np.array([[0, 0], [1, 0], [0, 1]])
         axis.scatter(corners[:, 0], corners[:, 1], c="black", s=25, marker="x")
-        axis.set(title=f"{label}: {count} regions seen on the grid", xlabel="a (towards x1)", ylabel="b (towards x2)")
+        exact = "" if exact_counts is None or label not in exact_counts else f"{exact_counts[label]} regions (exact); "
+        axis.set(title=f"{label}: {exact}{count} seen on the {resolution}x{resolution} grid",
+                 xlabel="a (towards x1)", ylabel="b (towards x2)")
     figure.suptitle(title)
     figure.tight_layout()
     save_figure(figure, path, dpi=100)

@@ -22,13 +22,6 @@ class Termination(StrEnum):
     INFEASIBLE = "infeasible"  # proven infeasible
 
 
-#: The plain names, for callers that compare with strings.
-STATUS_OPTIMAL = Termination.OPTIMAL
-STATUS_TIME_LIMIT = Termination.TIME_LIMIT
-STATUS_NO_SOLUTION = Termination.NO_SOLUTION
-STATUS_INFEASIBLE = Termination.INFEASIBLE
-
-
 @dataclass(frozen=True)
 class SolverOptions:
     """Options passed to HiGHS, checked when made.

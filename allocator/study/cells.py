@@ -57,13 +57,13 @@ def prune_from_dense(build: Callable[[], nn.Module], dense_state: dict[str, torc
 
 
 def finetune_cell(model: nn.Module, build: Callable[[], nn.Module], data: Tensors, config: TrainConfig, seed: int, *,
-                  sparse: bool = True, freeze_features: bool = False) -> TrainResult:
-    """Fine-tune one pruned cell with masks fixed, seeded by ``derive_seed(seed, "finetune")``.
+                  sparse: bool = True, freeze_features: bool = False, seed_purpose: str = "finetune") -> TrainResult:
+    """Fine-tune one pruned cell with masks fixed, seeded by ``derive_seed(seed, seed_purpose)``.
 
     ``sparse``: through the sparse twin where layers are very sparse (same arithmetic, faster); ``freeze_features``:
-    only the linear chain ``fc1 .. fcL`` trains, the layers before it keep the dense model's weights.
+    only the linear chain (``linear_chain``) trains, the layers before it keep the dense model's weights.
     """
-    finetune_seed = derive_seed(seed, "finetune")
+    finetune_seed = derive_seed(seed, seed_purpose)
     if freeze_features:
         from allocator.pruning.finetune.batched import chain_names
 

@@ -78,7 +78,7 @@ class ValidateConfig:
             try:
                 check_chain(entry.build(), torch.rand(2, *entry.input_shape))
             except InvalidInputError as error:
-                raise InvalidInputError(f"freeze_features needs a model whose head is a ReLU chain fc1 .. fcL; "
+                raise InvalidInputError(f"freeze_features needs a model whose head is a ReLU chain of its linear layers; "
                                         f"{self.model}: {error}") from None
 
     def entry(self, data_shape: tuple[int, ...] | None = None):

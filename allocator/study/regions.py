@@ -111,11 +111,7 @@ def run_regions(request: RegionsRequest, say: Say | None = None, plot_to: str | 
     # an allocation file that does not fit the model is refused here, naming each tensor, before any training
     kept: dict[str, int] | None = allocation_counts(allocation, dense) if allocation is not None else None
     if request.checkpoint:
-        try:
-            dense.load_state_dict(torch.load(request.checkpoint))
-        except (RuntimeError, KeyError) as error:
-            raise InvalidInputError(f"checkpoint {request.checkpoint!r} does not fit {request.model}: "
-                                    f"{str(error).splitlines()[0]}") from None
+        _load_checkpoint(dense, _checkpoint_state(request.checkpoint, request.model), request.checkpoint, request.model)
     else:
         say(f"training {request.model} on {request.dataset} for {request.train_epochs} epochs (seed {request.seed})")
         train(dense, data, TrainConfig(epochs=request.train_epochs), derive_seed(request.seed, "dense"))
@@ -139,5 +135,52 @@ def run_regions(request: RegionsRequest, say: Say | None = None, plot_to: str | 
         count = count_model_regions(model, plane, request.resolution)
         rows[label] = {"test_accuracy": evaluate(model, data.test_x, data.test_y)[1], **count.to_json()}
     if plot_to:
-        plot_regions(models, plane, plot_to, title=f"{request.model} on the plane through test images {indices}")
+        plot_regions(models, plane, plot_to, request.resolution,
+                     title=f"{request.model} on the plane through test images {indices}",
+                     exact_counts={label: int(row["regions"]) for label, row in rows.items()})
     return RegionsRun(request, dataset.describe(), rows, models, plane)
+
+
+def _checkpoint_state(path: str, model_name: str) -> dict:
+    """The state_dict in ``path`` (read with ``weights_only``: no code runs), or one line saying what is wrong."""
+    import pickle
+
+    import torch
+
+    if not Path(path).is_file():
+        raise InvalidInputError(f"--checkpoint {path!r}: no such file")
+    with open(path, "rb") as stream:
+        header = stream.read(4)
+    if not (header.startswith(b"PK") or header.startswith(b"\x80")):  # torch.save's zip, or a legacy pickle
+        raise InvalidInputError(f"--checkpoint {path!r} is not a file written by torch.save (give a model's "
+                                f"state_dict() saved with torch.save)")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise InvalidInputError(f"--checkpoint {path!r} holds pickled objects, not only tensors (a whole model "
+                                    f"saved with torch.save(model)?): give its state_dict(), or pass the file as "
+                                    f"--model with --trust-model-file") from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InvalidInputError(f"--checkpoint {path!r} could not be read: {first}") from None
+    if not isinstance(state, dict):
+        raise InvalidInputError(f"--checkpoint {path!r} holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+def _load_checkpoint(model, state: dict, path: str, model_name: str) -> None:
+    """``model.load_state_dict(state)``, refusing in one line that names every key missing, unexpected or of
+    another shape."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        raise InvalidInputError(f"--checkpoint {path!r} does not fit {model_name}: "
+                                f"{'; '.join(details) or str(error).strip()}") from None
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {', '.join(result.missing_keys)}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {', '.join(result.unexpected_keys)}")
+    if problems:
+        raise InvalidInputError(f"--checkpoint {path!r} does not fit {model_name}: {'; '.join(problems)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from pathlib import Path
 
 from allocator.io_utils import atomic_write_text
@@ -40,7 +41,7 @@ def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
     for (density, rule), members in sorted(groups.items()):
         mean, std = mean_and_std([m["test_accuracy"] for m in members])
         table.append({"density": density, "allocation": rule, "seeds": len(members), "mean_accuracy": mean,
-                      "std_accuracy": std, "ln_bound": mean_and_std([m["ln_bound"] for m in members])[0]})
+                      "std_accuracy": std, "ln_bound": statistics.fmean(m["ln_bound"] for m in members)})
     paired = []
     for density in sorted({c["density"] for c in rows}):
         comparison = paired_comparison(groups.get((density, "ours"), []), groups.get((density, "uniform"), []))

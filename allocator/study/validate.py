@@ -111,7 +111,7 @@ def _allocations(config: ValidateConfig, network, out: Path, say: Say) -> dict:
 def _batched_engine(config: ValidateConfig, entry, data: Tensors) -> bool:
     """Whether cells fine-tune through ``allocator.pruning.finetune.batched`` (all at once per seed).
 
-    That engine trains the linear chain ``fc1 .. fcL`` only, so it applies where nothing else trains: models
+    That engine trains the linear chain (``pruning.description.linear_chain``) only, so it applies where nothing else trains: models
     that are only a chain (the MLPs), or any chain model when ``freeze_features`` fixes the layers before it.
     (``config.check()`` refuses ``freeze_features`` on a model that is not such a chain.)
     """

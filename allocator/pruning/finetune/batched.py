@@ -238,7 +238,7 @@ def check_chain(model: nn.Module, inputs: torch.Tensor, tolerance: float = 1e-4)
             if expected.shape != got.shape or float((expected - got).abs().max()) > tolerance * scale:
                 mode = "training" if training else "eval"
                 raise InvalidInputError(
-                    f"{type(model).__name__} is not a ReLU chain fc1 -> ... -> fcL over the input of fc1 (in {mode} "
+                    f"{type(model).__name__} is not a ReLU chain of its linear layers (in the order they are defined) over the input of the first (in {mode} "
                     "mode); batched fine-tuning does not apply (run with sparse_finetune off)")
     finally:
         model.train(was_training)

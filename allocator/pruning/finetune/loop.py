@@ -21,7 +21,8 @@ from allocator.errors import InvalidInputError
 from allocator.pruning.finetune.config import EpochRecord, TrainConfig, TrainResult
 
 #: ``after_step(step) -> stop``: called after every optimiser step (steps count from 1); a true value ends
-#: training at once (no evaluation, no restore), e.g. when a window of snapshots is complete.
+#: training at once (no evaluation of that epoch; the kept checkpoint is restored when selecting), e.g. when a
+#: window of snapshots is complete.
 AfterStep = Callable[[int], "bool | None"]
 
 
@@ -80,6 +81,8 @@ def run_epochs(
             optimizer.step()
             step += 1
             if after_step is not None and after_step(step):
+                if selecting:  # the weights of the kept checkpoint, as at the end of a full run
+                    checkpoint.restore()
                 return results
             running += losses.detach().double()
             batches += 1
