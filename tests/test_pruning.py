@@ -233,11 +233,19 @@ def test_validation_run_resumes(idx_dir, tmp_path):
     again = run_validation(config, tmp_path)  # redoes one cell (retraining seed 0's dense model)
     assert len(list((tmp_path / "cells").glob("*.json"))) == 6
     assert again["table"] == summary["table"]  # deterministic: the redone cell matches
-    with pytest.raises(InvalidInputError, match="another configuration .*densities"):
-        run_validation(ValidateConfig(**{**config.__dict__, "densities": (0.02,)}), tmp_path)
+    with pytest.raises(InvalidInputError, match="another configuration .*finetune"):
+        run_validation(ValidateConfig(**{**config.__dict__, "finetune": TrainConfig(epochs=2)}), tmp_path)
     # more seeds extend the same run
     extended = run_validation(ValidateConfig(**{**config.__dict__, "seeds": (2,)}), tmp_path)
     assert extended["seeds"] == [0, 1, 2] and extended["paired_ours_minus_uniform"][0]["pairs"] == 3
+    # so do more densities and rules, with the dense models already there (no retraining: their files stay)
+    dense_files = {p: p.stat().st_mtime_ns for p in (tmp_path / "dense").glob("*.pt")}
+    grown = run_validation(ValidateConfig(**{**config.__dict__, "densities": (0.02,), "allocations": ("ours", "erk")}),
+                           tmp_path)
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in dense_files.items())  # reused, not retrained
+    assert {(row["density"], row["allocation"]) for row in grown["table"]} == {
+        (0.01, rule) for rule in config.allocations} | {(0.02, "ours"), (0.02, "erk")}
+    assert [row["density"] for row in grown["paired_ours_minus"]["erk"]] == [0.02]
 
 
 @pytest.mark.solver

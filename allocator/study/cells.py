@@ -27,7 +27,8 @@ from allocator.pruning.finetune.sparse import finetune
 from allocator.pruning.finetune.training import Tensors, evaluate, train
 from allocator.pruning.masks import prune_to_counts, realised_counts
 from allocator.study.config import WEIGHT_FREE_RULES, ValidateConfig
-from allocator.study.run_folder import cell_id
+from allocator.study.run_folder import cell_id, read_cell
+from allocator.study.progress import Progress
 from allocator.study.seeds import derive_seed
 
 Say = Callable[[str], None]
@@ -80,6 +81,21 @@ def finetune_cell(model: nn.Module, build: Callable[[], nn.Module], data: Tensor
     return train(model, data, config, finetune_seed)
 
 
+def pending_cells(config: ValidateConfig, cells_dir: Path, seed: int, say: Say | None = None) -> list[tuple[float, str]]:
+    """The (density, rule) cells of ``seed`` that are not on disk yet, or whose file is unreadable or incomplete
+    (then ``say`` tells, and the cell is computed again)."""
+    todo = []
+    for density in config.densities:
+        for rule in config.allocations:
+            path = cells_dir / f"{cell_id(seed, density, rule, config.criterion)}.json"
+            if read_cell(path) is None:
+                if path.is_file() and say is not None:
+                    say(f"seed {seed} density {density:g} {rule}: the cell file {path} is unreadable or incomplete; "
+                        f"computing the cell again")
+                todo.append((density, rule))
+    return todo
+
+
 @dataclass
 class _Prepared:
     """A pruned cell waiting for fine-tuning."""
@@ -98,24 +114,24 @@ class SeedCells:
 
     def __init__(self, config: ValidateConfig, entry, network, prunable: Sequence[str], data: Tensors,
                  model: nn.Module, dense_accuracy: float, context: ScoreContext, allocations: dict,
-                 cells_dir: Path, seed: int, say: Say) -> None:
+                 cells_dir: Path, seed: int, say: Say, progress: Progress | None = None) -> None:
         self.config, self.entry, self.network, self.prunable, self.data = config, entry, network, prunable, data
         self.model, self.dense_accuracy, self.context = model, dense_accuracy, context
         self.dense_state = {k: v.clone() for k, v in model.state_dict().items()}
-        self.allocations, self.cells_dir, self.seed, self.say = allocations, cells_dir, seed, say
+        self.allocations, self.cells_dir, self.seed = allocations, cells_dir, seed
+        self.progress = progress
+        self.say = progress.message if progress is not None else say
         self._scores: dict[str, torch.Tensor] | None = None
         self._by_kept: dict[tuple[tuple[str, int], ...], _Prepared] = {}
         for path in sorted(cells_dir.glob(f"seed{seed}-*-{config.criterion}.json")):  # cells of earlier runs
-            done = json.loads(path.read_text())
-            if "test_accuracy" in done and "same_counts_as" not in done:
+            done = read_cell(path)
+            if done is not None and "test_accuracy" in done and "same_counts_as" not in done:
                 key = tuple(sorted(done["kept"].items()))
                 self._by_kept.setdefault(key, _Prepared(path, done, None, done["kept"], 0.0, finished=done))
 
     def pending(self) -> list[tuple[float, str]]:
-        """The (density, rule) cells of this seed that are not on disk yet."""
-        config = self.config
-        return [(density, rule) for density in config.densities for rule in config.allocations
-                if not (self.cells_dir / f"{cell_id(self.seed, density, rule, config.criterion)}.json").is_file()]
+        """The (density, rule) cells of this seed still to compute (``pending_cells``)."""
+        return pending_cells(self.config, self.cells_dir, self.seed, self.say)
 
     def prepare(self, density: float, rule: str) -> _Prepared | None:
         """Prune a fresh copy of the dense model for one cell; ``None`` if the cell is unavailable (then written
@@ -133,6 +149,7 @@ class SeedCells:
             cell["unavailable"] = allocation.baselines[rule].unavailable
             atomic_write_text(path, json.dumps(cell))
             self.say(f"seed {seed} density {density:g} {rule}: unavailable ({cell['unavailable']})")
+            self._advance()
             return None
         densities = [kept.get(n, w) / w for n, w in zip(self.network.names, self.network.weights)]
         cell["kept"] = kept
@@ -196,6 +213,7 @@ class SeedCells:
         self.say(f"seed {self.seed} density {cell['density']:g} {cell['allocation']}: test acc {100 * accuracy:.2f} % "
                  f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
         prepared.finished = cell
+        self._advance()
         for path, duplicate in prepared.duplicates:
             self._write_duplicate(path, duplicate, cell)
         prepared.duplicates.clear()
@@ -208,3 +226,8 @@ class SeedCells:
         atomic_write_text(path, json.dumps(duplicate))
         self.say(f"seed {self.seed} density {duplicate['density']:g} {duplicate['allocation']}: same counts as "
                  f"{cell['allocation']} at {cell['density']:g}, test acc {100 * float(cell['test_accuracy']):.2f} %")
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.progress is not None:
+            self.progress.advance()

@@ -98,13 +98,16 @@ class ValidateConfig:
         return document
 
 
+#: What a run folder can grow by: more seeds, densities or rules only add cells (the dense models are reused),
+#: so tasks for different seeds (a sweep) can also share one folder concurrently.
+GROWABLE_FIELDS = ("seeds", "densities", "allocations")
+
+
 def run_identity(config: ValidateConfig) -> dict[str, object]:
-    """What a run folder is bound to: the configuration without the seeds and the label. Seeds only add
-    paired cells, so a run can be extended with more seeds, and tasks for different seeds (a sweep) can share
-    one folder concurrently."""
+    """What a run folder is bound to: the configuration without ``GROWABLE_FIELDS`` and the label."""
     identity = config.to_json()
-    identity.pop("seeds")
-    identity.pop("label")
+    for key in GROWABLE_FIELDS + ("label",):
+        identity.pop(key)
     identity.pop("trust_model_file")  # a permission, not part of what is measured
     if identity["input_shape"] is None:  # registered models (and the runs that predate the option) have none
         identity.pop("input_shape")

@@ -29,6 +29,18 @@ def cell_id(seed: int, density: float, rule: str, criterion: str) -> str:
     return f"seed{seed}-d{density!r}-{rule}-{criterion}"
 
 
+def read_cell(path: Path) -> dict | None:
+    """A cell file's record, or ``None`` when it is unreadable or incomplete (a run killed while the disk was full,
+    a file cut short by hand): such a cell counts as not done and is computed again."""
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cell, dict) or not ("test_accuracy" in cell or "unavailable" in cell):
+        return None
+    return cell
+
+
 def dense_key(config: ValidateConfig, seed: int) -> str:
     """Hash of what determines a seed's dense model (model, data, split, training recipe, seed)."""
     from allocator.pruning.model_source import model_digest

@@ -11,6 +11,7 @@ from pathlib import Path
 from allocator.io_utils import atomic_write_text
 from allocator.study.config import ValidateConfig, run_identity
 from allocator.study.plots import plot_accuracy
+from allocator.study.run_folder import read_cell
 from allocator.study.statistics import group_cells, mean_and_std, paired_comparison
 
 CSV_FIELDS = ["seed", "density", "allocation", "criterion", "test_accuracy", "test_accuracy_pruned", "test_loss",
@@ -18,8 +19,9 @@ CSV_FIELDS = ["seed", "density", "allocation", "criterion", "test_accuracy", "te
 
 
 def load_cells(folder: str | Path) -> list[dict]:
-    """Every cell file of a run folder, in file-name order."""
-    return [json.loads(p.read_text()) for p in sorted((Path(folder) / "cells").glob("*.json"))]
+    """Every readable, complete cell file of a run folder, in file-name order (``run_folder.read_cell``)."""
+    cells = (read_cell(p) for p in sorted((Path(folder) / "cells").glob("*.json")))
+    return [c for c in cells if c is not None]
 
 
 def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
@@ -42,17 +44,27 @@ def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
         mean, std = mean_and_std([m["test_accuracy"] for m in members])
         table.append({"density": density, "allocation": rule, "seeds": len(members), "mean_accuracy": mean,
                       "std_accuracy": std, "ln_bound": statistics.fmean(m["ln_bound"] for m in members)})
+    paired = _paired(groups, "uniform", rows)
+    versus = {rule: _paired(groups, rule, rows) for rule in sorted({c["allocation"] for c in rows} - {"ours"})}
+    summary = {"config": {**run_identity(config), "densities": list(config.densities),
+                          "allocations": list(config.allocations)},
+               "label": config.label, "seeds": sorted({c["seed"] for c in rows}), "table": table,
+               "paired_ours_minus_uniform": paired, "paired_ours_minus": versus,
+               "unavailable": [c for c in cells if "unavailable" in c]}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if table:
+        title = f"{config.model} on {config.dataset}, {config.criterion}" + (f"\n{config.label}" if config.label else "")
+        plot_accuracy(table, out / "accuracy_vs_density.png", title)
+    return summary
+
+
+def _paired(groups: dict, rule: str, rows: list[dict]) -> list[dict[str, object]]:
+    """Per density, ours - ``rule`` over the seeds both have."""
     paired = []
     for density in sorted({c["density"] for c in rows}):
-        comparison = paired_comparison(groups.get((density, "ours"), []), groups.get((density, "uniform"), []))
+        comparison = paired_comparison(groups.get((density, "ours"), []), groups.get((density, rule), []))
         if comparison is not None:
             paired.append({"density": density, "pairs": comparison.pairs, "mean_difference": comparison.mean,
                            "ci95_low": comparison.low, "ci95_high": comparison.high, "ours_wins": comparison.wins,
                            "ties": comparison.ties})
-    summary = {"config": run_identity(config), "seeds": sorted({c["seed"] for c in rows}), "table": table,
-               "paired_ours_minus_uniform": paired,
-               "unavailable": [c for c in cells if "unavailable" in c]}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    if table:
-        plot_accuracy(table, out / "accuracy_vs_density.png", f"{config.model} on {config.dataset}, {config.criterion}")
-    return summary
+    return paired

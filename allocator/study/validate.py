@@ -29,7 +29,8 @@ from allocator.pruning.criteria import ScoreContext
 from allocator.pruning.description import describe
 from allocator.pruning.finetune.training import Tensors, set_threads
 from allocator.pruning.model_source import is_registered
-from allocator.study.cells import SeedCells
+from allocator.study.cells import SeedCells, pending_cells
+from allocator.study.progress import Progress
 from allocator.study.config import KOOPMAN_CRITERIA, ValidateConfig, changed_fields, run_identity
 from allocator.study.run_folder import dense_model, save_allocation_if_changed
 from allocator.study.seeds import derive_seed
@@ -41,7 +42,7 @@ Say = Callable[[str], None]
 def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None = None) -> dict[str, object]:
     """Run (or resume) the validation of ``config`` in ``out_dir``; return the summary document."""
     config.check()
-    say = say or (lambda message: None)
+    say = say or _quiet
     out = Path(out_dir)
     _bind_run_folder(config, out)
     set_threads(config.threads)
@@ -68,20 +69,42 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
     if batched:
         say("fine-tuning engine: batched cells (allocator.pruning.finetune.batched)"
             + (", convolutional features frozen at the dense model" if config.freeze_features else ""))
-    for seed_index, seed in enumerate(config.seeds):
-        model, dense_accuracy = dense_model(config, entry, data, out, seed, f"{seed_index + 1}/{len(config.seeds)}", say)
-        batch = slice(0, config.train.batch_size)
-        context = ScoreContext(seed=seed, inputs=data.train_x[batch], targets=data.train_y[batch])
-        cells = SeedCells(config, entry, network, prunable, data, model, dense_accuracy, context, allocations,
-                          out / "cells", seed, say)
-        pending = cells.pending()
-        if not pending:
-            continue
-        if config.criterion in KOOPMAN_CRITERIA:
-            cells.context = ScoreContext(seed=seed, inputs=context.inputs, targets=context.targets,
-                                         extra={"koopman": _koopman_window(config, model, data, prunable, seed, out, say)})
-        (cells.run_batched if batched else cells.run_alone)(pending)
+    todo = {seed: len(pending_cells(config, out / "cells", seed)) for seed in config.seeds}
+    total = len(config.seeds) * len(config.densities) * len(config.allocations)
+    if sum(todo.values()) < total:
+        say(f"resuming {out}: {total - sum(todo.values())} of {total} cells are already done; "
+            f"{sum(todo.values())} to compute (rerunning after a stop continues from there)")
+    progress = Progress(sum(todo.values()), "cells", say if say is not _quiet else None)
+    try:
+        for seed_index, seed in enumerate(config.seeds):
+            if todo[seed]:
+                _run_seed(config, entry, network, prunable, data, allocations, batched, out, seed,
+                          f"{seed_index + 1}/{len(config.seeds)}", progress)
+    finally:
+        progress.close()
     return summarise(out, config)
+
+
+def _quiet(message: str) -> None:
+    """The ``say`` of a run asked to be quiet."""
+
+
+def _run_seed(config: ValidateConfig, entry, network, prunable, data: Tensors, allocations: dict, batched: bool,
+              out: Path, seed: int, position: str, progress: Progress) -> None:
+    """One seed's dense model (trained or loaded), then its pending cells (alone or batched)."""
+    say = progress.message
+    model, dense_accuracy = dense_model(config, entry, data, out, seed, position, say)
+    batch = slice(0, config.train.batch_size)
+    context = ScoreContext(seed=seed, inputs=data.train_x[batch], targets=data.train_y[batch])
+    cells = SeedCells(config, entry, network, prunable, data, model, dense_accuracy, context, allocations,
+                      out / "cells", seed, say, progress)
+    pending = cells.pending()
+    if not pending:
+        return
+    if config.criterion in KOOPMAN_CRITERIA:
+        cells.context = ScoreContext(seed=seed, inputs=context.inputs, targets=context.targets,
+                                     extra={"koopman": _koopman_window(config, model, data, prunable, seed, out, say)})
+    (cells.run_batched if batched else cells.run_alone)(pending)
 
 
 def _bind_run_folder(config: ValidateConfig, out: Path) -> None:
