@@ -75,10 +75,13 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers such as 88 or 88,176") from None
 
 
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+def add_network_arguments(parser: argparse.ArgumentParser, *, allocation_file: bool = False) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--arch", help="widths n0,n1,...,nL, e.g. 784,100,100,10 (the last is the classifier)")
     source.add_argument("--model", help=MODEL_HELP)
+    if allocation_file:
+        source.add_argument("--allocation", metavar="FILE",
+                            help="an allocation file: its network and kept counts (instead of --arch/--model and --density)")
     add_own_model_arguments(parser)
     parser.add_argument(
         "--exclude-output-layer",
@@ -154,11 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     bound = commands.add_parser("bound", help="evaluate ln E[B] for given per-layer densities")
-    add_network_arguments(bound)
+    add_network_arguments(bound, allocation_file=True)
     bound.add_argument(
         "--density",
         type=float_list,
-        required=True,
         help="one density (fraction kept) per weight layer, the output layer included; a single value means "
         "that density for every prunable layer and 1 for the others",
     )
@@ -209,8 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "(with --data-dir), or your own: npz:FILE.npz (x_train, y_train, x_test, y_test) or "
                                "idx:DIRECTORY (MNIST-layout IDX files)")
     validate.add_argument("--data-dir", help="directory of the data set's files, where it needs one")
-    validate.add_argument("--density", type=float_list, required=True,
+    validate.add_argument("--density", type=float_list,
                           help="global densities (fraction kept of the prunable weights), comma-separated")
+    validate.add_argument("--allocation", action="append", metavar="FILE",
+                          help="a solved allocation file (e.g. with constraints): validated as rule file-<name> at its "
+                               "density, beside the --allocations rules (repeatable; --density may then be left out)")
+    validate.add_argument("--save-models", action="store_true",
+                          help="keep every fine-tuned pruned model's state_dict (pruned weights zero) under "
+                               "OUT/models/<cell>.pt")
     validate.add_argument("--allocations", default="ours,uniform",
                           help="comma-separated: ours, uniform, uniform-gale, er, erk, global-magnitude, lamp")
     validate.add_argument("--criterion", default="magnitude",

@@ -53,13 +53,27 @@ def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
 
 
 def _cmd_bound(args: argparse.Namespace) -> int:
-    network = _network_from_args(args)
     model = _rank_model_from_args(args)
+    if args.allocation is not None:
+        from allocator.allocation.file import load
+
+        if args.density is not None:
+            raise UsageError("allocator bound: error: give --density or --allocation FILE (its kept counts), not both")
+        allocation = load(args.allocation)
+        network = replace(allocation.network, include_output_layer=not args.exclude_output_layer)
+        result = expected_bound(network, [layer.density for layer in allocation.layers], model, exact=args.exact)
+        return _print_bound(args, result, network)
+    network = _network_from_args(args)
+    if args.density is None:
+        raise UsageError("allocator bound: error: the following arguments are required: --density (or --allocation FILE)")
     if len(args.density) == 1 and args.density[0] == 0:
         raise UsageError("allocator bound: error: --density 0 keeps no weight of any prunable layer; a global density "
                          "lies in (0, 1] (give one density per layer to study an empty layer)")
     densities = network.expand_densities(args.density)
-    result = expected_bound(network, densities, model, exact=args.exact)
+    return _print_bound(args, expected_bound(network, densities, model, exact=args.exact), network)
+
+
+def _print_bound(args: argparse.Namespace, result, network: Network) -> int:
     if args.json:
         document = result.to_json()
         for key in ("ln_bound", "log2_bound"):  # E[B] = 0 (paper-p0 only): ln is -inf, written as null
@@ -190,10 +204,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.seeds is not None and args.seed_list is not None:
         raise UsageError("allocator validate: error: give --seeds N or --seed-list S1,S2,..., not both")
     seeds = tuple(range(args.seeds if args.seeds is not None else 3)) if args.seed_list is None else tuple(args.seed_list)
+    if args.density is None and not args.allocation:
+        raise UsageError("allocator validate: error: give --density D1,D2,... or --allocation FILE")
+    files = ValidateConfig(allocation_files=tuple(args.allocation or ()))
+    file_densities = files.file_densities()
+    densities = list(args.density or [])
+    densities += [d for d in file_densities.values() if d not in densities]
+    allocations = [a.strip() for a in args.allocations.split(",") if a.strip()] + list(file_densities)
     config = ValidateConfig(
-        model=args.model, dataset=args.dataset, data_dir=args.data_dir, densities=tuple(args.density),
+        model=args.model, dataset=args.dataset, data_dir=args.data_dir, densities=tuple(densities),
         input_shape=parse_input_shape(args.input_shape), trust_model_file=args.trust_model_file,
-        allocations=tuple(a.strip() for a in args.allocations.split(",") if a.strip()), criterion=args.criterion,
+        allocation_files=files.allocation_files, save_models=args.save_models,
+        allocations=tuple(allocations), criterion=args.criterion,
         seeds=seeds,
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, select_on=args.select_on),
         finetune=TrainConfig(epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr,

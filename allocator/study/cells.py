@@ -85,14 +85,13 @@ def pending_cells(config: ValidateConfig, cells_dir: Path, seed: int, say: Say |
     """The (density, rule) cells of ``seed`` that are not on disk yet, or whose file is unreadable or incomplete
     (then ``say`` tells, and the cell is computed again)."""
     todo = []
-    for density in config.densities:
-        for rule in config.allocations:
-            path = cells_dir / f"{cell_id(seed, density, rule, config.criterion)}.json"
-            if read_cell(path) is None:
-                if path.is_file() and say is not None:
-                    say(f"seed {seed} density {density:g} {rule}: the cell file {path} is unreadable or incomplete; "
-                        f"computing the cell again")
-                todo.append((density, rule))
+    for density, rule in config.cells():
+        path = cells_dir / f"{cell_id(seed, density, rule, config.criterion)}.json"
+        if read_cell(path) is None:
+            if path.is_file() and say is not None:
+                say(f"seed {seed} density {density:g} {rule}: the cell file {path} is unreadable or incomplete; "
+                    f"computing the cell again")
+            todo.append((density, rule))
     return todo
 
 
@@ -120,6 +119,14 @@ class SeedCells:
         self.dense_state = {k: v.clone() for k, v in model.state_dict().items()}
         self.allocations, self.cells_dir, self.seed = allocations, cells_dir, seed
         self.progress = progress
+        self.files = {}  # file rule -> its Allocation, checked against the model
+        if config.allocation_files:
+            from allocator.allocation.file import load
+            from allocator.pruning.apply import allocation_counts
+
+            for rule, path in config.file_rules().items():
+                self.files[rule] = load(path)
+                allocation_counts(self.files[rule], model)  # refuses a file that does not fit the model
         self.say = progress.message if progress is not None else say
         self._scores: dict[str, torch.Tensor] | None = None
         self._by_kept: dict[tuple[tuple[str, int], ...], _Prepared] = {}
@@ -144,7 +151,10 @@ class SeedCells:
         if "koopman" in self.context.extra:
             cell["koopman"] = self.context.extra["koopman"].describe()  # type: ignore[attr-defined]
         allocation = self.allocations[density]
-        kept = kept_for_rule(rule, allocation, self.model, self.prunable)
+        if rule in self.files:
+            kept = {layer.name: layer.kept for layer in self.files[rule].layers if layer.prunable}
+        else:
+            kept = kept_for_rule(rule, allocation, self.model, self.prunable)
         if kept is None:
             cell["unavailable"] = allocation.baselines[rule].unavailable
             atomic_write_text(path, json.dumps(cell))
@@ -209,6 +219,8 @@ class SeedCells:
                      "seconds": batch[0] if batch else time.perf_counter() - prepared.start})
         if batch:
             cell["batched_cells"] = batch[1]
+        if self.config.save_models:
+            cell["model_file"] = self._save_model(prepared)
         atomic_write_text(prepared.path, json.dumps(cell))
         self.say(f"seed {self.seed} density {cell['density']:g} {cell['allocation']}: test acc {100 * accuracy:.2f} % "
                  f"(after pruning {100 * cell['test_accuracy_pruned']:.2f} %, {cell['seconds']:.1f} s)")
@@ -217,6 +229,23 @@ class SeedCells:
         for path, duplicate in prepared.duplicates:
             self._write_duplicate(path, duplicate, cell)
         prepared.duplicates.clear()
+
+    def _save_model(self, prepared: _Prepared) -> str:
+        """The fine-tuned pruned model's state_dict (masks made permanent: zeros where pruned) under
+        ``models/<cell id>.pt``, written atomically; returns its path relative to the run folder."""
+        import copy
+        import io
+
+        from allocator.io_utils import atomic_write_bytes
+        from allocator.pruning.masks import make_permanent
+
+        model = copy.deepcopy(prepared.model)
+        make_permanent(model)  # type: ignore[arg-type]
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)  # type: ignore[union-attr]
+        relative = Path("models") / f"{prepared.path.stem}.pt"
+        atomic_write_bytes(self.cells_dir.parent / relative, buffer.getvalue())
+        return relative.as_posix()
 
     def _write_duplicate(self, path: Path, duplicate: dict[str, object], cell: dict[str, object]) -> None:
         """Write a cell whose counts equal ``cell``'s with ``cell``'s results (see ``prepare``)."""

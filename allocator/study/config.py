@@ -18,7 +18,7 @@ WEIGHT_BASED_RULES = ("global-magnitude", "lamp")
 ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES
 
 # How cells are computed, not what they measure: a run may be resumed with another engine.
-ENGINE_FIELDS = frozenset({"threads", "sparse_finetune"})
+ENGINE_FIELDS = frozenset({"threads", "sparse_finetune", "save_models"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,30 @@ class ValidateConfig:
     freeze_features: bool = False  # fine-tune the linear chain only; layers before fc1 stay at the dense model
     input_shape: tuple[int, ...] | None = None  # a model that is not registered: one example's shape (else the data's)
     trust_model_file: bool = False  # allow a model pickled by torch.save(model) (unpickling runs its code)
+    allocation_files: tuple[str, ...] = ()  # solved allocations, each validated as rule "file-<stem>" at its density
+    save_models: bool = False  # keep every fine-tuned pruned model (masks made permanent) under models/
+
+    def file_rules(self) -> dict[str, str]:
+        """``{"file-<stem>": path}`` for every allocation file."""
+        from pathlib import Path
+
+        return {f"file-{Path(path).stem}": path for path in self.allocation_files}
+
+    def file_densities(self) -> dict[str, float]:
+        """The density each file rule is validated at: the density its budget was given as (else its kept share)."""
+        from allocator.allocation.file import load
+
+        densities = {}
+        for rule, path in self.file_rules().items():
+            budget = load(path).budget
+            densities[rule] = budget.given_value if budget.given_as == "density" else budget.density
+        return densities
+
+    def cells(self) -> list[tuple[float, str]]:
+        """Every (density, rule) cell of one seed: each rule at each density, a file rule at its own density."""
+        files = self.file_densities() if self.allocation_files else {}
+        return [(density, rule) for density in self.densities for rule in self.allocations
+                if rule not in files or files[rule] == density]
 
     def check(self) -> None:
         """Raise ``InvalidInputError`` on any bad value, before any work starts."""
@@ -53,9 +77,18 @@ class ValidateConfig:
         from allocator.pruning.criteria import criterion_names
 
         self.entry()
+        files = self.file_rules()
+        if len(files) != len(self.allocation_files):
+            raise InvalidInputError(f"allocation files {list(self.allocation_files)} repeat a file name; give each a "
+                                    f"distinct name (its rule is file-<name>)")
         for rule in self.allocations:
-            if rule not in ALLOCATION_RULES:
-                raise InvalidInputError(f"allocation {rule!r} is unknown; accepted: {', '.join(ALLOCATION_RULES)}")
+            if rule not in ALLOCATION_RULES and rule not in files:
+                raise InvalidInputError(f"allocation {rule!r} is unknown; accepted: {', '.join(ALLOCATION_RULES)}"
+                                        + (f", {', '.join(files)}" if files else ""))
+        for rule, density in self.file_densities().items():
+            if rule not in self.allocations or density not in self.densities:
+                raise InvalidInputError(f"allocation file {files[rule]} (rule {rule}) is at density {density:g}: put "
+                                        f"{rule} in the allocations and {density:g} in the densities")
         if len(set(self.allocations)) != len(self.allocations) or not self.allocations:
             raise InvalidInputError(f"allocations {list(self.allocations)!r} must be distinct and not empty")
         if self.criterion not in criterion_names():
@@ -92,6 +125,7 @@ class ValidateConfig:
     def to_json(self) -> dict[str, object]:
         document = asdict(self)
         document["input_shape"] = None if self.input_shape is None else list(self.input_shape)
+        document["allocation_files"] = list(self.allocation_files)
         document["densities"] = list(self.densities)
         document["allocations"] = list(self.allocations)
         document["seeds"] = list(self.seeds)
@@ -100,7 +134,7 @@ class ValidateConfig:
 
 #: What a run folder can grow by: more seeds, densities or rules only add cells (the dense models are reused),
 #: so tasks for different seeds (a sweep) can also share one folder concurrently.
-GROWABLE_FIELDS = ("seeds", "densities", "allocations")
+GROWABLE_FIELDS = ("seeds", "densities", "allocations", "allocation_files")
 
 
 def run_identity(config: ValidateConfig) -> dict[str, object]:
@@ -108,6 +142,7 @@ def run_identity(config: ValidateConfig) -> dict[str, object]:
     identity = config.to_json()
     for key in GROWABLE_FIELDS + ("label",):
         identity.pop(key)
+    identity.pop("save_models")  # how results are kept, not what they measure
     identity.pop("trust_model_file")  # a permission, not part of what is measured
     if identity["input_shape"] is None:  # registered models (and the runs that predate the option) have none
         identity.pop("input_shape")

@@ -70,7 +70,7 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
         say("fine-tuning engine: batched cells (allocator.pruning.finetune.batched)"
             + (", convolutional features frozen at the dense model" if config.freeze_features else ""))
     todo = {seed: len(pending_cells(config, out / "cells", seed)) for seed in config.seeds}
-    total = len(config.seeds) * len(config.densities) * len(config.allocations)
+    total = len(config.seeds) * len(config.cells())
     if sum(todo.values()) < total:
         say(f"resuming {out}: {total - sum(todo.values())} of {total} cells are already done; "
             f"{sum(todo.values())} to compute (rerunning after a stop continues from there)")
