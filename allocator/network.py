@@ -160,7 +160,8 @@ class Network:
         object.__setattr__(self, "kernels", kernels)
         if not self.include_output_layer and n_layers < 2:
             raise InvalidInputError(
-                "include_output_layer=False leaves no layer in the bound for a network with one weight layer"
+                "excluding the output layer (--exclude-output-layer, include_output_layer=False) leaves no layer in the "
+                "bound for a network with one weight layer"
             )
 
     @classmethod

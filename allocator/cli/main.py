@@ -8,6 +8,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from dataclasses import replace
 from typing import Sequence
@@ -125,7 +126,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     budgets = _budgets(args)
     outputs = [(label, path) for label, path in [("--out", args.out)] + [
         (f"--export {kind}", path) for kind, path in args.export or []] if path]
-    check_outputs([(label, _suffixed(path, suffix)) for _, _, suffix in budgets for label, path in outputs])
+    missing = check_outputs([(label, _suffixed(path, suffix)) for _, _, suffix in budgets for label, path in outputs])
     network = _network_from_args(args)
     model = _rank_model_from_args(args)
     constraints = Constraints(
@@ -159,15 +160,19 @@ def _cmd_solve(args: argparse.Namespace) -> int:
               end="")
     write_all(files)  # every file or none
     if not args.json:
+        for folder in missing:
+            print(f"  made folder {folder}")
         for path in files:
             print(f"  wrote {path}")
     return 0
 
 
-def check_outputs(outputs: Sequence[tuple[str, str]]) -> None:
-    """Refuse output files before any work: two outputs on one path, a directory, a folder that does not exist or
-    is not writable. ``outputs``: (what the option was, path)."""
+def check_outputs(outputs: Sequence[tuple[str, str]]) -> list[Path]:
+    """Refuse output files before any work: two outputs on one path, a directory, a folder that cannot be made
+    (its nearest existing ancestor is not a writable folder). ``outputs``: (what the option was, path). Returns the
+    folders that are missing; they are made only when the files are written, and the command says so."""
     seen: dict[str, str] = {}
+    missing: list[Path] = []
     for label, path in outputs:
         key = os.path.realpath(path)
         if key in seen:
@@ -177,21 +182,34 @@ def check_outputs(outputs: Sequence[tuple[str, str]]) -> None:
         if target.is_dir():
             raise UsageError(f"allocator: error: output {path!r} is a directory; give a file name")
         parent = target.parent if str(target.parent) else Path(".")
-        if not parent.is_dir():
-            raise UsageError(f"allocator: error: cannot write {path!r}: folder {str(parent)!r} does not exist; create "
-                             f"it first")
-        if not os.access(parent, os.W_OK):
-            raise UsageError(f"allocator: error: cannot write {path!r}: {parent} is not writable")
+        existing = parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UsageError(f"allocator: error: cannot write {path!r}: {str(existing)!r} is not a folder")
+        try:  # a real probe: root passes os.access checks on folders it still cannot write (/proc, read-only mounts)
+            handle, probe = tempfile.mkstemp(prefix=".allocator-probe-", dir=existing)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as error:
+            raise UsageError(f"allocator: error: cannot write {path!r}: {existing} is not writable "
+                             f"({error.strerror})") from None
+        if existing != parent and parent not in missing:
+            missing.append(parent)
+    return missing
 
 
 def default_validate_out(config) -> str:
     """``runs/validate/<model>-<data set>-<criterion>-d<densities>``, with characters unsafe in a folder name
     (``/``, ``:``) replaced: one folder per model, data, criterion and density list."""
     def slug(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+        short = re.sub(r"\.(py|pt|pth|pkl|npz)\b", "", text.rsplit("/", 1)[-1])  # a path: its file name only
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", short).strip("-") or "x"
 
+    kind, _, location = config.dataset.partition(":")
+    dataset = f"{kind}-{slug(location)}" if location else config.dataset
     densities = "_".join(f"{d:g}" for d in config.densities)
-    return f"runs/validate/{slug(config.model)}-{slug(config.dataset)}-{config.criterion}-d{densities}"
+    return f"runs/validate/{slug(config.model)}-{dataset}-{config.criterion}-d{densities}"
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
