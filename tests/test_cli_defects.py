@@ -2,7 +2,6 @@
 on stderr naming the argument, no traceback, and no file written."""
 
 import json
-import math
 import os
 import stat
 import subprocess
