@@ -221,3 +221,33 @@ def test_the_default_validate_folder_names_the_densities():
     own = ValidateConfig(model="experiments/examples/my_mlp.py:MyMLP", dataset="npz:runs/my-data.npz",
                          densities=(0.001, 0.0005))
     assert default_validate_out(own) == "runs/validate/my_mlp-MyMLP-npz-my-data-magnitude-d0.001_0.0005"
+
+
+@pytest.mark.pure
+def test_exact_mode_refuses_what_would_take_minutes(capsys):
+    from allocator import Network
+    from allocator.bound.engine import estimate_exact_seconds
+
+    small = Network.from_arch("64,32,32,10")
+    assert estimate_exact_seconds(small, [0.1, 0.1, 1.0]) < 1.0  # measured 0.06 s
+    one_line_error(*run(capsys, "bound", "--arch", "784,100,100,10", "--density", "0.001", "--exact"),
+                   "--exact would take about 4 min")  # measured 628 s: refused before any work
+    status, out, _ = run(capsys, "bound", "--arch", "64,32,32,10", "--density", "0.1", "--exact")
+    assert status == 0 and "exact (rational)" in out
+
+
+@pytest.mark.solver
+def test_the_time_limit_bounds_the_whole_solve():
+    import time
+
+    from allocator import Network
+    from allocator.allocation import AllocationStatus, SolverOptions, allocate
+
+    network = Network.from_arch([784] + [60_000] * 6 + [10])
+    started = time.perf_counter()
+    result = allocate(network, density=0.001, solver_options=SolverOptions(time_limit_s=3.0), baselines=("uniform",))
+    elapsed = time.perf_counter() - started
+    assert elapsed < 3.0 * 1.5 + 1.0  # a correctness bound (the limit holds), not a speed goal
+    assert result.status == AllocationStatus.TIME_LIMIT
+    assert "the time limit (3 s) ended the exact polish" in result.certificate
+    assert result.ln_bound >= result.baselines["uniform"].ln_bound - 1e-9

@@ -84,8 +84,9 @@ def allocate(
     budget = make_budget(network, density=density, sparsity=sparsity, kept=kept, compression=compression)
     problem = AllocationProblem.build(network, budget, model, constraints)
     exact = get_objective(objective).exact(problem)
+    deadline = started + options.time_limit_s  # the whole call: MIP, exhaustive search, polish, tie-break
     if problem.blocks:
-        decision = _decide(problem, exact, levels, solutions, options, exhaustive_limit, polish_starts, say)
+        decision = _decide(problem, exact, levels, solutions, options, exhaustive_limit, polish_starts, say, deadline)
     else:
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
     caveat = certificate.monte_carlo_sentence(model)
@@ -120,54 +121,71 @@ def _check_search_settings(levels: int, solutions: int, polish_starts: int) -> N
 
 
 def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solutions: int, options: SolverOptions,
-            exhaustive_limit: int, polish_starts: int, say: Progress) -> _Decision:
-    """MIP answers, the exhaustive menu optimum where the menu is small, exact polish, tie-break."""
+            exhaustive_limit: int, polish_starts: int, say: Progress, deadline: float) -> _Decision:
+    """MIP answers, the exhaustive menu optimum where the menu is small, exact polish, tie-break; all within the
+    ``deadline`` (on expiry: the best allocation so far, marked ``time_limit``, and the certificate says where)."""
     starts: list[Start] = [("uniform", fill(problem, [b.lo for b in problem.blocks]))]
-    mip, mip_starts = _solve_mip(problem, exact, levels, solutions, options, say)
+    mip, mip_starts = _solve_mip(problem, exact, levels, solutions, options, say, deadline)
     starts += mip_starts
     proven = [certificate.mip_sentence(mip, levels, options)]
     menus = [block_menu(problem, block, levels) for block in problem.blocks]
     menu_points = math.prod(len(m) for m in menus[:-1])
     if menu_points <= exhaustive_limit:
-        say(f"exhaustive search over the menu ({menu_points} points)")
-        units, _, points = exhaustive_search(problem, exact, menus, limit=exhaustive_limit)
-        starts.append(("exhaustive", units))
-        proven.append(certificate.exhaustive_sentence(points))
-    units, value, origin, moves = _polish(problem, exact, starts, polish_starts, say)
-    final_units, final_value = toward_uniform(problem, exact, units)
-    proven.append(certificate.POLISH_SENTENCE)
-    return _Decision(tuple(final_units), final_value, origin, moves, AllocationStatus(str(mip.status)),
+        clock = time.perf_counter()
+        exact.of_units(starts[0][1])
+        needed = (time.perf_counter() - clock) * menu_points  # one evaluation per point, about
+        if clock + needed < deadline:
+            say(f"exhaustive search over the menu ({menu_points} points)")
+            units, _, points = exhaustive_search(problem, exact, menus, limit=exhaustive_limit)
+            starts.append(("exhaustive", units))
+            proven.append(certificate.exhaustive_sentence(points))
+        else:
+            proven.append(certificate.exhaustive_skipped_sentence(menu_points, needed))
+    units, value, origin, moves, timed_out = _polish(problem, exact, starts, polish_starts, say, deadline)
+    final_units, final_value = toward_uniform(problem, exact, units, deadline=deadline)
+    timed_out = timed_out or time.perf_counter() > deadline
+    proven.append(certificate.polish_timed_out_sentence(options.time_limit_s, moves) if timed_out
+                  else certificate.POLISH_SENTENCE)
+    status = AllocationStatus(str(mip.status))
+    if timed_out and status == AllocationStatus.OPTIMAL:
+        status = AllocationStatus.TIME_LIMIT
+    return _Decision(tuple(final_units), final_value, origin, moves, status,
                      tuple(p for p in proven if p), mip, tuple(origin for origin, _ in starts))
 
 
 def _polish(problem: AllocationProblem, exact: ExactObjective, starts: Sequence[Start], polish_starts: int,
-            say: Progress) -> tuple[list[int], float, str, int]:
-    """Fill every start to the budget, local-search the best ``polish_starts`` of them; the best result."""
+            say: Progress, deadline: float) -> tuple[list[int], float, str, int, bool]:
+    """Fill every start to the budget, local-search the best ``polish_starts`` of them (until ``deadline``); the
+    best result, and whether the deadline cut the search short."""
     filled = sorted(((exact.of_units(fill(problem, start)), origin, fill(problem, start)) for origin, start in starts),
                     key=lambda item: -item[0])
     say(f"exact polish from the best {min(polish_starts, len(filled))} of {len(filled)} starts")
     best: tuple[list[int], float, str, int] | None = None
+    timed_out = False
     for _, origin, start in filled[:polish_starts]:
-        units, value, stats = local_search(problem, exact, start)
+        if best is not None and time.perf_counter() > deadline:
+            timed_out = True
+            break
+        units, value, stats = local_search(problem, exact, start, deadline=deadline, report=say)
+        timed_out = timed_out or stats.timed_out
         if best is None or value > best[1] + 1e-12:
             best = (units, value, origin, stats.moves)
-    return best  # type: ignore[return-value]
+    return (*best, timed_out)  # type: ignore[return-value]
 
 
 def _solve_mip(problem: AllocationProblem, exact: ExactObjective, levels: int, solutions: int,
-               options: SolverOptions, say: Progress) -> tuple[MipReport, list[Start]]:
+               options: SolverOptions, say: Progress, deadline: float) -> tuple[MipReport, list[Start]]:
     """The first MIP solve and up to ``solutions - 1`` re-solves with no-good cuts; the report (times of all
     solves together) and each solution's block units as a polish start."""
     say(f"building the MIP ({len(problem.blocks)} blocks x up to {levels} levels)")
     build_start = time.perf_counter()
     built = build_model(problem, exact, levels)
     build_seconds = time.perf_counter() - build_start
-    deadline = time.perf_counter() + options.time_limit_s
     first: MipReport | None = None
     total_seconds = 0.0
     starts: list[Start] = []
     for index in range(solutions):
-        remaining = options.time_limit_s
+        remaining = max(0.05, min(options.time_limit_s, deadline - time.perf_counter()))
         if first is not None:  # re-solves only add polish starts: each gets twice the first solve's time
             remaining = min(deadline - time.perf_counter(), max(0.5, 2.0 * first.seconds))
             if remaining <= 0.05:
@@ -185,7 +203,7 @@ def _solve_mip(problem: AllocationProblem, exact: ExactObjective, levels: int, s
         built.exclude(levels_chosen)
     assert first is not None  # the loop runs at least once (solutions >= 1)
     return replace(first, seconds=total_seconds, build_seconds=build_seconds, binaries=built.binaries,
-                   solutions=len(starts), first_solve_seconds=first.seconds), starts
+                   solutions=len(starts), first_solve_seconds=first.seconds, options=options.as_dict()), starts
 
 
 def _layer_records(problem: AllocationProblem, kept_per_layer: Sequence[int]) -> tuple[LayerAllocation, ...]:

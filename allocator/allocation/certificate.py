@@ -41,3 +41,15 @@ def monte_carlo_sentence(model: RankModel) -> str | None:
     return (f"ln E[B] under the structural rank model is a Monte-Carlo estimate from {model.samples} masks per "
             f"layer and density (common random numbers, seed {model.seed}); the value of the chosen allocation "
             f"is biased upward by the selection, so re-evaluate it with another seed before quoting it")
+
+
+def exhaustive_skipped_sentence(points: int, seconds: float) -> str:
+    """The menu was small enough to search, but not in the time left."""
+    return (f"exhaustive search over the menu skipped: its {points} points would take about {seconds:.0f} s, more "
+            f"than the time limit leaves")
+
+
+def polish_timed_out_sentence(time_limit_s: float, moves: int) -> str:
+    """The time limit ended the exact polish before a local optimum."""
+    return (f"the time limit ({time_limit_s:g} s) ended the exact polish after {moves} move(s): the best allocation "
+            f"found so far, NOT a local optimum")

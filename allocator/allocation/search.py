@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,10 +29,19 @@ IMPROVEMENT_NATS = 1e-12
 
 @dataclass
 class SearchStats:
-    """What a local search did."""
+    """What a local search did; ``timed_out``: it stopped at the deadline, not at a local optimum."""
 
     moves: int = 0
     evaluations: int = 0
+    timed_out: bool = False
+
+
+def _expired(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() > deadline
+
+
+Report = Callable[[str], None]
+REPORT_EVERY_S = 10.0
 
 
 def _block_weights(problem: AllocationProblem) -> list[int]:
@@ -88,9 +98,15 @@ def local_search(
     *,
     pairs_per_round: int = 6,
     max_rounds: int = 10_000,
+    deadline: float | None = None,
+    report: Report | None = None,
 ) -> tuple[list[int], float, SearchStats]:
-    """Pairwise moves of ``s`` units while ``ln E[B]`` improves by more than 1e-12 nats (module docstring)."""
+    """Pairwise moves of ``s`` units while ``ln E[B]`` improves by more than 1e-12 nats (module docstring).
+
+    ``deadline`` (a ``time.perf_counter()`` value): stop there with the best allocation so far (``timed_out``);
+    ``report(text)`` hears how far it got every ``REPORT_EVERY_S`` seconds."""
     stats = SearchStats()
+    last_report = time.perf_counter()
     values = list(units)
     best = objective.of_units(values)
     stats.evaluations += 1
@@ -101,6 +117,13 @@ def local_search(
     step = 1 << max(0, int(math.log2(max(1, span))))
     rounds = 0
     while step >= 1 and rounds < max_rounds:
+        if _expired(deadline):
+            stats.timed_out = True
+            break
+        if report is not None and time.perf_counter() - last_report > REPORT_EVERY_S:
+            last_report = time.perf_counter()
+            report(f"exact polish: {stats.moves} moves, {stats.evaluations} evaluations, step {step}, "
+                   f"ln E[B] {best:.4f} nats")
         rounds += 1
         gains, losses = [], []
         for b, block in enumerate(blocks):
@@ -139,8 +162,10 @@ def toward_uniform(
     units: Sequence[int],
     *,
     tolerance_nats: float = 1e-9,
+    deadline: float | None = None,
 ) -> tuple[list[int], float]:
-    """The tie-break of the module docstring; returns the units and their exact ``ln E[B]``."""
+    """The tie-break of the module docstring; returns the units and their exact ``ln E[B]`` (at ``deadline``,
+    what it has reached: every step keeps the value within ``tolerance_nats`` of the start)."""
     values = list(units)
     reference = objective.of_units(values)
     current = reference
@@ -148,7 +173,7 @@ def toward_uniform(
     if len(values) < 2:
         return values, current
     step = 1 << max(0, int(math.log2(max(1, max(b.hi - b.lo for b in problem.blocks)))))
-    while step >= 1:
+    while step >= 1 and not _expired(deadline):
         moved = False
         order = sorted(range(len(values)), key=lambda b: values[b] / weights[b])
         for donor in reversed(order):

@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         "that density for every prunable layer and 1 for the others",
     )
     add_rank_model_arguments(bound)
-    bound.add_argument("--exact", action="store_true", help="rational arithmetic (small networks only)")
+    bound.add_argument("--exact", action="store_true",
+                       help="rational arithmetic (small networks only: refused when it would take over a minute)")
+    bound.add_argument("--exact-anyway", action="store_true", help="with --exact: run it however long it takes")
     bound.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     bound.set_defaults(command_name="bound")
 

@@ -62,7 +62,9 @@ def _cmd_bound(args: argparse.Namespace) -> int:
             raise UsageError("allocator bound: error: give --density or --allocation FILE (its kept counts), not both")
         allocation = load(args.allocation)
         network = replace(allocation.network, include_output_layer=not args.exclude_output_layer)
-        result = expected_bound(network, [layer.density for layer in allocation.layers], model, exact=args.exact)
+        densities = [layer.density for layer in allocation.layers]
+        _check_exact_cost(args, network, densities)
+        result = expected_bound(network, densities, model, exact=args.exact)
         return _print_bound(args, result, network)
     network = _network_from_args(args)
     if args.density is None:
@@ -71,7 +73,24 @@ def _cmd_bound(args: argparse.Namespace) -> int:
         raise UsageError("allocator bound: error: --density 0 keeps no weight of any prunable layer; a global density "
                          "lies in (0, 1] (give one density per layer to study an empty layer)")
     densities = network.expand_densities(args.density)
+    _check_exact_cost(args, network, densities)
     return _print_bound(args, expected_bound(network, densities, model, exact=args.exact), network)
+
+
+EXACT_REFUSE_SECONDS = 60.0
+
+
+def _check_exact_cost(args: argparse.Namespace, network: Network, densities) -> None:
+    """``--exact`` on a network that would take minutes is refused (with the estimate) unless asked for anyway."""
+    if not args.exact or args.exact_anyway:
+        return
+    from allocator.bound.engine import estimate_exact_seconds
+
+    seconds = estimate_exact_seconds(network, densities)
+    if seconds > EXACT_REFUSE_SECONDS:
+        raise UsageError(f"allocator bound: error: --exact would take about {seconds / 60:.0f} min here (an estimate "
+                         f"from the network's size and the densities' digits); use the float path (no --exact), a "
+                         f"smaller network, or add --exact-anyway")
 
 
 def _print_bound(args: argparse.Namespace, result, network: Network) -> int:
