@@ -251,3 +251,35 @@ def test_the_time_limit_bounds_the_whole_solve():
     assert result.status == AllocationStatus.TIME_LIMIT
     assert "the time limit (3 s) ended the exact polish" in result.certificate
     assert result.ln_bound >= result.baselines["uniform"].ln_bound - 1e-9
+
+
+@pytest.mark.torch
+@pytest.mark.study
+def test_regions_refusals_and_the_picture_at_the_asked_resolution(capsys, tmp_path, idx_dir, monkeypatch):
+    import torch
+
+    from allocator.models import get_model
+
+    base = ["regions", "--dataset", "mnist", "--data-dir", idx_dir, "--train-epochs", "0", "--finetune-epochs", "0"]
+    one_line_error(*run(capsys, *base, "--points", "a,b,c"), "--points 'a,b,c' is not three")
+    one_line_error(*run(capsys, *base, "--out", tmp_path / "x.txt"), "must end in .png")
+    (tmp_path / "garbage.pt").write_text("garbage")
+    one_line_error(*run(capsys, *base, "--checkpoint", tmp_path / "garbage.pt"), "is not a file written by torch.save")
+    torch.save(get_model("mlp-2x100").build(), tmp_path / "whole.pt")
+    one_line_error(*run(capsys, *base, "--checkpoint", tmp_path / "whole.pt"), "a whole model saved with torch.save")
+    torch.save(get_model("mlp-2x200").build().state_dict(), tmp_path / "other.pt")
+    status, out, err = run(capsys, *base, "--checkpoint", tmp_path / "other.pt")
+    one_line_error(status, out, err, "does not fit mlp-2x100: size mismatch for fc1.weight")
+    assert not err.rstrip().endswith(":")
+    assert not list(tmp_path.glob("*.png"))
+    import allocator.regions.model as regions_model
+
+    seen = {}
+    monkeypatch.setattr(regions_model, "plot_regions",
+                        lambda models, plane, path, resolution, title, exact_counts: seen.update(
+                            resolution=resolution, exact=exact_counts))
+    status, out, err = run(capsys, *base, "--resolution", "40", "--density", "0.05", "--out", tmp_path / "r.png",
+                           "--quiet")
+    assert status == 0, err
+    assert seen["resolution"] == 40 and set(seen["exact"]) == {"dense", "pruned"}
+    assert f"{seen['exact']['dense']}" in out  # the picture's exact count is the table's
