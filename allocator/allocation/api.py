@@ -10,6 +10,7 @@ from typing import Callable, Mapping, Sequence
 from allocator.allocation import certificate
 from allocator.allocation.baselines import BaselineRule, BaselineUnavailable, get_baseline
 from allocator.allocation.record import Allocation, AllocationStatus, BaselineResult, LayerAllocation
+from allocator.allocation.repair import repair
 from allocator.allocation.search import exhaustive_search, fill, local_search, toward_uniform
 from allocator.bound.rank import RankModel
 from allocator.errors import InvalidInputError, SolverError
@@ -57,6 +58,7 @@ def allocate(
     exhaustive_limit: int = 20_000,
     polish_starts: int = 2,
     extra_baselines: Mapping[str, BaselineRule] | None = None,
+    raw_baselines: bool = False,
     progress: Progress | None = None,
 ) -> Allocation:
     """Choose integer kept counts per prunable layer maximising ``objective`` (``ln E[B]``) under a global budget.
@@ -67,8 +69,10 @@ def allocate(
     time); when the menu has at most ``exhaustive_limit`` budget-feasible combinations, also search it
     exhaustively; fill each answer and the constrained-uniform start to the budget, polish the ``polish_starts``
     best of them with the exact objective (``allocator.allocation.search``), keep the best, then apply the
-    tie-break towards uniform. ``extra_baselines`` adds rules that are not in the registry, such as the
-    weight-based ones of ``allocator.pruning.weight_baselines(model)``. Give exactly one of ``density`` (global,
+    tie-break towards uniform. Every baseline is held to the same budget and constraints (its raw counts repaired
+    by ``allocator.allocation.repair`` where they break one; ``raw_baselines`` keeps the raw ones too), and each is
+    also a start of the polish, so the answer is never below a baseline. ``extra_baselines`` adds rules that are not
+    in the registry, such as the weight-based ones of ``allocator.pruning.weight_baselines(model)``. Give exactly one of ``density`` (global,
     over the prunable weights), ``sparsity``, ``kept`` or ``compression``.
 
     Raises:
@@ -85,16 +89,19 @@ def allocate(
     problem = AllocationProblem.build(network, budget, model, constraints)
     exact = get_objective(objective).exact(problem)
     deadline = started + options.time_limit_s  # the whole call: MIP, exhaustive search, polish, tie-break
+    say("baselines")
+    baseline_results = {rule.name: _baseline(rule, problem, exact, raw_baselines) for rule in rules}
+    baseline_starts = [(f"baseline:{name}", _units_of(problem, result.kept)) for name, result in baseline_results.items()
+                       if result.kept is not None]
     if problem.blocks:
-        decision = _decide(problem, exact, levels, solutions, options, exhaustive_limit, polish_starts, say, deadline)
+        decision = _decide(problem, exact, levels, solutions, options, exhaustive_limit, polish_starts, say, deadline,
+                           baseline_starts)
     else:
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
     caveat = certificate.monte_carlo_sentence(model)
     kept_per_layer = problem.kept_per_layer(decision.units)
     if problem.prunable_kept(kept_per_layer) > budget.kept:  # pragma: no cover - guarded by is_feasible
         raise SolverError(f"internal error: allocation keeps {problem.prunable_kept(kept_per_layer)} > budget {budget.kept}")
-    say("baselines")
-    baseline_results = {rule.name: _baseline(rule, problem, exact) for rule in rules}
     return Allocation(
         network=network,
         budget=budget,
@@ -121,7 +128,8 @@ def _check_search_settings(levels: int, solutions: int, polish_starts: int) -> N
 
 
 def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solutions: int, options: SolverOptions,
-            exhaustive_limit: int, polish_starts: int, say: Progress, deadline: float) -> _Decision:
+            exhaustive_limit: int, polish_starts: int, say: Progress, deadline: float,
+            baseline_starts: Sequence[Start] = ()) -> _Decision:
     """MIP answers, the exhaustive menu optimum where the menu is small, exact polish, tie-break; all within the
     ``deadline`` (on expiry: the best allocation so far, marked ``time_limit``, and the certificate says where)."""
     starts: list[Start] = [("uniform", fill(problem, [b.lo for b in problem.blocks]))]
@@ -141,6 +149,7 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
             proven.append(certificate.exhaustive_sentence(points))
         else:
             proven.append(certificate.exhaustive_skipped_sentence(menu_points, needed))
+    starts += list(baseline_starts)  # last: on a tie in value the earlier starts are kept
     units, value, origin, moves, timed_out = _polish(problem, exact, starts, polish_starts, say, deadline)
     final_units, final_value = toward_uniform(problem, exact, units, deadline=deadline)
     timed_out = timed_out or time.perf_counter() > deadline
@@ -217,9 +226,19 @@ def _layer_records(problem: AllocationProblem, kept_per_layer: Sequence[int]) ->
     )
 
 
-def _baseline(rule: BaselineRule, problem: AllocationProblem, exact: ExactObjective) -> BaselineResult:
+def _baseline(rule: BaselineRule, problem: AllocationProblem, exact: ExactObjective, keep_raw: bool) -> BaselineResult:
+    """The rule's counts, repaired to the problem's constraints where they break one, and their exact value."""
     try:
-        kept = rule.kept(problem)
+        raw = tuple(rule.kept(problem))
     except BaselineUnavailable as reason:
         return BaselineResult(rule.name, rule.description, None, None, str(reason))
-    return BaselineResult(rule.name, rule.description, tuple(kept), exact.of_kept(kept))
+    kept = repair(problem, raw)
+    repaired = kept != raw
+    raw_value = exact.of_kept(raw) if keep_raw and repaired else None
+    return BaselineResult(rule.name, rule.description, kept, exact.of_kept(kept), repaired=repaired,
+                          raw_kept=raw if keep_raw and repaired else None, raw_ln_bound=raw_value)
+
+
+def _units_of(problem: AllocationProblem, kept: Sequence[int]) -> list[int]:
+    """Block units of kept counts per layer (a tied group's: its members' total)."""
+    return [sum(kept[m] for m in block.members) for block in problem.blocks]

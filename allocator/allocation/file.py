@@ -10,7 +10,8 @@ Layout (``FORMAT``, ``VERSION`` 2):
                  surrogate, surrogate_value
     constraints  the side constraints as given
     solver       status, certificate, mip{...}, polish{...}, solve_seconds, versions{...}
-    baselines    {name: description, kept{name: count} | null, ln_bound | null, unavailable | null}
+    baselines    {name: description, kept{name: count} | null, ln_bound | null, unavailable | null, repaired,
+                 raw_kept{name: count} and raw_ln_bound when the raw counts were asked for and repaired}
     content_hash "sha256:<hex>" over the canonical JSON of the whole decision record: network, layers, budget,
                  objective, constraints, baselines and solver, less every timing ("seconds") and the versions
 
@@ -171,6 +172,9 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
                 "kept": None if result.kept is None else dict(zip(names, result.kept)),
                 "ln_bound": None if result.ln_bound is None else _number(result.ln_bound),
                 "unavailable": result.unavailable,
+                "repaired": result.repaired,
+                **({} if result.raw_kept is None else {"raw_kept": dict(zip(names, result.raw_kept)),
+                                                       "raw_ln_bound": _number(result.raw_ln_bound)}),
             }
             for name, result in allocation.baselines.items()
         },
@@ -291,6 +295,9 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
             name, entry["description"],
             None if entry["kept"] is None else tuple(int(entry["kept"][n]) for n in order),
             None if entry["kept"] is None else _from_number(entry["ln_bound"], -math.inf), entry["unavailable"],
+            repaired=bool(entry.get("repaired", False)),
+            raw_kept=None if "raw_kept" not in entry else tuple(int(entry["raw_kept"][n]) for n in order),
+            raw_ln_bound=None if "raw_kept" not in entry else _from_number(entry["raw_ln_bound"], -math.inf),
         )
         for name, entry in document["baselines"].items()
     }

@@ -48,13 +48,18 @@ class LayerAllocation:
 
 @dataclass(frozen=True)
 class BaselineResult:
-    """A baseline under the same budget: its kept counts and exact ``ln E[B]``, or why it is unavailable."""
+    """A baseline under the same budget and constraints as ours: its kept counts and exact ``ln E[B]``, or why it
+    is unavailable. ``repaired``: the rule's raw counts broke a constraint and were repaired
+    (``allocator.allocation.repair``); ``raw_kept`` / ``raw_ln_bound``: those raw counts, when asked for."""
 
     name: str
     description: str
     kept: tuple[int, ...] | None
     ln_bound: float | None
     unavailable: str | None = None
+    repaired: bool = False
+    raw_kept: tuple[int, ...] | None = None
+    raw_ln_bound: float | None = None
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def ln_expected_bound(
     values = network.check_densities(densities)
     laws = _rank_laws(network, values, model, exact=False)
     widths = [network.widths[i] for i in network.bound_layers]
-    return ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws])
+    return at_least_one_region(ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws]),
+                               model)
 
 
 def expected_bound(
@@ -127,7 +128,8 @@ def expected_bound(
         exact_value = expected_bound_exact(network.input_width, widths, pmfs)  # type: ignore[arg-type]
         ln_bound = _ln_fraction(exact_value)
     else:
-        ln_bound = ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws])
+        ln_bound = at_least_one_region(
+            ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws]), model)
     law_by_layer = dict(zip(network.bound_layers, laws))
     layers = tuple(
         LayerReport(
@@ -156,6 +158,19 @@ def expected_bound(
         layers=layers,
         structural_samples=samples,
     )
+
+
+ROUNDING_NATS = 1e-12
+
+
+def at_least_one_region(ln_bound: float, model: RankModel) -> float:
+    """``ln_bound``, with the float path's rounding around ``E[B] = 1`` removed: every rank configuration leaves at
+    least one region, so ``E[B] >= 1`` when the rank laws are probability laws, and a value within
+    ``ROUNDING_NATS`` of 0 (an empty first layer gives ``-5e-14`` or ``1e-15``) is the exact 0. Under ``paper_p0``
+    the laws lose mass and ``E[B] < 1`` is possible: the value is left as it is."""
+    if model.paper_p0:
+        return ln_bound
+    return 0.0 if ln_bound < ROUNDING_NATS else ln_bound
 
 
 #: ``estimate_exact_seconds``'s constant: calibrated on 200-100-100-10 at density 0.1 (16.0 s, median machine here).

@@ -116,12 +116,18 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
         lines += ["", f"  FLOPs: ours {used:.6g} of the {cap:.6g} multiply-adds allowed per example"
                   + (f"; the FLOPs cap binds: ours keeps {allocation.kept_total} of the {budget.kept} weights the "
                      f"budget allows" if binds else "")]
-    lines += ["", "  ln E[B] (nats; higher is better)", f"    {'ours':<14}{allocation.ln_bound:>12.4f}"]
+    lines += ["", "  ln E[B] (nats; higher is better; every baseline under the same budget and constraints)",
+              f"    {'ours':<14}{allocation.ln_bound:>12.4f}"]
     for name, result in baselines.items():
         if result.ln_bound is None:
             lines.append(f"    {name:<14}{'n/a':>12}  ({result.unavailable})")
             continue
         note = f"ours {allocation.ln_bound - result.ln_bound:+.4f}"
+        if result.repaired:
+            note += "; repaired to the constraints"
+            if result.raw_kept is not None:
+                raw = "n/a" if result.raw_ln_bound is None else f"{result.raw_ln_bound:.4f}"
+                note += f"; raw rule: ln E[B] {raw}, kept {'/'.join(map(str, result.raw_kept))}"
         if cap is not None and _flops(allocation, result.kept) > cap + 1e-9:
             note += f"; breaks the FLOPs cap: {_flops(allocation, result.kept):.6g} > {cap:.6g} multiply-adds"
         lines.append(f"    {name:<14}{result.ln_bound:>12.4f}  ({note})")

@@ -166,6 +166,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         allocation = allocate(
             network, **{kind: value}, rank_model=model, constraints=constraints, levels=args.levels,
             solutions=args.solutions, solver_options=options, baselines=baselines, progress=say,
+            raw_baselines=args.raw_baselines,
         )
         documents.append(dumps(allocation))
         if not args.json:

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from allocator.formulation.problem import AllocationProblem
+from allocator.bound.engine import at_least_one_region
 from allocator.bound.rank import RankLaw, ln_binomial_row
 from allocator.bound.recursion import ln_n_of_layer
 
@@ -103,7 +104,7 @@ class ExactObjective:
             self._suffix[key_kept[position:]] = ln_next
             if len(self._suffix) > SUFFIX_CACHE_ENTRIES:
                 self._suffix.popitem(last=False)
-        return float(ln_next[network.input_width])
+        return at_least_one_region(float(ln_next[network.input_width]), self.problem.rank_model)
 
     def of_units(self, units: Sequence[int]) -> float:
         """``ln E[B]`` of block values ``units``."""

@@ -40,11 +40,12 @@ def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[st
     names = allocation.network.names
     if rule == "ours":
         return {n: k for n, k, layer in zip(names, allocation.kept, allocation.layers) if layer.prunable}
-    if rule in WEIGHT_FREE_RULES:
+    if rule in WEIGHT_FREE_RULES:  # the rule as it is defined (its raw counts, paper 1's protocol), not repaired
         result = allocation.baselines[rule]
         if result.kept is None:
             return None
-        return {n: k for n, k in zip(names, result.kept) if n in prunable}
+        counts = result.raw_kept if result.repaired else result.kept
+        return {n: k for n, k in zip(names, counts) if n in prunable}
     return weight_rule_kept(rule, model, prunable, allocation.budget.kept)
 
 

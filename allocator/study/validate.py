@@ -125,7 +125,8 @@ def _allocations(config: ValidateConfig, network, out: Path, say: Say) -> dict:
     baselines = [r for r in baseline_names() if r in config.allocations or r == "uniform"]
     for density in config.densities:
         say(f"allocating at density {density:g} ({config.rank_model} rank model)")
-        result = allocate(network, density=density, rank_model=config.rank_model, baselines=baselines)
+        result = allocate(network, density=density, rank_model=config.rank_model, baselines=baselines,
+                          raw_baselines=True)
         save_allocation_if_changed(result, out / "allocations" / f"{config.model}-d{density!r}.json")
         allocations[density] = result
     return allocations

@@ -1,0 +1,112 @@
+"""Baselines under the same budget and constraints as ours: the repair rule, and ours never below any of them."""
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from allocator import InfeasibleError, Network
+from allocator.allocation import Constraints, allocate
+from allocator.counts import kept_from_density
+
+pytestmark = pytest.mark.solver
+
+
+def _check_constraints(network, constraints, kept, budget):
+    """An independent statement of every constraint, straight from their definitions."""
+    prunable = [i for i, p in enumerate(network.prunable) if p]
+    assert sum(kept[i] for i in prunable) <= budget
+    for i in prunable:
+        name, weights, rows = network.names[i], network.weights[i], network.shapes[i][0]
+        assert kept[i] >= constraints.min_kept
+        if constraints.min_kept_per_output_unit:
+            assert kept[i] >= rows
+        low = constraints.min_density if not isinstance(constraints.min_density, dict) else constraints.min_density.get(name)
+        high = constraints.max_density if not isinstance(constraints.max_density, dict) else constraints.max_density.get(name)
+        if low is not None:
+            assert kept[i] >= math.ceil(low * weights - 1e-9)
+        if high is not None:
+            assert kept[i] <= math.floor(high * weights + 1e-9)
+        if name in constraints.pinned:
+            assert kept[i] == kept_from_density(constraints.pinned[name], weights)
+    for group in constraints.tied:
+        members = [network.names.index(n) for n in group]
+        total = sum(network.weights[m] for m in members)
+        density = sum(kept[m] for m in members) / total
+        assert [kept[m] for m in members] == [kept_from_density(min(1.0, density), network.weights[m]) for m in members]
+    if constraints.flops_budget is not None:
+        assert sum(f * k for f, k, p in zip(network.flops_per_weight, kept, network.prunable) if p) <= constraints.flops_budget + 1e-9
+    for i, p in enumerate(network.prunable):
+        if not p:
+            assert kept[i] == network.weights[i]
+
+
+@st.composite
+def cases(draw):
+    depth = draw(st.integers(2, 4))
+    widths = [draw(st.integers(3, 40)) for _ in range(depth)] + [draw(st.integers(2, 5))]
+    network = Network.from_arch([draw(st.integers(3, 60))] + widths)
+    names = [n for n, p in zip(network.names, network.prunable) if p]
+    total = network.prunable_weights
+    budget = draw(st.integers(len(names), max(len(names), total // 3)))
+    pinned, tied = {}, []
+    if draw(st.booleans()):
+        pinned[draw(st.sampled_from(names))] = draw(st.sampled_from([0.02, 0.05, 0.1]))
+    free = [n for n in names if n not in pinned]
+    if len(free) >= 2 and draw(st.booleans()):
+        tied.append(free[:2])
+    min_density = draw(st.sampled_from([None, 0.005, 0.02]))
+    max_density = draw(st.sampled_from([None, 0.5, 0.8]))
+    flops = draw(st.sampled_from([None, 0.6, 0.9]))
+    constraints = Constraints(min_density=min_density, max_density=max_density, pinned=pinned, tied=tied,
+                              min_kept=draw(st.sampled_from([0, 1, 2])),
+                              flops_budget=None if flops is None else flops * budget)
+    return network, budget, constraints
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_ours_is_never_below_a_baseline_held_to_the_same_constraints(case):
+    network, budget, constraints = case
+    try:
+        result = allocate(network, kept=budget, constraints=constraints, levels=12, solutions=1,
+                          baselines=("uniform", "er", "erk", "uniform-gale"), raw_baselines=True)
+    except InfeasibleError:
+        return  # caught by arithmetic before any solve (tested elsewhere)
+    _check_constraints(network, constraints, result.kept, budget)
+    for name, baseline in result.baselines.items():
+        if baseline.kept is None:
+            continue
+        _check_constraints(network, constraints, baseline.kept, budget)
+        assert result.ln_bound >= baseline.ln_bound - 1e-9, name
+        if not baseline.repaired:
+            assert baseline.raw_kept is None
+        else:
+            assert baseline.raw_kept is not None and baseline.raw_kept != baseline.kept
+        if constraints.flops_budget is None and constraints.max_density is None and not constraints.pinned:
+            assert sum(k for k, p in zip(baseline.kept, network.prunable) if p) == budget  # the whole budget
+
+
+def test_the_tiny_budget_case_of_the_issue():
+    """100-64-16-3-16-16-1 with 5 kept: uniform, ER and ERK emptied layers (ours -2.97 against uniform); held to
+    min_kept = 1 they keep one weight per layer, as ours does."""
+    result = allocate(Network.from_arch("100,64,16,3,16,16,1"), kept=5, raw_baselines=True)
+    for name in ("uniform", "er", "erk"):
+        baseline = result.baselines[name]
+        assert baseline.repaired and 0 in baseline.raw_kept[:5]
+        assert baseline.kept[:5] == (1, 1, 1, 1, 1)
+        assert result.ln_bound >= baseline.ln_bound - 1e-9
+
+
+def test_a_rule_that_meets_the_constraints_is_not_touched():
+    result = allocate(Network.from_arch("784,100,100,10"), density=0.01, raw_baselines=True)
+    assert not any(b.repaired for b in result.baselines.values() if b.kept is not None)
+    assert result.baselines["uniform"].kept == (784, 100, 1000)
+
+
+def test_exact_zero_is_reported_as_zero():
+    from allocator.bound import ln_expected_bound
+
+    network = Network.from_arch("100,64,16,3,16,16,1")
+    assert ln_expected_bound(network, [0.0, 1 / 1024, 1 / 48, 1 / 256, 1 / 256, 1.0]) == 0.0  # one region
