@@ -110,3 +110,39 @@ def test_exact_zero_is_reported_as_zero():
 
     network = Network.from_arch("100,64,16,3,16,16,1")
     assert ln_expected_bound(network, [0.0, 1 / 1024, 1 / 48, 1 / 256, 1 / 256, 1.0]) == 0.0  # one region
+
+
+def test_the_caches_stay_within_their_limit():
+    from allocator.formulation import AllocationProblem, make_budget
+    from allocator.formulation.objective import ByteLimitedCache, ExactObjective
+    from allocator.bound import RankModel
+
+    cache = ByteLimitedCache(1000)
+    for key in range(50):
+        cache.put(key, object(), 90)
+        assert cache.bytes <= 1000
+    assert len(cache) == 11 and cache.get(0) is None and cache.get(49) is not None
+    cache.put("huge", object(), 5000)  # larger than the limit: not kept
+    assert cache.get("huge") is None
+    network = Network.from_arch("784,3000,3000,10")
+    problem = AllocationProblem.build(network, make_budget(network, density=0.01), RankModel("binomial"))
+    limit = 2 * 2**20
+    objective = ExactObjective(problem, cache_bytes=limit)
+    reference = ExactObjective(problem, cache_bytes=512 * 2**20)
+    for step in range(60):
+        kept = (500 + 37 * step, 900 - 11 * step, 30000)
+        assert objective.of_kept(kept) == reference.of_kept(kept)  # eviction changes nothing but the time
+    assert objective.cache.peak_bytes <= limit < reference.cache.peak_bytes
+
+
+def test_a_call_that_would_not_fit_in_memory_is_refused_before_work(monkeypatch):
+    import allocator.formulation.memory as memory
+    from allocator import InvalidInputError
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 300 * 2**20)
+    with pytest.raises(InvalidInputError, match=r"needs about 0\.\d GiB of memory .* more than the 0\.3 GiB available"):
+        allocate(Network.from_arch("784,100,100,10"), density=0.01)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 * 2**30)
+    assert allocate(Network.from_arch("784,100,100,10"), density=0.01, cache_bytes=2**21).ln_bound > 0
+    with pytest.raises(InvalidInputError, match="cache_bytes is 10"):
+        allocate(Network.from_arch("784,100,100,10"), density=0.01, cache_bytes=10)

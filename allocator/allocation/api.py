@@ -15,7 +15,8 @@ from allocator.allocation.search import exhaustive_search, fill, local_search, t
 from allocator.bound.rank import RankModel
 from allocator.errors import InvalidInputError, SolverError
 from allocator.formulation.mip import block_menu, build_model
-from allocator.formulation.objective import ExactObjective, surrogate_value
+from allocator.formulation.memory import check_memory
+from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective, surrogate_value
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
 from allocator.network import Network
@@ -59,6 +60,7 @@ def allocate(
     polish_starts: int = 2,
     extra_baselines: Mapping[str, BaselineRule] | None = None,
     raw_baselines: bool = False,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
     progress: Progress | None = None,
 ) -> Allocation:
     """Choose integer kept counts per prunable layer maximising ``objective`` (``ln E[B]``) under a global budget.
@@ -87,7 +89,8 @@ def allocate(
     options = solver_options or SolverOptions()
     budget = make_budget(network, density=density, sparsity=sparsity, kept=kept, compression=compression)
     problem = AllocationProblem.build(network, budget, model, constraints)
-    exact = get_objective(objective).exact(problem)
+    check_memory(problem, cache_bytes, levels)
+    exact = get_objective(objective).exact(problem, cache_bytes)
     deadline = started + options.time_limit_s  # the whole call: MIP, exhaustive search, polish, tie-break
     say("baselines")
     baseline_results = {rule.name: _baseline(rule, problem, exact, raw_baselines) for rule in rules}

@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
     solve.add_argument("--baselines", default="uniform,uniform-gale,er,erk",
                        help="comma-separated baselines to compare (default uniform,uniform-gale,er,erk)")
+    solve.add_argument("--cache-mb", type=float, default=256.0,
+                       help="memory the bound's caches may use, MiB (default 256); the call's peak is estimated "
+                            "first and refused when the machine has less")
     solve.add_argument("--raw-baselines", action="store_true",
                        help="also show (and record) each baseline's raw counts where they had to be repaired to the "
                             "constraints")

@@ -137,6 +137,12 @@ def _suffixed(path: str, suffix: str) -> str:
     return str(target.with_name(target.stem + suffix + target.suffix))
 
 
+def _cache_bytes(megabytes: float) -> int:
+    if not (math.isfinite(megabytes) and megabytes >= 1):
+        raise UsageError(f"allocator solve: error: --cache-mb {megabytes:g} is not a number of MiB >= 1")
+    return int(megabytes * 2**20)
+
+
 def _cmd_solve(args: argparse.Namespace) -> int:
     from allocator.allocation import Constraints, SolverOptions, allocate
     from allocator.allocation.exporters import export_text
@@ -166,7 +172,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         allocation = allocate(
             network, **{kind: value}, rank_model=model, constraints=constraints, levels=args.levels,
             solutions=args.solutions, solver_options=options, baselines=baselines, progress=say,
-            raw_baselines=args.raw_baselines,
+            raw_baselines=args.raw_baselines, cache_bytes=_cache_bytes(args.cache_mb),
         )
         documents.append(dumps(allocation))
         if not args.json:

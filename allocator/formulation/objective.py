@@ -53,38 +53,70 @@ def interpolate(points: np.ndarray, values: np.ndarray, t: float) -> float:
     return float(np.interp(t, points, values))
 
 
-SUFFIX_CACHE_ENTRIES = 4096
+#: Bytes the exact objective's caches (suffix arrays ``N(l, .)`` and rank laws) may hold together, by default.
+DEFAULT_CACHE_BYTES = 256 * 2**20
+
+
+class ByteLimitedCache:
+    """A least-recently-used mapping whose values' ``nbytes`` add up to at most ``limit_bytes`` (one value larger
+    than the limit is not kept at all). ``peak_bytes`` is the most it ever held."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = int(limit_bytes)
+        self.bytes = 0
+        self.peak_bytes = 0
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value[0] if value is not None else None
+
+    def put(self, key, value, nbytes: int) -> None:
+        if nbytes > self.limit_bytes:
+            return
+        if key in self._items:
+            self.bytes -= self._items.pop(key)[1]
+        self._items[key] = (value, nbytes)
+        self.bytes += nbytes
+        while self.bytes > self.limit_bytes:
+            _, (_, freed) = self._items.popitem(last=False)
+            self.bytes -= freed
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class ExactObjective:
-    """``ln E[B]`` of a kept-count vector, with each layer's rank law cached by its kept count."""
+    """``ln E[B]`` of a kept-count vector; rank laws and suffix arrays cached within ``cache_bytes`` together."""
 
-    def __init__(self, problem: AllocationProblem) -> None:
+    def __init__(self, problem: AllocationProblem, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.problem = problem
         network = problem.network
         self._layers = network.bound_layers
         self._specs = network.layers
         self._widths = [network.widths[i] for i in self._layers]
-        self._laws: dict[tuple[int, int], RankLaw] = {}
-        self._suffix: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self.cache = ByteLimitedCache(cache_bytes)
         self.evaluations = 0
 
     def law(self, layer: int, kept: int) -> RankLaw:
         """The rank law of weight layer ``layer`` with ``kept`` weights kept."""
-        key = (layer, kept)
-        law = self._laws.get(key)
+        key = ("law", layer, kept)
+        law = self.cache.get(key)
         if law is None:
             spec = self._specs[layer]
             law = self.problem.rank_model.law_for(spec, kept / spec.weights)
-            self._laws[key] = law
+            self.cache.put(key, law, law.ln_pmf.nbytes)
         return law
 
     def of_kept(self, kept: Sequence[int]) -> float:
         """``ln E[B]`` (nats) with weight layer ``l`` keeping ``kept[l]`` weights.
 
         The recursion runs from the last layer to the first; the array ``N(l, .)`` depends only on the
-        kept counts of layers ``l..L``, so it is cached under that suffix (least recently used first out)
-        and a change to shallow layers reuses the deeper work.
+        kept counts of layers ``l..L``, so it is cached under that suffix (least recently used first out, within
+        the cache's bytes) and a change to shallow layers reuses the deeper work.
         """
         self.evaluations += 1
         network = self.problem.network
@@ -92,18 +124,15 @@ class ExactObjective:
         ln_next = np.zeros(self._widths[-1] + 1)
         start = len(self._layers)
         for position in range(1, len(self._layers) + 1):  # the longest cached suffix
-            cached = self._suffix.get(key_kept[position - 1:] if position else ())
+            cached = self.cache.get(("suffix",) + key_kept[position - 1:])
             if cached is not None:
-                self._suffix.move_to_end(key_kept[position - 1:])
                 ln_next, start = cached, position - 1
                 break
         for position in range(start - 1, -1, -1):
             layer = self._layers[position]
             cols = network.input_width if position == 0 else self._widths[position - 1]
             ln_next = ln_n_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, ln_next)
-            self._suffix[key_kept[position:]] = ln_next
-            if len(self._suffix) > SUFFIX_CACHE_ENTRIES:
-                self._suffix.popitem(last=False)
+            self.cache.put(("suffix",) + key_kept[position:], ln_next, ln_next.nbytes)
         return at_least_one_region(float(ln_next[network.input_width]), self.problem.rank_model)
 
     def of_units(self, units: Sequence[int]) -> float:

@@ -1,6 +1,6 @@
 """The solver's objectives as a registry: a name, what it maximises, and its exact evaluator over kept counts.
 
-An objective gives, for a validated ``AllocationProblem``, an exact evaluator with ``of_kept(kept)``,
+An objective gives, for a validated ``AllocationProblem`` and a cache limit in bytes, an exact evaluator with ``of_kept(kept)``,
 ``of_units(units)`` and ``expected_rank(layer, kept)`` (the MIP's surrogate reads the last). Today one is
 registered: ``bound``, the exact ``ln E[B]`` (nats) under the problem's rank model, whose MIP surrogate is the
 rank-capped product form of ``allocator.formulation.objective``. Data-driven objectives register here too.
@@ -18,17 +18,17 @@ from allocator.formulation.problem import AllocationProblem
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """A registered objective: ``exact(problem)`` builds its evaluator (higher is better)."""
+    """A registered objective: ``exact(problem, cache_bytes)`` builds its evaluator (higher is better)."""
 
     name: str
     description: str
-    exact: Callable[[AllocationProblem], ExactObjective]
+    exact: Callable[[AllocationProblem, int], ExactObjective]
 
 
 _REGISTRY: Registry[ObjectiveSpec] = Registry("objective")
 
 
-def register_objective(name: str, description: str, exact: Callable[[AllocationProblem], ExactObjective]) -> None:
+def register_objective(name: str, description: str, exact: Callable[[AllocationProblem, int], ExactObjective]) -> None:
     """Add an objective under ``name`` (a later registration of the same name replaces it)."""
     _REGISTRY.add(name, ObjectiveSpec(name, description, exact))
 
