@@ -289,3 +289,17 @@ def test_regions_refusals_and_the_picture_at_the_asked_resolution(capsys, tmp_pa
     assert status == 0, err
     assert seen["resolution"] == 40 and set(seen["exact"]) == {"dense", "pruned"}
     assert f"{seen['exact']['dense']}" in out  # the picture's exact count is the table's
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("argv, fragment", [
+    (["validate", "--density", "0.01", "--seeds", "2", "--seed-list", "0,1"], "give --seeds N or --seed-list"),
+    (["validate", "--density", "0.01,0.01"], "densities [0.01, 0.01] repeat 0.01"),
+    (["validate", "--density", "0.01", "--seed-list", "1,1"], "seeds [1, 1] repeat 1"),
+    (["validate", "--density", "0.01", "--finetune-epochs", "-1"], "argument --finetune-epochs: '-1' is not an integer >= 0"),
+    (["validate"], "give --density D1,D2,... or --allocation FILE"),
+    (["validate", "--density", "0.01", "--allocation", "nope.json"], "nope.json"),
+])
+def test_validate_refusals_are_one_line(capsys, tmp_path, argv, fragment):
+    one_line_error(*run(capsys, *argv, "--out", tmp_path / "run"), fragment)
+    assert not (tmp_path / "run").exists()
