@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# CLI outputs of one checkout, for comparing two versions (the architecture refactor was checked this way):
-#   git worktree add /tmp/old b9c00bf
-#   ALLOCATOR="env PYTHONPATH=/tmp/old .venv/bin/python -m allocator" experiments/refactor_check/snapshot.sh /tmp/old /tmp/before
-#   experiments/refactor_check/snapshot.sh "$PWD" /tmp/after
-#   python3 experiments/refactor_check/compare.py /tmp/before /tmp/after
+# CLI outputs of one checkout, for comparing two versions (the architecture refactor was checked this way, in a
+# clone whose .venv `make setup` built; the editable install follows the checked-out tree):
+#   cp -r experiments/refactor_check /tmp/check
+#   git checkout b9c00bf && /tmp/check/snapshot.sh "$PWD" /tmp/before
+#   git checkout 4f1328a && /tmp/check/snapshot.sh "$PWD" /tmp/after
+#   git checkout main && python3 /tmp/check/compare.py /tmp/before /tmp/after
 # bound (5 cases), solve --json (6 networks, constraints included), the demo's solve with every export, a 2-seed
 # validate and a regions run. Timings are ignored by compare.py.
 set -u
-REPO=$1; OUT=$2; mkdir -p $OUT; cd "$(dirname "$0")/../.."
-A=${ALLOCATOR:-$PWD/.venv/bin/allocator}
+REPO=$1; OUT=$2; mkdir -p $OUT; cd "$REPO"
+A=${ALLOCATOR:-$REPO/.venv/bin/allocator}
 strip() { python3 -c '
 import json,sys
 def s(o):
