@@ -47,7 +47,7 @@ def _exact_laws(model, input_width, widths, densities):
 def test_three_methods_agree_binomial(case):
     input_width, widths, densities = case
     laws = _exact_laws(RankModel("binomial"), input_width, widths, densities)
-    pmfs = [law.exact_pmf for law in laws]
+    pmfs = [law.fractions() for law in laws]
     by_enumeration = expected_bound_by_enumeration(input_width, widths, pmfs)
     by_recursion = expected_bound_exact(input_width, widths, pmfs)
     assert by_recursion == by_enumeration
@@ -59,7 +59,7 @@ def test_three_methods_agree_binomial(case):
 def test_three_methods_agree_exact_structural(case):
     input_width, widths, densities = case
     laws = _exact_laws(RankModel("exact-structural"), input_width, widths, densities)
-    pmfs = [law.exact_pmf for law in laws]
+    pmfs = [law.fractions() for law in laws]
     by_enumeration = expected_bound_by_enumeration(input_width, widths, pmfs)
     assert expected_bound_exact(input_width, widths, pmfs) == by_enumeration
     fast = ln_expected_bound_from_laws(input_width, widths, [law.ln_pmf for law in laws])
@@ -130,3 +130,27 @@ def test_bound_is_monotone_in_density(densities, data):
     higher = list(densities)
     higher[layer] = min(1.0, higher[layer] * 2)
     assert ln_expected_bound(net, higher + [1.0]) >= ln_expected_bound(net, densities + [1.0]) - 1e-12
+
+
+@pytest.mark.pure
+def test_exact_mode_finishes_in_seconds_and_agrees_with_the_float_path_to_1e_12():
+    """784-100-100-10 at 0.001 (628 s with Fractions): exact integers over shared denominators; its ln from the
+    integer quotient agrees with the float path and with a 60-digit decimal reference of the same integers."""
+    from decimal import Decimal, getcontext
+
+    from allocator.bound import expected_bound, ln_expected_bound
+    from allocator.bound.exact import expected_bound_scaled
+    from allocator.bound.rank import binomial_law
+
+    net = Network.from_arch("784,100,100,10")
+    for density in (0.001,):
+        densities = [density, density, 1.0]
+        exact = expected_bound(net, densities, exact=True)
+        assert abs(exact.ln_bound - ln_expected_bound(net, densities)) < 1e-12
+        laws = [binomial_law(100, 784, density, exact=True), binomial_law(100, 100, density, exact=True),
+                binomial_law(10, 100, 1.0, exact=True)]
+        numerator, denominator = expected_bound_scaled(784, [100, 100, 10], [law.scaled() for law in laws])
+        getcontext().prec = 60
+        reference = float((Decimal(numerator) / Decimal(denominator)).ln())
+        assert abs(exact.ln_bound - reference) < 1e-13
+        assert exact.exact_value == Fraction(numerator, denominator)

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.pure
 @pytest.mark.parametrize("rows, cols, density", [(30, 200, 0.01), (10, 100, 0.3), (60, 20, 0.05), (7, 7, 0.5)])
 def test_binomial_float_equals_exact(rows, cols, density):
     law = binomial_law(rows, cols, density, exact=True)
-    assert sum(law.exact_pmf) == 1
+    assert sum(law.fractions()) == 1
     fast = binomial_law(rows, cols, density)
-    exact_ln = np.array([math.log(p) if p else -np.inf for p in law.exact_pmf])
+    exact_ln = np.array([math.log(p) if p else -np.inf for p in law.fractions()])
     finite = np.isfinite(exact_ln) & (exact_ln > -600)
     assert np.allclose(fast.ln_pmf[finite], exact_ln[finite], atol=1e-9, rtol=1e-12)
 
@@ -46,8 +46,8 @@ def test_binomial_edges_and_paper_p0():
     assert binomial_law(5, 8, 1.0).ln_pmf.tolist() == [-math.inf] * 5 + [0.0]
     plain = binomial_law(4, 4, 0.2, exact=True)
     paper = binomial_law(4, 4, 0.2, exact=True, paper_p0=True)
-    assert paper.exact_pmf[0] == 0
-    assert sum(paper.exact_pmf) == 1 - plain.exact_pmf[0]  # dropped, not renormalised
+    assert paper.fractions()[0] == 0
+    assert sum(paper.fractions()) == 1 - plain.fractions()[0]  # dropped, not renormalised
     assert binomial_law(4, 4, 0.2, paper_p0=True).ln_pmf[0] == -math.inf
 
 
@@ -68,7 +68,7 @@ def test_structural_rank_equals_numerical_rank_of_generic_values():
 def test_exact_structural_law_by_hand():
     # 1x2 masks: rank 1 unless both entries are pruned.
     law = exact_structural_law(1, 2, Fraction(1, 3), exact=True)
-    assert law.exact_pmf == (Fraction(4, 9), Fraction(5, 9))
+    assert law.fractions() == (Fraction(4, 9), Fraction(5, 9))
     counts = mask_rank_counts(2, 2)
     assert sum(map(sum, counts)) == 16
     assert counts[2] == (0, 4, 2)  # two entries: the 2 diagonals have rank 2, the 4 others rank 1

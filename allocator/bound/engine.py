@@ -8,7 +8,8 @@ from fractions import Fraction
 from typing import Sequence
 
 from allocator.bound.rank import RankLaw, RankModel, as_fraction, ln_of_int
-from allocator.bound.recursion import expected_bound_exact, ln_expected_bound_from_laws
+from allocator.bound.exact import expected_bound_scaled, ln_of_ratio
+from allocator.bound.recursion import ln_expected_bound_from_laws
 from allocator.errors import InvalidInputError
 from allocator.network import Network
 
@@ -65,13 +66,45 @@ class BoundResult:
         return f"{mantissa:.{digits - 1}f}e{exponent:+03d}"
 
     def to_json(self) -> dict[str, object]:
-        """A JSON-ready dict (the exact value as a decimal string of the integer part when integral)."""
+        """A JSON-ready dict: the exact value as ``numerator/denominator`` while both have at most
+        ``EXACT_STRING_DIGITS`` digits, else ``null`` beside ``exact_value_decimal``, its first 40 significant digits
+        (exact, not rounded through a float)."""
         document = asdict(self)
         exact = self.exact_value
-        document["exact_value"] = None if exact is None else str(exact)
+        document["exact_value"] = None
+        if exact is not None:
+            short = max(exact.numerator.bit_length(), exact.denominator.bit_length()) * 0.30103 < EXACT_STRING_DIGITS
+            document["exact_value"] = str(exact) if short else None
+            document["exact_value_decimal"] = decimal_digits(exact.numerator, exact.denominator, 40)
         document["bound_scientific"] = self.scientific()
         document["ln_bound_unit"] = "nats"
         return document
+
+
+EXACT_STRING_DIGITS = 4000
+
+
+def decimal_digits(numerator: int, denominator: int, digits: int) -> str:
+    """``numerator / denominator`` in scientific notation with ``digits`` significant digits, truncated (exact
+    integer arithmetic), e.g. ``'1.0730...e+52'``.
+
+    Example:
+        >>> decimal_digits(1, 3, 5)
+        '3.3333e-01'
+    """
+    if numerator <= 0:
+        return "0"
+    exponent = math.floor(ln_of_ratio(numerator, denominator) / LN_10)  # exact to +-1, fixed below
+    scale = digits - 1 - exponent
+    value = numerator * 10**scale // denominator if scale >= 0 else numerator // (denominator * 10**-scale)
+    while value >= 10**digits:  # the estimate of the exponent was one too small
+        exponent, value = exponent + 1, value // 10
+    while value < 10 ** (digits - 1):
+        exponent -= 1
+        scale += 1
+        value = numerator * 10**scale // denominator if scale >= 0 else numerator // (denominator * 10**-scale)
+    text = str(value)
+    return f"{text[0]}.{text[1:]}e{exponent:+03d}"
 
 
 def _rank_laws(
@@ -122,11 +155,12 @@ def expected_bound(
     widths = tuple(network.widths[i] for i in network.bound_layers)
     exact_value: Fraction | None = None
     if exact:
-        pmfs = [law.exact_pmf for law in laws]
-        if any(p is None for p in pmfs):  # pragma: no cover - every builder honours exact
+        scaled = [law.scaled() for law in laws]
+        if any(p is None for p in scaled):  # pragma: no cover - every builder honours exact
             raise InvalidInputError(f"rank model {model.name!r} gave no exact law")
-        exact_value = expected_bound_exact(network.input_width, widths, pmfs)  # type: ignore[arg-type]
-        ln_bound = _ln_fraction(exact_value)
+        numerator, denominator = expected_bound_scaled(network.input_width, widths, scaled)  # type: ignore[arg-type]
+        exact_value = Fraction(numerator, denominator)
+        ln_bound = ln_of_ratio(numerator, denominator) if numerator > 0 else -math.inf
     else:
         ln_bound = at_least_one_region(
             ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws]), model)
@@ -173,23 +207,29 @@ def at_least_one_region(ln_bound: float, model: RankModel) -> float:
     return 0.0 if ln_bound < ROUNDING_NATS else ln_bound
 
 
-#: ``estimate_exact_seconds``'s constant: calibrated on 200-100-100-10 at density 0.1 (16.0 s, median machine here).
-_EXACT_SECONDS_SCALE = 16.0 / (20100 ** 2.5 * (200 / 100) ** 0.5)
+#: ``estimate_exact_seconds``'s constant, seconds per unit of work: calibrated on 784-100-100-10 at density 0.001.
+_EXACT_SECONDS_PER_UNIT = 0.94 / 2.95e7
 
 
 def estimate_exact_seconds(network: Network, densities: Sequence[float]) -> float:
     """About how long ``expected_bound(..., exact=True)`` takes, in seconds, before running it.
 
-    ``t = c * S^2.5 * D^1.8 * sqrt(n0 / n1)``, ``S = sum_l n_l * min(n_{l-1}, n_l)`` over the bound's layers and
-    ``D`` the most decimal places of a density (0.001: 3) (the rational numbers grow with both). Fitted on
-    nine networks from 64-32-32-10 to 784-50-50-10 at densities 0.1 to 0.0001 (0.06 s to 18 s); it was within a
-    factor of about 3 of the measured times, and it underestimates 784-100-100-10 at 0.001 (229 s estimated, 628 s
-    measured), so treat it as an order of magnitude.
+    The exact recursion (``allocator.bound.exact``) does ``O(m_l)`` multiplications per layer of integers as large
+    as the common denominators of the layers from ``l`` on; layer ``i``'s denominator has about
+    ``T_i * other_i * D_i`` decimal digits (``T = min(rows, cols)``, ``other = max(rows, cols)``, ``D`` the decimal
+    places of its density). So ``t = c * sum_l m_l * sum_{i >= l} T_i other_i D_i``. Measured (GMP integers):
+    784-100-100-10 at 0.001 0.94 s (the calibration), 784-200-200-10 4.7 s (4.5 estimated), 784-400-400-10
+    28.7 s (24), 784-300-100-10 at 0.01 4.5 s (5.3), 200-100-100-10 at 0.1 0.03 s (0.13).
     """
     widths = (network.input_width,) + network.widths
-    size = sum(widths[l + 1] * min(widths[l], widths[l + 1]) for l in network.bound_layers)
-    digits = max(len(str(as_fraction(d).denominator)) - 1 for d in densities)  # decimal places: 0.001 -> 3
-    return _EXACT_SECONDS_SCALE * size ** 2.5 * max(1, digits) ** 1.8 * (network.input_width / network.widths[0]) ** 0.5
+    layers = list(network.bound_layers)
+    sizes = []
+    for l in layers:
+        rows, cols = widths[l + 1], widths[l]
+        places = max(0, len(str(as_fraction(densities[l]).denominator)) - 1)  # 0.001 -> 3, 1 -> 0
+        sizes.append(min(rows, cols) * max(rows, cols) * places)
+    work = sum(min(widths[l], widths[l + 1]) * sum(sizes[position:]) for position, l in enumerate(layers))
+    return _EXACT_SECONDS_PER_UNIT * work
 
 
 def _ln_fraction(value: Fraction) -> float:

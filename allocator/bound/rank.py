@@ -44,8 +44,11 @@ class RankLaw:
 
     Attributes:
         ln_pmf: ``ln P(k)`` for ``k = 0..min(rows, cols)``, ``-inf`` where ``P(k) = 0``.
-        exact_pmf: the same probabilities as Fractions, when the law was built in exact mode.
+        exact_pmf: the same probabilities as Fractions, when the law was built in exact mode (``fractions()``
+            gives them for every exact law).
         samples: number of sampled masks behind a Monte-Carlo law, else ``None``.
+        exact_scaled: in exact mode, ``(a_k, D)`` with ``P(k) = a_k / D`` over one common denominator
+            (``allocator.bound.exact``); the binomial law is built this way directly, without Fractions.
     """
 
     rows: int
@@ -55,6 +58,26 @@ class RankLaw:
     ln_pmf: np.ndarray = field(repr=False)
     exact_pmf: tuple[Fraction, ...] | None = field(default=None, repr=False)
     samples: int | None = None
+    exact_scaled: tuple[tuple[int, ...], int] | None = field(default=None, repr=False)
+
+    def scaled(self) -> tuple[tuple[int, ...], int] | None:
+        """``(a_k, D)`` of an exact law (``None`` for a float one)."""
+        if self.exact_scaled is not None:
+            return self.exact_scaled
+        if self.exact_pmf is None:
+            return None
+        from allocator.bound.exact import scaled_from_fractions
+
+        return scaled_from_fractions(self.exact_pmf)
+
+    def fractions(self) -> tuple[Fraction, ...] | None:
+        """The probabilities as Fractions (``None`` for a float law)."""
+        if self.exact_pmf is not None:
+            return self.exact_pmf
+        if self.exact_scaled is None:
+            return None
+        numerators, denominator = self.exact_scaled
+        return tuple(Fraction(a, denominator) for a in numerators)
 
     @property
     def max_rank(self) -> int:
@@ -128,12 +151,24 @@ def binomial_law(
     trials, other = (rows, cols) if rows <= cols else (cols, rows)
     k = np.arange(trials + 1)
     exact_pmf: tuple[Fraction, ...] | None = None
-    if exact:
+    scaled: tuple[tuple[int, ...], int] | None = None
+    if exact:  # over the common denominator b^T, q = a / b: no Fraction arithmetic (allocator.bound.exact)
+        from allocator.bound.exact import big_integer, ln_of_ratio
+
         q = 1 - (1 - as_fraction(density)) ** other
-        exact_pmf = tuple(math.comb(trials, int(i)) * q**i * (1 - q) ** (trials - i) for i in range(trials + 1))
+        a, b = big_integer(q.numerator), big_integer(q.denominator)
+        powers_a = [1]
+        for _ in range(trials):
+            powers_a.append(powers_a[-1] * a)
+        powers_rest = [1]
+        for _ in range(trials):
+            powers_rest.append(powers_rest[-1] * (b - a))
+        numerators = [int(math.comb(trials, i) * powers_a[i] * powers_rest[trials - i]) for i in range(trials + 1)]
         if paper_p0:
-            exact_pmf = (Fraction(0),) + exact_pmf[1:]
-        ln_pmf = _ln_from_fractions(exact_pmf)
+            numerators[0] = 0
+        denominator = int(b ** trials)
+        scaled = (tuple(numerators), denominator)
+        ln_pmf = np.array([ln_of_ratio(v, denominator) if v > 0 else -np.inf for v in numerators])
     else:
         d = float(density)
         if d == 0.0:
@@ -150,7 +185,7 @@ def binomial_law(
             ln_pmf = ln_pmf.copy()
             ln_pmf[0] = -np.inf
     name = "binomial-paper-p0" if paper_p0 else "binomial"
-    return RankLaw(rows, cols, float(density), name, ln_pmf, exact_pmf)
+    return RankLaw(rows, cols, float(density), name, ln_pmf, exact_pmf, exact_scaled=scaled)
 
 
 # ----------------------------------------------------------------------------------------------
