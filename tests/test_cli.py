@@ -46,7 +46,7 @@ def test_bound_model_name_and_structural(capsys):
     )
     document = json.loads(out)
     assert status == 0 and document["structural_samples"] == 16
-    assert document["rank_model_options"] == {"samples": 16, "seed": 0}
+    assert document["rank_model_options"] == {"samples": 16, "seed": 0, "reduce_variance": True}
 
 
 @pytest.mark.parametrize(

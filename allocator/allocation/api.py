@@ -13,6 +13,7 @@ from allocator.allocation.record import Allocation, AllocationStatus, BaselineRe
 from allocator.allocation.repair import repair
 from allocator.allocation.search import exhaustive_search, fill, local_search, toward_uniform
 from allocator.bound.rank import RankModel
+from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.errors import InvalidInputError, SolverError
 from allocator.formulation.mip import block_menu, build_model
 from allocator.formulation.memory import check_memory
@@ -120,6 +121,8 @@ def allocate(
                 "starts": list(decision.starts)},
         solve_seconds=time.perf_counter() - started,
         baselines=baseline_results,
+        ln_bound_standard_error=ln_bound_standard_error(network, [k / w for k, w in zip(kept_per_layer, network.weights)],
+                                                        model),
     )
 
 

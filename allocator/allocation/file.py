@@ -156,6 +156,9 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "log2_bound": _number(allocation.ln_bound / math.log(2.0)),
             "surrogate": SURROGATE_NAME,
             "surrogate_value": _number(allocation.surrogate_value),
+            **({} if allocation.ln_bound_standard_error is None else {
+                "ln_bound_standard_error": allocation.ln_bound_standard_error,
+                "standard_error": "Monte-Carlo, bootstrap over the sampled masks (allocator.bound.uncertainty)"}),
         },
         "constraints": _constraints_document(allocation.constraints),
         "solver": {
@@ -307,6 +310,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         surrogate_value=_from_number(objective["surrogate_value"], -math.inf),
         status=AllocationStatus(solver["status"]), certificate=solver["certificate"], mip=mip, polish=dict(solver["polish"]),
         solve_seconds=float(solver["solve_seconds"]), baselines=baselines,
+        ln_bound_standard_error=objective.get("ln_bound_standard_error"),
     )
 
 

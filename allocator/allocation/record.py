@@ -89,6 +89,7 @@ class Allocation:
     polish: dict[str, object]
     solve_seconds: float
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
+    ln_bound_standard_error: float | None = None  # a Monte-Carlo rank model's standard error of ln_bound (nats)
 
     @property
     def kept(self) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ from typing import Sequence
 from allocator.bound.rank import RankLaw, RankModel, as_fraction, ln_of_int
 from allocator.bound.exact import expected_bound_scaled, ln_of_ratio
 from allocator.bound.recursion import ln_expected_bound_from_laws
+from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.errors import InvalidInputError
 from allocator.network import Network
 
@@ -40,6 +41,9 @@ class BoundResult:
         log2_bound: ``log2 E[B]``.
         exact_value: ``E[B]`` as a Fraction in exact mode, else ``None``.
         structural_samples: masks sampled per layer by the structural model, else ``None``.
+        standard_error_nats: the structural estimate's Monte-Carlo standard error of ``ln E[B]``
+            (``allocator.bound.uncertainty``; a lower bound of the noise at densities of 0.001 and below), else
+            ``None``.
     """
 
     ln_bound: float
@@ -53,6 +57,7 @@ class BoundResult:
     densities: tuple[float, ...]
     layers: tuple[LayerReport, ...]
     structural_samples: int | None
+    standard_error_nats: float | None = None
 
     def scientific(self, digits: int = 3) -> str:
         """``E[B]`` in scientific notation from its natural log, e.g. ``'1.07e+52'``."""
@@ -191,6 +196,7 @@ def expected_bound(
         densities=values,
         layers=layers,
         structural_samples=samples,
+        standard_error_nats=None if exact else ln_bound_standard_error(network, values, model),
     )
 
 

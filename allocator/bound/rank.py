@@ -49,6 +49,7 @@ class RankLaw:
         samples: number of sampled masks behind a Monte-Carlo law, else ``None``.
         exact_scaled: in exact mode, ``(a_k, D)`` with ``P(k) = a_k / D`` over one common denominator
             (``allocator.bound.exact``); the binomial law is built this way directly, without Fractions.
+        sampled_ranks: a Monte-Carlo law's rank of each sampled mask, in sample order (for standard errors).
     """
 
     rows: int
@@ -59,6 +60,8 @@ class RankLaw:
     exact_pmf: tuple[Fraction, ...] | None = field(default=None, repr=False)
     samples: int | None = None
     exact_scaled: tuple[tuple[int, ...], int] | None = field(default=None, repr=False)
+    sampled_ranks: np.ndarray | None = field(default=None, repr=False, compare=False)
+    sampled_supports: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def scaled(self) -> tuple[tuple[int, ...], int] | None:
         """``(a_k, D)`` of an exact law (``None`` for a float one)."""
@@ -280,7 +283,19 @@ def _seed_sequence(seed: int, rows: int, cols: int) -> np.random.SeedSequence:
 
 
 def sample_rank_counts(rows: int, cols: int, density: float, samples: int, seed: int) -> np.ndarray:
-    """Histogram over ``k = 0..min(rows, cols)`` of the structural ranks of ``samples`` random masks.
+    """Histogram over ``k = 0..min(rows, cols)`` of the structural ranks of ``samples`` random masks
+    (``sample_ranks``)."""
+    return np.bincount(sample_ranks(rows, cols, density, samples, seed), minlength=min(rows, cols) + 1)
+
+
+def sample_ranks(rows: int, cols: int, density: float, samples: int, seed: int) -> np.ndarray:
+    """The structural rank of each of ``samples`` random masks, in sample order (``sample_rank_pairs``)."""
+    return sample_rank_pairs(rows, cols, density, samples, seed)[0]
+
+
+def sample_rank_pairs(rows: int, cols: int, density: float, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``samples`` random masks, in sample order: its structural rank and its number of non-empty
+    lines of the shorter side (the rank's upper bound whose law is exactly binomial).
 
     Common random numbers: sample ``s`` draws one uniform matrix ``U_s`` from a stream that depends only on
     ``(seed, rows, cols)`` and keeps the entries with ``U_s < density``. Each entry is then kept with
@@ -289,18 +304,19 @@ def sample_rank_counts(rows: int, cols: int, density: float, samples: int, seed:
     between densities are not swamped by sampling noise.
     """
     rng = np.random.default_rng(_seed_sequence(seed, rows, cols))
-    m = min(rows, cols)
-    counts = np.zeros(m + 1, dtype=np.int64)
+    ranks = np.zeros(samples, dtype=np.int64)
+    supports = np.zeros(samples, dtype=np.int64)
     threshold = np.float32(density)
-    for _ in range(samples):
+    axis = 1 if rows <= cols else 0  # lines of the shorter side: rows when rows <= cols
+    for sample in range(samples):
         uniforms = rng.random((rows, cols), dtype=np.float32)
         mask = uniforms < threshold if density < 1.0 else np.ones((rows, cols), dtype=bool)
-        counts[structural_rank(mask) if mask.any() else 0] += 1
-    return counts
+        ranks[sample] = structural_rank(mask) if mask.any() else 0
+        supports[sample] = int(np.count_nonzero(mask.any(axis=axis)))
+    return ranks, supports
 
 
-#: Sampled rank counts kept in memory, least recently used out beyond this many keys (each holds
-#: ``min(rows, cols) + 1`` integers).
+#: Sampled ranks kept in memory, least recently used out beyond this many keys (each holds ``samples`` integers).
 STRUCTURAL_CACHE_ENTRIES = 4096
 _STRUCTURAL_CACHE: OrderedDict[tuple[int, int, float, int, int], np.ndarray] = OrderedDict()
 
@@ -314,8 +330,12 @@ def structural_law(
     seed: int = 0,
     exact: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    reduce_variance: bool = False,
 ) -> RankLaw:
     """Monte-Carlo law of the structural rank, cached per ``(rows, cols, density, samples, seed)``.
+
+    ``reduce_variance``: the stratified estimate (``allocator.bound.stratified``: the non-empty lines' exact
+    binomial law, only the deficiency sampled) instead of the plain frequencies.
 
     The cache lives in memory (``STRUCTURAL_CACHE_ENTRIES`` keys at most) and, when ``cache_dir`` is given
     (``RankModel.cache_dir``), in one JSON file per key there, written atomically. In exact mode the law is the sampled frequencies
@@ -328,28 +348,54 @@ def structural_law(
         raise InvalidInputError(f"structural seed is {seed!r}; expected an integer >= 0")
     density = float(density)
     key = (rows, cols, density, samples, seed)
-    counts = _STRUCTURAL_CACHE.get(key)
-    if counts is not None:
+    pair = _STRUCTURAL_CACHE.get(key)
+    if pair is not None:
         _STRUCTURAL_CACHE.move_to_end(key)
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"structural-crn-{rows}x{cols}-d{density!r}-s{samples}-seed{seed}.json"
-    if counts is None and path is not None and path.is_file():
-        stored = json.loads(path.read_text())
-        counts = np.asarray(stored["counts"], dtype=np.int64)
-    if counts is None:
-        counts = sample_rank_counts(rows, cols, density, samples, seed)
-    if path is not None and not path.is_file():
+    if pair is None and path is not None and path.is_file():
+        pair = _cached_pairs(path, key)  # None when the file does not match its key: recomputed, not trusted
+    fresh = pair is None
+    if fresh:
+        pair = sample_rank_pairs(rows, cols, density, samples, seed)
+    ranks, supports = pair
+    if path is not None and (fresh or not path.is_file()):
         payload = {"rows": rows, "cols": cols, "density": density, "samples": samples, "seed": seed,
-                   "counts": counts.tolist()}
+                   "ranks": ranks.tolist(), "supports": supports.tolist()}
         atomic_write_text(path, json.dumps(payload))
-    _STRUCTURAL_CACHE[key] = counts
+    _STRUCTURAL_CACHE[key] = pair
+    counts = np.bincount(ranks, minlength=min(rows, cols) + 1)
     if len(_STRUCTURAL_CACHE) > STRUCTURAL_CACHE_ENTRIES:
         _STRUCTURAL_CACHE.popitem(last=False)
-    with np.errstate(divide="ignore"):
-        ln_pmf = np.log(counts / samples)
+    if reduce_variance and not exact:
+        from allocator.bound.stratified import stratified_ln_pmf
+
+        ln_pmf = stratified_ln_pmf(binomial_law(rows, cols, density).ln_pmf, ranks, supports)
+    else:
+        with np.errstate(divide="ignore"):
+            ln_pmf = np.log(counts / samples)
     pmf = tuple(Fraction(int(c), samples) for c in counts) if exact else None
-    return RankLaw(rows, cols, density, "structural", ln_pmf, pmf, samples)
+    return RankLaw(rows, cols, density, "structural", ln_pmf, pmf, samples, sampled_ranks=ranks,
+                   sampled_supports=supports if reduce_variance and not exact else None)
+
+
+def _cached_pairs(path: Path, key: tuple[int, int, float, int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (ranks, supports) stored in a cache file, or ``None`` if it is unreadable or does not match ``key``."""
+    rows, cols, density, samples, seed = key
+    try:
+        stored = json.loads(path.read_text())
+        ranks = np.asarray(stored["ranks"], dtype=np.int64)
+        supports = np.asarray(stored["supports"], dtype=np.int64)
+        matches = (stored["rows"], stored["cols"], float(stored["density"]), stored["samples"], stored["seed"]) == key
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    top = min(rows, cols)
+    if not matches or ranks.shape != (samples,) or supports.shape != (samples,):
+        return None
+    if samples and not (0 <= ranks.min() and ranks.max() <= top and np.all(ranks <= supports) and supports.max() <= top):
+        return None
+    return ranks, supports
 
 
 @dataclass(frozen=True)
@@ -367,6 +413,7 @@ class RankModel:
     samples: int = DEFAULT_STRUCTURAL_SAMPLES
     seed: int = 0
     cache_dir: str | None = field(default=None, compare=False)  # structural: sampled laws also kept on disk here
+    reduce_variance: bool = True  # structural: the stratified estimate (allocator.bound.stratified)
 
     def __post_init__(self) -> None:
         if self.name not in RANK_MODELS:
@@ -405,7 +452,7 @@ class RankModel:
         if self.name == "binomial":
             return {"paper_p0": self.paper_p0}
         if self.name == "structural":
-            return {"samples": self.samples, "seed": self.seed}
+            return {"samples": self.samples, "seed": self.seed, "reduce_variance": self.reduce_variance}
         return {}
 
 
@@ -413,7 +460,7 @@ _BUILDERS: Mapping[str, Callable[[RankModel, int, int, float | Fraction, bool], 
     "dense": lambda m, r, c, d, e: dense_law(r, c, d, exact=e),
     "binomial": lambda m, r, c, d, e: binomial_law(r, c, d, exact=e, paper_p0=m.paper_p0),
     "structural": lambda m, r, c, d, e: structural_law(r, c, float(d), samples=m.samples, seed=m.seed, exact=e,
-                                                       cache_dir=m.cache_dir),
+                                                       cache_dir=m.cache_dir, reduce_variance=m.reduce_variance),
     "exact-structural": lambda m, r, c, d, e: exact_structural_law(r, c, d, exact=e),
 }
 

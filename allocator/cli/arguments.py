@@ -115,6 +115,9 @@ def add_rank_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int, help="structural: seed of the sampled masks (default 0)")
     parser.add_argument("--cache-dir", help="structural: keep the sampled rank laws in this folder too (one JSON file "
                                             "per layer shape, density, samples and seed), for later runs")
+    parser.add_argument("--plain-monte-carlo", action="store_true",
+                        help="structural: the plain frequencies of the sampled ranks instead of the stratified "
+                             "estimate (exact law of the non-empty lines, only the deficiency sampled)")
 
 
 def name_value(text: str) -> tuple[str | None, float]:
@@ -168,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--exact", action="store_true",
                        help="rational arithmetic (small networks only: refused when it would take over a minute)")
     bound.add_argument("--exact-anyway", action="store_true", help="with --exact: run it however long it takes")
+    bound.add_argument("--precision", type=float, metavar="NATS",
+                       help="structural: double the masks from --samples until the standard error of ln E[B] is at "
+                            "most NATS, or --precision-seconds end")
+    bound.add_argument("--precision-seconds", type=float, default=60.0, help="time budget of --precision (default 60)")
     bound.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     bound.set_defaults(command_name="bound")
 

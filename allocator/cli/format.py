@@ -42,6 +42,9 @@ def format_bound(result: BoundResult, network: Network) -> str:
         )
     if result.structural_samples is not None:
         lines.append(f"  structural rank laws from {result.structural_samples} sampled masks per layer")
+    if result.standard_error_nats is not None:
+        lines.append(f"  Monte-Carlo standard error of ln E[B]: {result.standard_error_nats:.4f} nats (bootstrap over the "
+                     f"masks; allocator.bound.uncertainty says how it compares with the spread over seeds)")
     lines += [
         "",
         f"  ln E[B]   = {result.ln_bound:.4f} nats",

@@ -44,13 +44,16 @@ def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
     for flag, value in (("--samples", args.samples), ("--seed", args.seed)):
         if value is not None and args.rank_model != "structural":
             raise UsageError(f"allocator: error: {flag} applies to --rank-model structural only, not {args.rank_model!r}")
+    if args.plain_monte_carlo and args.rank_model != "structural":
+        raise UsageError("allocator: error: --plain-monte-carlo applies to --rank-model structural only")
     if args.cache_dir is not None and args.rank_model != "structural":
         raise UsageError(f"allocator: error: --cache-dir applies to --rank-model structural only, not {args.rank_model!r}")
     if args.cache_dir is not None and not os.path.isdir(args.cache_dir):
         raise UsageError(f"allocator: error: --cache-dir {args.cache_dir!r} is not a folder; create it first")
     return RankModel(args.rank_model, paper_p0=args.paper_p0,
                      samples=args.samples if args.samples is not None else DEFAULT_STRUCTURAL_SAMPLES,
-                     seed=args.seed if args.seed is not None else 0, cache_dir=args.cache_dir)
+                     seed=args.seed if args.seed is not None else 0, cache_dir=args.cache_dir,
+                     reduce_variance=not args.plain_monte_carlo)
 
 
 def _cmd_bound(args: argparse.Namespace) -> int:
@@ -74,7 +77,37 @@ def _cmd_bound(args: argparse.Namespace) -> int:
                          "lies in (0, 1] (give one density per layer to study an empty layer)")
     densities = network.expand_densities(args.density)
     _check_exact_cost(args, network, densities)
+    if args.precision is not None:
+        model = _samples_for_precision(args, network, densities, model)
     return _print_bound(args, expected_bound(network, densities, model, exact=args.exact), network)
+
+
+def _samples_for_precision(args: argparse.Namespace, network: Network, densities, model: RankModel) -> RankModel:
+    """Double the structural masks until the standard error of ln E[B] is at most ``--precision`` nats or the
+    time budget ends; say which happened (stderr) and return the model with that many masks."""
+    import time
+
+    from allocator.bound.uncertainty import ln_bound_standard_error
+
+    if model.name != "structural":
+        raise UsageError("allocator bound: error: --precision applies to --rank-model structural only")
+    if not (math.isfinite(args.precision) and args.precision > 0):
+        raise UsageError(f"allocator bound: error: --precision {args.precision:g} is not a positive number of nats")
+    if not args.precision_seconds > 0:
+        raise UsageError(f"allocator bound: error: --precision-seconds {args.precision_seconds:g} is not positive")
+    started = time.perf_counter()
+    while True:
+        error = ln_bound_standard_error(network, densities, model)
+        elapsed = time.perf_counter() - started
+        if error is not None and error <= args.precision:
+            print(f"[allocator] precision reached: standard error {error:.4f} nats with {model.samples} masks per "
+                  f"layer ({elapsed:.1f} s)", file=sys.stderr)
+            return model
+        if elapsed * 3 > args.precision_seconds:  # the next doubling costs about twice what was spent
+            print(f"[allocator] precision NOT reached: the {args.precision_seconds:g} s budget ends with standard error "
+                  f"{error:.4f} nats at {model.samples} masks per layer (target {args.precision:g})", file=sys.stderr)
+            return model
+        model = replace(model, samples=model.samples * 2)
 
 
 EXACT_REFUSE_SECONDS = 60.0
