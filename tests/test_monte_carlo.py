@@ -91,3 +91,16 @@ def test_an_allocation_under_the_structural_model_records_its_standard_error(tmp
     save(result, tmp_path / "a.json")
     assert load(tmp_path / "a.json").ln_bound_standard_error == result.ln_bound_standard_error
     assert allocate(Network.from_arch("60,20,20,5"), density=0.05).ln_bound_standard_error is None
+
+
+@pytest.mark.solver
+def test_a_monte_carlo_decision_is_re_estimated_on_fresh_masks():
+    from allocator.allocation import allocate
+
+    result = allocate(Network.from_arch("784,100,100,10"), density=0.001,
+                      rank_model=RankModel("structural", samples=64, seed=3), baselines=("uniform", "erk"))
+    stability = result.stability
+    assert stability["fresh_seed"] == 4 and set(stability["against"]) == {"uniform", "erk"}
+    against_uniform = stability["against"]["uniform"]
+    assert against_uniform["resolved"] and against_uniform["advantage_nats"] > 2 * against_uniform["standard_error_nats"]
+    assert "on fresh masks (seed 4) ours - baseline" in result.certificate

@@ -103,6 +103,9 @@ def allocate(
     else:
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
     caveat = certificate.monte_carlo_sentence(model)
+    stability = _stability(network, model, problem.kept_per_layer(decision.units), baseline_results)
+    if stability is not None:
+        caveat = (caveat + "; " if caveat else "") + certificate.stability_sentence(stability)
     kept_per_layer = problem.kept_per_layer(decision.units)
     if problem.prunable_kept(kept_per_layer) > budget.kept:  # pragma: no cover - guarded by is_feasible
         raise SolverError(f"internal error: allocation keeps {problem.prunable_kept(kept_per_layer)} > budget {budget.kept}")
@@ -123,7 +126,37 @@ def allocate(
         baselines=baseline_results,
         ln_bound_standard_error=ln_bound_standard_error(network, [k / w for k, w in zip(kept_per_layer, network.weights)],
                                                         model),
+        stability=stability,
     )
+
+
+def _stability(network: Network, model: RankModel, kept: Sequence[int],
+               baselines: Mapping[str, BaselineResult]) -> dict[str, object] | None:
+    """Under a Monte-Carlo rank model: ours against each baseline, re-estimated on fresh masks (the next seed), with
+    the standard error of the difference (the two standard errors added in quadrature). The estimate that chose
+    ours is biased towards it; fresh masks are not."""
+    if model.name != "structural":
+        return None
+    from dataclasses import replace as replaced
+
+    from allocator.bound.engine import ln_expected_bound
+
+    fresh = replaced(model, seed=model.seed + 1)
+
+    def value(counts: Sequence[int]) -> tuple[float, float]:
+        densities = [k / w for k, w in zip(counts, network.weights)]
+        return ln_expected_bound(network, densities, fresh), ln_bound_standard_error(network, densities, fresh) or 0.0
+
+    ours, ours_error = value(kept)
+    against = {}
+    for name, result in baselines.items():
+        if result.kept is None:
+            continue
+        theirs, their_error = value(result.kept)
+        error = math.hypot(ours_error, their_error)
+        against[name] = {"advantage_nats": ours - theirs, "standard_error_nats": error,
+                         "resolved": abs(ours - theirs) > 2 * error}
+    return {"fresh_seed": fresh.seed, "ln_bound": ours, "standard_error_nats": ours_error, "against": against}
 
 
 def _check_search_settings(levels: int, solutions: int, polish_starts: int) -> None:

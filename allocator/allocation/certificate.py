@@ -53,3 +53,11 @@ def polish_timed_out_sentence(time_limit_s: float, moves: int) -> str:
     """The time limit ended the exact polish before a local optimum."""
     return (f"the time limit ({time_limit_s:g} s) ended the exact polish after {moves} move(s): the best allocation "
             f"found so far, NOT a local optimum")
+
+
+def stability_sentence(stability: dict) -> str:
+    """Ours against the baselines on fresh masks, and whether the noise resolves each difference (2 SE)."""
+    parts = [f"{name} {entry['advantage_nats']:+.3f} +- {entry['standard_error_nats']:.3f}"
+             + ("" if entry["resolved"] else " (not resolved by the noise)")
+             for name, entry in stability["against"].items()]
+    return (f"on fresh masks (seed {stability['fresh_seed']}) ours - baseline, nats: " + (", ".join(parts) or "none"))

@@ -167,6 +167,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "mip": _mip_document(allocation.mip),
             "polish": dict(allocation.polish),
             "solve_seconds": allocation.solve_seconds,
+            **({} if allocation.stability is None else {"stability": allocation.stability}),
             "versions": _versions(),
         },
         "baselines": {
@@ -311,6 +312,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         status=AllocationStatus(solver["status"]), certificate=solver["certificate"], mip=mip, polish=dict(solver["polish"]),
         solve_seconds=float(solver["solve_seconds"]), baselines=baselines,
         ln_bound_standard_error=objective.get("ln_bound_standard_error"),
+        stability=solver.get("stability"),
     )
 
 

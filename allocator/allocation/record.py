@@ -90,6 +90,7 @@ class Allocation:
     solve_seconds: float
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
     ln_bound_standard_error: float | None = None  # a Monte-Carlo rank model's standard error of ln_bound (nats)
+    stability: dict[str, object] | None = None  # Monte-Carlo: ours against the baselines on fresh masks
 
     @property
     def kept(self) -> tuple[int, ...]:

@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
     solve.add_argument("--baselines", default="uniform,uniform-gale,er,erk",
                        help="comma-separated baselines to compare (default uniform,uniform-gale,er,erk)")
+    solve.add_argument("--precision", type=float, metavar="NATS",
+                       help="structural: double the masks from --samples until the standard error of ln E[B] of the "
+                            "uniform allocation is at most NATS (or --precision-seconds end), then solve")
+    solve.add_argument("--precision-seconds", type=float, default=60.0, help="time budget of --precision (default 60)")
     solve.add_argument("--cache-mb", type=float, default=256.0,
                        help="memory the bound's caches may use, MiB (default 256); the call's peak is estimated "
                             "first and refused when the machine has less")

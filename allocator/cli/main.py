@@ -90,11 +90,11 @@ def _samples_for_precision(args: argparse.Namespace, network: Network, densities
     from allocator.bound.uncertainty import ln_bound_standard_error
 
     if model.name != "structural":
-        raise UsageError("allocator bound: error: --precision applies to --rank-model structural only")
+        raise UsageError("allocator: error: --precision applies to --rank-model structural only")
     if not (math.isfinite(args.precision) and args.precision > 0):
-        raise UsageError(f"allocator bound: error: --precision {args.precision:g} is not a positive number of nats")
+        raise UsageError(f"allocator: error: --precision {args.precision:g} is not a positive number of nats")
     if not args.precision_seconds > 0:
-        raise UsageError(f"allocator bound: error: --precision-seconds {args.precision_seconds:g} is not positive")
+        raise UsageError(f"allocator: error: --precision-seconds {args.precision_seconds:g} is not positive")
     started = time.perf_counter()
     while True:
         error = ln_bound_standard_error(network, densities, model)
@@ -199,6 +199,13 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()] if args.baselines else []
     say = None if (args.quiet or args.json) else (lambda message: print(f"[allocator] {message}", file=sys.stderr))
     options = SolverOptions(time_limit_s=args.time_limit)
+    if args.precision is not None:  # masks enough for the target on the uniform allocation of the first budget
+        from allocator.formulation.problem import make_budget
+
+        kind, value, _ = budgets[0]
+        budget = make_budget(network, **{kind: value})
+        uniform = [budget.density if p else 1.0 for p in network.prunable]
+        model = _samples_for_precision(args, network, uniform, model)
     documents = []
     files: dict[str, str] = {}
     for kind, value, suffix in budgets:
