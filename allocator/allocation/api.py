@@ -20,6 +20,7 @@ from allocator.formulation.memory import check_memory
 from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective, surrogate_value
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
+from allocator.formulation.upper_bound import lagrangian_upper_bound
 from allocator.network import Network
 from allocator.solver.highs import MipReport, SolverOptions, Termination, solve
 
@@ -102,7 +103,14 @@ def allocate(
                            baseline_starts)
     else:
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
+    # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
+    spent = time.perf_counter() - started
+    upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)))
+             if problem.blocks else None)
     caveat = certificate.monte_carlo_sentence(model)
+    if upper is not None:
+        caveat = certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier) + (
+            "; " + caveat if caveat else "")
     stability = _stability(network, model, problem.kept_per_layer(decision.units), baseline_results)
     if stability is not None:
         caveat = (caveat + "; " if caveat else "") + certificate.stability_sentence(stability)
@@ -127,6 +135,9 @@ def allocate(
         ln_bound_standard_error=ln_bound_standard_error(network, [k / w for k, w in zip(kept_per_layer, network.weights)],
                                                         model),
         stability=stability,
+        upper_bound=None if upper is None else {"ln_bound": upper.ln_bound, "gap_nats": max(0.0, upper.ln_bound - decision.value),
+                                                "multiplier": upper.multiplier, "method": "lagrangian relaxation, "
+                                                "allocator.formulation.upper_bound"},
     )
 
 

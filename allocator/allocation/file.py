@@ -168,6 +168,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "polish": dict(allocation.polish),
             "solve_seconds": allocation.solve_seconds,
             **({} if allocation.stability is None else {"stability": allocation.stability}),
+            **({} if allocation.upper_bound is None else {"upper_bound": allocation.upper_bound}),
             "versions": _versions(),
         },
         "baselines": {
@@ -313,6 +314,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         solve_seconds=float(solver["solve_seconds"]), baselines=baselines,
         ln_bound_standard_error=objective.get("ln_bound_standard_error"),
         stability=solver.get("stability"),
+        upper_bound=solver.get("upper_bound"),
     )
 
 

@@ -1,0 +1,151 @@
+"""A certificate for the true objective: an upper bound on the best ``ln E[B]`` any allocation can reach.
+
+Relax the budget ``sum_l x_l <= K`` (kept counts of the prunable layers) with a multiplier ``lambda >= 0`` and let
+every layer choose its kept count afresh for each incoming dimension ``d``:
+
+    U(L+1, d) = 1,
+    U(l, d)   = max_i e^{-lambda a_i} sum_k P_{b_i}(k) h_l(min(d, k); U(l+1, .)),
+
+where ``[a_i, b_i]`` are consecutive points of a grid that covers layer ``l``'s whole range ``[lo_l, hi_l]`` (so
+every integer kept count lies in one interval) and ``h_l`` is the recursion's inner sum (``allocator.bound.
+recursion``). Claim: for every allocation ``x`` that meets the budget and the per-layer bounds,
+``E[B](x) <= e^{lambda K} U(1, n0)``. Proof, by induction from the last layer, of
+``U(l, d) >= e^{-lambda sum_{i >= l} x_i} N_x(l, d)``: ``h_l`` is a sum with non-negative coefficients, so it is
+linear and non-decreasing in ``N(l+1, .)``; ``h_l(c)`` is non-decreasing in ``c``; the rank law ``P_x`` is
+stochastically non-decreasing in ``x`` (binomial, dense, exact structural; the plain structural estimate with common
+random numbers, whose every mask only grows), so for ``x_l`` in ``[a_i, b_i]``,
+``e^{-lambda x_l} sum_k P_{x_l}(k) h(min(d, k)) <= e^{-lambda a_i} sum_k P_{b_i}(k) h(min(d, k))``. At ``l = 1``,
+``E[B](x) = N_x(1, n0) <= e^{lambda sum x} U(1, n0) <= e^{lambda K} U(1, n0)``. So
+``ln UB = min_lambda lambda K + ln U_lambda(1, n0)`` bounds every feasible allocation (with ties and the FLOPs cap
+relaxed away, which only raises it), and ``ln UB - ln E[B](ours)`` is a proven gap in nats.
+
+A layer's range is also capped by what the budget leaves after every other layer's minimum. The grid is where it
+can be loose: each interval costs up to ``lambda (b_i - a_i)`` nats, so it is exact where the ranges are small
+enough to list every integer; what remains is the duality gap of the relaxation (the budget is met on average over
+the dimensions ``d``, not by one allocation).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.bound.recursion import ln_n_of_layer
+from allocator.formulation.problem import AllocationProblem
+
+MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
+
+
+class _OutOfTime(Exception):
+    """The deadline passed inside one multiplier's evaluation (caught in ``lagrangian_upper_bound``)."""
+
+
+@dataclass(frozen=True)
+class UpperBound:
+    """``ln_bound``: the proven upper bound (nats) at multiplier ``multiplier``; ``evaluations``: multipliers tried."""
+
+    ln_bound: float
+    multiplier: float
+    evaluations: int
+
+
+def _grid(lo: int, hi: int, levels: int) -> list[int]:
+    """Every integer of ``[lo, hi]`` when there are at most ``levels``, else ``levels`` geometric points with both ends."""
+    if hi - lo + 1 <= levels:
+        return list(range(lo, hi + 1))
+    points = {lo, hi}
+    points.update(int(round(v)) for v in np.geomspace(max(lo, 1), hi, num=levels))
+    return sorted(p for p in points if lo <= p <= hi)
+
+
+def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
+                           deadline: float | None = None) -> UpperBound | None:
+    """The module docstring's bound, minimised over ``lambda`` (``None`` for a rank model that is not known to be
+    stochastically monotone in the density, such as the stratified structural estimate). The search over
+    ``lambda`` stops at ``deadline`` (a ``time.perf_counter()`` value) with the best multiplier so far (every
+    multiplier gives a valid bound, later ones only a tighter one); ``None`` when not one finished."""
+    model = problem.rank_model
+    if model.name not in MONOTONE_MODELS and not (model.name == "structural" and not model.reduce_variance):
+        return None
+    if model.paper_p0 or (deadline is not None and time.perf_counter() >= deadline):
+        return None  # paper_p0's laws lose mass (E[B] may be 0); no time left
+    network = problem.network
+    specs = network.layers
+    bound_layers = list(network.bound_layers)
+    ranges = []
+    for layer in range(network.n_weight_layers):
+        if not network.prunable[layer]:
+            ranges.append((network.weights[layer], network.weights[layer]))
+        elif problem.fixed_kept[layer] is not None:
+            ranges.append((problem.fixed_kept[layer], problem.fixed_kept[layer]))
+        else:
+            ranges.append((problem.member_lo[layer], problem.member_hi[layer]))
+    # no feasible allocation keeps more in a prunable layer than the budget leaves after every other one's minimum
+    floor_total = sum(lo for (lo, _), p in zip(ranges, network.prunable) if p)
+    ranges = [(lo, min(hi, problem.budget.kept - (floor_total - lo))) if p else (lo, hi)
+              for (lo, hi), p in zip(ranges, network.prunable)]
+    grids = [_grid(lo, hi, levels) for lo, hi in ranges]
+    laws: dict[tuple[int, int], np.ndarray] = {}
+
+    def ln_pmf(layer: int, kept: int) -> np.ndarray:
+        key = (layer, kept)
+        if key not in laws:
+            laws[key] = model.law_for(specs[layer], kept / specs[layer].weights).ln_pmf
+        return laws[key]
+
+    budget = problem.budget.kept
+
+    def ln_ub(multiplier: float) -> float:
+        widths = [network.widths[l] for l in bound_layers]
+        ln_next = np.zeros(widths[-1] + 1)
+        for position in range(len(bound_layers) - 1, -1, -1):
+            layer = bound_layers[position]
+            cols = network.input_width if position == 0 else widths[position - 1]
+            grid = grids[layer]
+            cost = network.prunable[layer]
+            best = None
+            intervals = [(grid[0], grid[0])] if len(grid) == 1 else list(zip(grid[:-1], grid[1:]))
+            for low, high in intervals:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    raise _OutOfTime
+                candidate = ln_n_of_layer(widths[position], cols, ln_pmf(layer, high), ln_next)
+                if cost:
+                    candidate = candidate - multiplier * low
+                best = candidate if best is None else np.maximum(best, candidate)
+            ln_next = best
+        value = float(ln_next[network.input_width])
+        for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
+            if network.prunable[layer] and layer not in bound_layers:
+                value -= multiplier * ranges[layer][0]
+        return multiplier * budget + value
+
+    tried: dict[float, float] = {}
+
+    def evaluate(multiplier: float) -> float:
+        if multiplier not in tried:
+            try:
+                tried[multiplier] = ln_ub(multiplier)
+            except _OutOfTime:
+                return math.inf
+        return tried[multiplier]
+
+    for multiplier in [0.0] + list(np.geomspace(1e-6, 20.0, 10)):
+        evaluate(float(multiplier))
+    if not tried:
+        return None
+    best = min(tried, key=tried.get)
+    low = max(0.0, best / 4.0)
+    high = best * 4.0 if best > 0 else 1e-6
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(10):  # golden-section refinement near the best grid multiplier (any multiplier is valid)
+        a = high - ratio * (high - low)
+        b = low + ratio * (high - low)
+        if evaluate(a) < evaluate(b):
+            high = b
+        else:
+            low = a
+    best = min(tried, key=tried.get)
+    return UpperBound(tried[best], best, len(tried))
