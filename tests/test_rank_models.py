@@ -123,7 +123,7 @@ def test_structural_law_disk_cache(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("sampled again instead of reading the cache")
 
-    monkeypatch.setattr(rank_module, "sample_rank_counts", refuse)
+    monkeypatch.setattr(rank_module, "sample_rank_pairs", refuse)
     cached = structural_law(6, 7, 0.2, samples=50, seed=9, cache_dir=tmp_path)
     assert np.array_equal(cached.ln_pmf, law.ln_pmf)
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Sequence
 
-from allocator.bound.rank import RankLaw, RankModel, as_fraction, ln_of_int
+from allocator.bound.rank import RankLaw, RankModel, as_fraction
 from allocator.bound.exact import expected_bound_scaled, ln_of_ratio
 from allocator.bound.recursion import ln_expected_bound_from_laws
 from allocator.bound.uncertainty import ln_bound_standard_error
@@ -236,9 +236,3 @@ def estimate_exact_seconds(network: Network, densities: Sequence[float]) -> floa
         sizes.append(min(rows, cols) * max(rows, cols) * places)
     work = sum(min(widths[l], widths[l + 1]) * sum(sizes[position:]) for position, l in enumerate(layers))
     return _EXACT_SECONDS_PER_UNIT * work
-
-
-def _ln_fraction(value: Fraction) -> float:
-    if value <= 0:
-        return -math.inf
-    return ln_of_int(value.numerator) - ln_of_int(value.denominator)
