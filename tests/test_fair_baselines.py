@@ -146,3 +146,26 @@ def test_a_call_that_would_not_fit_in_memory_is_refused_before_work(monkeypatch)
     assert allocate(Network.from_arch("784,100,100,10"), density=0.01, cache_bytes=2**21).ln_bound > 0
     with pytest.raises(InvalidInputError, match="cache_bytes is 10"):
         allocate(Network.from_arch("784,100,100,10"), density=0.01, cache_bytes=10)
+
+
+def test_igq_and_balanced_by_their_formulas():
+    from allocator.allocation.baselines import get_baseline
+    from allocator.bound import RankModel
+    from allocator.formulation import AllocationProblem, make_budget
+
+    network = Network.from_arch([2, 1, 6, 3])  # prunable layers of 2 and 6 weights
+    problem = AllocationProblem.build(network, make_budget(network, kept=3), RankModel("binomial"),
+                                      Constraints(min_kept=0))
+    # IGQ by hand: 2/(1+2F) + 6/(1+6F) = 3 gives 36 F^2 = 5, F = sqrt(5)/6: kept 1.146 and 1.854 -> 1 and 2
+    f = math.sqrt(5) / 6
+    assert 2 / (1 + 2 * f) + 6 / (1 + 6 * f) == pytest.approx(3)
+    assert get_baseline("igq").kept(problem)[:2] == (1, 2)
+    # balanced: 1.5 each, the tie of remainders to the first layer
+    assert get_baseline("balanced").kept(problem)[:2] == (2, 1)
+    # balanced with a small layer: 784-10-100-10 has 7840 and 1000 weights; K = 3000 keeps fc2 whole, fc1 2000
+    wide = Network.from_arch("784,10,100,10")
+    problem = AllocationProblem.build(wide, make_budget(wide, kept=3000), RankModel("binomial"))
+    assert get_baseline("balanced").kept(problem)[:2] == (2000, 1000)
+    # IGQ at extreme sparsity tends to equal counts per layer
+    problem = AllocationProblem.build(wide, make_budget(wide, kept=20), RankModel("binomial"))
+    assert abs(get_baseline("igq").kept(problem)[0] - get_baseline("igq").kept(problem)[1]) <= 1

@@ -135,3 +135,45 @@ def er(problem: AllocationProblem) -> tuple[int, ...]:
 )
 def erk(problem: AllocationProblem) -> tuple[int, ...]:
     return _erdos_renyi(problem, kernel_aware=True)
+
+
+@register_baseline(
+    "igq", "IGQ, ideal gas quotas (Vysogorets et al. 2023): kept_l = N_l / (1 + F N_l), F set so the total is the budget"
+)
+def igq(problem: AllocationProblem) -> tuple[int, ...]:
+    """``kept_l = N_l / (1 + F N_l)`` with ``N_l`` the layer's weights and ``F >= 0`` found by bisection so that
+    ``sum_l kept_l = K``; as ``F`` grows every layer tends to ``1 / F`` kept (equal counts at extreme sparsity)."""
+    layers = _prunable(problem)
+    weights = problem.network.weights
+    budget = problem.budget.kept
+
+    def total(f: float) -> float:
+        return sum(weights[i] / (1.0 + f * weights[i]) for i in layers)
+
+    low, high = 0.0, 1.0
+    while total(high) > budget:
+        high *= 2.0
+    for _ in range(200):
+        middle = (low + high) / 2
+        if total(middle) > budget:
+            low = middle
+        else:
+            high = middle
+    return _with_densities(problem, {i: 1.0 / (1.0 + high * weights[i]) for i in layers})
+
+
+@register_baseline("balanced", "balanced (Gadhikar et al. 2023): K / L kept per prunable layer, capped at its size")
+def balanced(problem: AllocationProblem) -> tuple[int, ...]:
+    """``K / L`` kept weights in each of the ``L`` prunable layers; a layer smaller than its share is kept whole and
+    the excess re-spread equally over the others."""
+    layers = _prunable(problem)
+    weights = problem.network.weights
+    full: set[int] = set()
+    while True:
+        free = [i for i in layers if i not in full]
+        share = (problem.budget.kept - sum(weights[i] for i in full)) / max(1, len(free))
+        grown = {i for i in free if weights[i] <= share}
+        if not grown or not free:
+            break
+        full |= grown
+    return _with_densities(problem, {i: 1.0 if i in full else min(1.0, share / weights[i]) for i in layers})

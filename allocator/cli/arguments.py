@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--solutions", type=positive_int, default=3, help="MIP solutions polished (no-good cuts)")
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
     solve.add_argument("--baselines", default="uniform,uniform-gale,er,erk",
-                       help="comma-separated baselines to compare (default uniform,uniform-gale,er,erk)")
+                       help="comma-separated baselines to compare (default uniform,uniform-gale,er,erk; also igq, "
+                            "balanced)")
     solve.add_argument("--precision", type=float, metavar="NATS",
                        help="structural: double the masks from --samples until the standard error of ln E[B] of the "
                             "uniform allocation is at most NATS (or --precision-seconds end), then solve")
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="keep every fine-tuned pruned model's state_dict (pruned weights zero) under "
                                "OUT/models/<cell>.pt")
     validate.add_argument("--allocations", default="ours,uniform",
-                          help="comma-separated: ours, uniform, uniform-gale, er, erk, global-magnitude, lamp")
+                          help="comma-separated: ours, uniform, uniform-gale, er, erk, igq, balanced, global-magnitude, lamp")
     validate.add_argument("--criterion", default="magnitude",
                           help="pruning criterion: magnitude (default), random, gradient, lamp, kmp, kgp")
     validate.add_argument("--koopman-steps", type=positive_int,
