@@ -59,3 +59,21 @@ def test_the_certificate_states_the_proven_gap(tmp_path):
     assert load(tmp_path / "a.json").upper_bound == bound
     stratified = allocate(Network.from_arch("100,30,30,10"), density=0.02, rank_model=RankModel("structural", samples=16))
     assert stratified.upper_bound is None  # the stratified estimate is not known to be monotone: no claim
+
+
+def test_the_saturation_density_is_where_uniform_reaches_the_dense_bound(capsys):
+    from allocator.bound import ln_expected_bound
+    from allocator.cli.main import main
+    from allocator.formulation.saturation import SATURATION_TOLERANCE_NATS, saturation_density
+
+    network = Network.from_arch("784,100,100,10")
+    model = RankModel("binomial")
+    saturated = saturation_density(network, model)
+    dense = ln_expected_bound(network, [1.0, 1.0, 1.0])
+    assert ln_expected_bound(network, [saturated, saturated, 1.0]) >= dense - SATURATION_TOLERANCE_NATS
+    below = saturated * 0.99
+    assert ln_expected_bound(network, [below, below, 1.0]) < dense - SATURATION_TOLERANCE_NATS
+    assert main(["solve", "--arch", "784,100,100,10", "--density", "0.05", "--quiet"]) == 0
+    assert "the bound is saturated" in capsys.readouterr().out
+    assert main(["solve", "--arch", "784,100,100,10", "--density", "0.001", "--quiet", "--json"]) == 0
+    assert abs(__import__("json").loads(capsys.readouterr().out)["objective"]["saturation_density"] - saturated) < 1e-12

@@ -20,6 +20,7 @@ from allocator.formulation.memory import check_memory
 from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective, surrogate_value
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
+from allocator.formulation.saturation import saturation_density
 from allocator.formulation.upper_bound import lagrangian_upper_bound
 from allocator.network import Network
 from allocator.solver.highs import MipReport, SolverOptions, Termination, solve
@@ -135,6 +136,8 @@ def allocate(
         ln_bound_standard_error=ln_bound_standard_error(network, [k / w for k, w in zip(kept_per_layer, network.weights)],
                                                         model),
         stability=stability,
+        saturation_density=(saturation_density(network, model) if objective == "bound" and model.name != "structural"
+                            and any(p and i in network.bound_layers for i, p in enumerate(network.prunable)) else None),
         upper_bound=None if upper is None else {"ln_bound": upper.ln_bound, "gap_nats": max(0.0, upper.ln_bound - decision.value),
                                                 "multiplier": upper.multiplier, "method": "lagrangian relaxation, "
                                                 "allocator.formulation.upper_bound"},

@@ -156,6 +156,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "log2_bound": _number(allocation.ln_bound / math.log(2.0)),
             "surrogate": SURROGATE_NAME,
             "surrogate_value": _number(allocation.surrogate_value),
+            **({} if allocation.saturation_density is None else {"saturation_density": allocation.saturation_density}),
             **({} if allocation.ln_bound_standard_error is None else {
                 "ln_bound_standard_error": allocation.ln_bound_standard_error,
                 "standard_error": "Monte-Carlo, bootstrap over the sampled masks (allocator.bound.uncertainty)"}),
@@ -315,6 +316,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         ln_bound_standard_error=objective.get("ln_bound_standard_error"),
         stability=solver.get("stability"),
         upper_bound=solver.get("upper_bound"),
+        saturation_density=objective.get("saturation_density"),
     )
 
 

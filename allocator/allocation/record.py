@@ -92,6 +92,7 @@ class Allocation:
     ln_bound_standard_error: float | None = None  # a Monte-Carlo rank model's standard error of ln_bound (nats)
     stability: dict[str, object] | None = None  # Monte-Carlo: ours against the baselines on fresh masks
     upper_bound: dict[str, object] | None = None  # a proven upper bound on the best ln E[B] and ours' gap to it
+    saturation_density: float | None = None  # global density above which uniform's bound is the dense bound
 
     @property
     def kept(self) -> tuple[int, ...]:

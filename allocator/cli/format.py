@@ -87,8 +87,16 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
         f"{network.compression_ratio(allocation.kept_total):.4g}x of all parameters)",
         f"objective: ln E[B] with the {allocation.rank_model.name} rank model; output layer "
         + ("included (papers' convention)" if network.include_output_layer else "excluded (theory-clean)"),
-        "",
     ]
+    saturation = allocation.saturation_density
+    if saturation is not None:
+        if budget.density >= saturation:
+            lines.append(f"the bound is saturated: at global densities >= {saturation:.4g} uniform already reaches the "
+                         f"dense bound, so the bound has no opinion here and the answer is the tie-break towards uniform")
+        else:
+            lines.append(f"saturation density {saturation:.4g} (above it uniform reaches the dense bound and the bound "
+                         f"has no opinion)")
+    lines.append("")
     header = ["layer", "shape", "weights", "ours kept", "density", "sparsity"]
     for name in shown:
         header += [f"{name} kept", "density"]
