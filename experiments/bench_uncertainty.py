@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from allocator import Network  # noqa: E402
 from allocator.bound import RankModel, ln_expected_bound  # noqa: E402
-from allocator.bound.rank import _STRUCTURAL_CACHE  # noqa: E402
+from allocator.bound.structural import _STRUCTURAL_CACHE  # noqa: E402
 from allocator.bound.uncertainty import ln_bound_standard_error  # noqa: E402
 
 CASES = [("784-100-100-10", "784,100,100,10", d) for d in (0.01, 0.001, 0.0001)] + [

@@ -8,7 +8,8 @@ import pytest
 
 from allocator import Network
 from allocator.bound import RankModel, ln_expected_bound
-from allocator.bound.rank import binomial_law, structural_law
+from allocator.bound.rank import binomial_law
+from allocator.bound.structural import structural_law
 from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.cli.main import main
 
@@ -73,7 +74,7 @@ def test_a_cache_file_that_does_not_match_its_key_is_recomputed(tmp_path):
     stored = json.loads(path.read_text())
     stored["rows"] = 99
     path.write_text(json.dumps(stored))
-    from allocator.bound import rank as rank_module
+    from allocator.bound import structural as rank_module
 
     rank_module._STRUCTURAL_CACHE.clear()
     again = structural_law(6, 7, 0.2, samples=20, seed=4, cache_dir=tmp_path)

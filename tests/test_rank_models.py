@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from allocator import InvalidInputError
 from allocator.bound import RankModel
-from allocator.bound import rank as rank_module
-from allocator.bound.rank import (
-    binomial_law,
+from allocator.bound import structural as rank_module
+from allocator.bound.rank import binomial_law
+from allocator.bound.structural import (
     exact_structural_law,
     mask_rank_counts,
     structural_law,
