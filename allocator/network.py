@@ -8,6 +8,7 @@ it has no ReLU (``include_output_layer=True``); the theory-clean bound drops it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -202,9 +203,9 @@ class Network:
         n = self.n_weight_layers
         return tuple(range(n if self.include_output_layer else n - 1))
 
-    @property
+    @functools.cached_property
     def layers(self) -> tuple[LayerSpec, ...]:
-        """One ``LayerSpec`` per weight layer, in order."""
+        """One ``LayerSpec`` per weight layer, in order (derived once: the bound asks for it on every evaluation)."""
         in_bound = set(self.bound_layers)
         return tuple(
             LayerSpec(name, "conv" if kernel else "linear", rows, cols, kernel, flops, prunable, index in in_bound)

@@ -18,9 +18,9 @@ A rule whose raw counts already meet every constraint is left exactly as it is.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
+from allocator.counts import kept_from_targets
 from allocator.formulation.problem import AllocationProblem
 
 
@@ -68,23 +68,7 @@ def _scaled_units(problem: AllocationProblem, shares: Sequence[float], total: in
             low = middle
         else:
             high = middle
-    real = targets(high)
-    units = [max(l, min(h, math.floor(v))) for l, h, v in zip(lo, hi, real)]
-    order = sorted(range(len(units)), key=lambda b: (-(real[b] - math.floor(real[b])), b))
-    while sum(units) < total:
-        grown = False
-        for b in order:
-            if sum(units) >= total:
-                break
-            if units[b] < hi[b]:
-                units[b] += 1
-                grown = True
-        if not grown:
-            break
-    for b in reversed(order):  # floors above the target (bounds rounded up) give back, smallest remainders first
-        while sum(units) > total and units[b] > lo[b]:
-            units[b] -= 1
-    return units
+    return kept_from_targets(targets(high), hi, total, lower=lo)  # the one rounding helper, within the bounds
 
 
 def repair(problem: AllocationProblem, raw_kept: Sequence[int]) -> tuple[int, ...]:

@@ -45,7 +45,8 @@ def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
         if value is not None and args.rank_model != "structural":
             raise UsageError(f"allocator: error: {flag} applies to --rank-model structural only, not {args.rank_model!r}")
     if args.plain_monte_carlo and args.rank_model != "structural":
-        raise UsageError("allocator: error: --plain-monte-carlo applies to --rank-model structural only")
+        raise UsageError(f"allocator: error: --plain-monte-carlo applies to --rank-model structural only, "
+                         f"not {args.rank_model!r}")
     if args.cache_dir is not None and args.rank_model != "structural":
         raise UsageError(f"allocator: error: --cache-dir applies to --rank-model structural only, not {args.rank_model!r}")
     if args.cache_dir is not None and not os.path.isdir(args.cache_dir):
