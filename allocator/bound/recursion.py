@@ -41,10 +41,10 @@ def _running_logsumexp(values: np.ndarray) -> np.ndarray:
     return np.logaddexp.accumulate(values) if values.size else values
 
 
-def _layer_ln_n(width: int, ln_pmf: np.ndarray, ln_next: np.ndarray) -> np.ndarray:
-    """``ln N(l, d)`` for ``d = 0..m`` from ``ln N(l+1, d')`` for ``d' = 0..width``; see module docstring."""
+def ln_h_of_layer(width: int, m: int, ln_next: np.ndarray) -> np.ndarray:
+    """``ln h(c)`` for ``c = 0..m`` (``m <= width``), ``h(c) = sum_{j<=c} C(n, j) N'(min(n - j, c))`` with
+    ``n = width`` and ``ln N'`` given on ``0..width``; O(n) by the windows of the module docstring."""
     n = width
-    m = ln_pmf.size - 1
     ln_c = ln_binomial_row(n)
     ln_s = _running_logsumexp(ln_c)
     c = np.arange(m + 1)
@@ -57,10 +57,21 @@ def _layer_ln_n(width: int, ln_pmf: np.ndarray, ln_next: np.ndarray) -> np.ndarr
         steps = np.logaddexp(ln_g[n - grow], ln_g[grow + 1])
         ln_w = _running_logsumexp(np.concatenate(([first], steps)))
         ln_h[c0:] = np.logaddexp(ln_h[c0:], ln_w)
+    return ln_h
+
+
+def ln_expect_over_rank(ln_pmf: np.ndarray, ln_h: np.ndarray) -> np.ndarray:
+    """``ln sum_k P(k) h(min(d, k))`` for ``d = 0..m`` (``m + 1`` entries in both arrays; constant for ``d >= m``):
+    ``sum_{k<d} P(k) h(k) + h(d) sum_{k>=d} P(k)``, two running sums."""
     weighted = ln_pmf + ln_h
     below = np.concatenate(([_NEG_INF], _running_logsumexp(weighted)[:-1]))  # sum_{k<d} P(k) h(k)
     tail = _running_logsumexp(ln_pmf[::-1])[::-1]  # sum_{k>=d} P(k)
     return np.logaddexp(below, ln_h + tail)
+
+
+def _layer_ln_n(width: int, ln_pmf: np.ndarray, ln_next: np.ndarray) -> np.ndarray:
+    """``ln N(l, d)`` for ``d = 0..m`` from ``ln N(l+1, d')`` for ``d' = 0..width``; see module docstring."""
+    return ln_expect_over_rank(ln_pmf, ln_h_of_layer(width, ln_pmf.size - 1, ln_next))
 
 
 def ln_expected_bound_from_laws(input_width: int, widths: Sequence[int], ln_pmfs: Sequence[np.ndarray]) -> float:

@@ -1,4 +1,4 @@
-"""The framework-neutral description of a ReLU network that the bound and the solver work on.
+"""``Network`` and ``LayerSpec``: the framework-neutral description the bound and the solver work on.
 
 A network has an input width ``n0`` and weight layers ``l = 1..L`` of widths ``n_1..n_L``; layer ``l``
 holds a weight matrix of shape ``(n_l, n_{l-1})`` (rows = outputs, columns = inputs, as in torch). The
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from allocator.errors import InvalidInputError
+from allocator.network.conv import ConvGeometry
+from allocator.network.program import Relu, Step, check_program, program_domains
 
 #: Widest layer accepted: the bound's arrays are as long as the widths (8 bytes per entry, per layer).
 MAX_WIDTH = 1_000_000
@@ -36,6 +38,7 @@ class LayerSpec:
             kept weight costs ``flops_per_weight = output_positions`` multiply-adds per example.
         prunable: whether the layer is in the budget.
         in_bound: whether the layer enters the bound.
+        conv: the convolution's geometry when the bound sees the conv (its unrolled matrix), else ``None``.
 
     Example:
         >>> LayerSpec("conv1.weight", "conv", 6, 25, (5, 5), 576, True, False).tensor_shape
@@ -50,6 +53,7 @@ class LayerSpec:
     output_positions: float
     prunable: bool
     in_bound: bool
+    conv: ConvGeometry | None = None
 
     @property
     def weights(self) -> int:
@@ -99,6 +103,14 @@ class Network:
             a linear layer; a convolution's is its number of output positions).
         kernels: per weight layer its kernel's spatial size, ``()`` for a linear layer (the default for every
             layer); a layer with a kernel is a ``conv`` layer whose ``n_{l-1}`` is in_channels * prod(kernel).
+        program: the bound's steps (``allocator.network.program``) when the network is not a plain chain (a CNN
+            with its convolutions inside the bound); then ``layer_shapes`` gives every weight matrix, ``widths`` the
+            units of every weight layer (``c_out H' W'`` for a conv) and ``convs`` the geometry of every conv.
+        layer_shapes: ``(rows, cols)`` of every weight matrix (a conv's: ``c_out`` by ``c_in kh kw``); default the
+            chain ``(n_l, n_{l-1})``.
+        convs: per weight layer its ``ConvGeometry`` or ``None``.
+        parameters: every parameter of the model (weights, biases, BatchNorm), the numerator of a compression
+            ratio; default the weights plus one bias per row.
 
     Example:
         >>> net = Network.from_arch("784,100,100,10")
@@ -115,6 +127,10 @@ class Network:
     include_output_layer: bool = True
     flops_per_weight: tuple[float, ...] = field(default=())
     kernels: tuple[tuple[int, ...], ...] = field(default=())
+    program: tuple[Step, ...] = field(default=())
+    layer_shapes: tuple[tuple[int, int], ...] = field(default=())
+    convs: tuple[ConvGeometry | None, ...] = field(default=())
+    parameters: int | None = None
 
     def __post_init__(self) -> None:
         widths = tuple(self.widths)
@@ -142,6 +158,22 @@ class Network:
                 f"{len(prunable)} prunable flags given for {n_layers} weight layers: {prunable!r}"
             )
         object.__setattr__(self, "prunable", tuple(bool(p) for p in prunable))
+        convs = tuple(self.convs) if self.convs else (None,) * n_layers
+        if len(convs) != n_layers or any(c is not None and not isinstance(c, ConvGeometry) for c in convs):
+            raise InvalidInputError(f"convs is {convs!r}; expected {n_layers} entries, a ConvGeometry or None each")
+        object.__setattr__(self, "convs", convs)
+        shapes = tuple(tuple(s) for s in self.layer_shapes) if self.layer_shapes else ()
+        if shapes and (len(shapes) != n_layers or any(len(s) != 2 or min(s) < 1 for s in shapes)):
+            raise InvalidInputError(f"layer_shapes is {shapes!r}; expected {n_layers} pairs (rows, cols) >= 1")
+        for name, geometry, shape in zip(names, convs, shapes or ((None, None),) * n_layers):
+            if geometry is not None and shape != (geometry.out_channels, geometry.weights // geometry.out_channels):
+                raise InvalidInputError(f"layer {name}: shape {shape} does not match its convolution {geometry}")
+        object.__setattr__(self, "layer_shapes", shapes)
+        if any(c is not None for c in convs) and not self.flops_per_weight:
+            object.__setattr__(self, "flops_per_weight", tuple(1.0 if c is None else float(c.output_positions)
+                                                                  for c in convs))
+        if any(c is not None for c in convs) and not self.kernels:
+            object.__setattr__(self, "kernels", tuple(() if c is None else c.kernel for c in convs))
         flops = tuple(self.flops_per_weight) if self.flops_per_weight else (1.0,) * n_layers
         if len(flops) != n_layers or any(not (isinstance(f, (int, float)) and f > 0) for f in flops):
             raise InvalidInputError(
@@ -151,7 +183,7 @@ class Network:
         kernels = tuple(tuple(k) for k in self.kernels) if self.kernels else ((),) * n_layers
         if len(kernels) != n_layers:
             raise InvalidInputError(f"{len(kernels)} kernels given for {n_layers} weight layers: {kernels!r}")
-        previous = (self.input_width,) + widths[:-1]
+        previous = tuple(c for _, c in shapes) if shapes else (self.input_width,) + widths[:-1]
         for name, kernel, cols in zip(names, kernels, previous):
             if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in kernel):
                 raise InvalidInputError(f"kernel of {name} is {kernel!r}; expected positive integers such as (3, 3)")
@@ -159,6 +191,15 @@ class Network:
                 raise InvalidInputError(f"layer {name} has {cols} inputs, not a multiple of its kernel size "
                                         f"{math.prod(kernel)} ({kernel!r})")
         object.__setattr__(self, "kernels", kernels)
+        if self.program:
+            if not shapes:
+                raise InvalidInputError("a network with a program needs layer_shapes (its weight matrices)")
+            object.__setattr__(self, "program", tuple(self.program))
+            check_program(self.program, n_layers)
+        if self.parameters is not None and (isinstance(self.parameters, bool) or not isinstance(self.parameters, int)
+                                            or self.parameters < sum(r * c for r, c in self.shapes)):
+            raise InvalidInputError(f"parameters is {self.parameters!r}; expected an integer >= the weights "
+                                    f"{sum(r * c for r, c in self.shapes)}")
         if not self.include_output_layer and n_layers < 2:
             raise InvalidInputError(
                 "excluding the output layer (--exclude-output-layer, include_output_layer=False) leaves no layer in the "
@@ -184,6 +225,8 @@ class Network:
     @property
     def shapes(self) -> tuple[tuple[int, int], ...]:
         """``(n_l, n_{l-1})`` for every weight layer: rows are outputs, columns inputs."""
+        if self.layer_shapes:
+            return self.layer_shapes
         previous = (self.input_width,) + self.widths[:-1]
         return tuple((rows, cols) for rows, cols in zip(self.widths, previous))
 
@@ -199,7 +242,9 @@ class Network:
 
     @property
     def bound_layers(self) -> tuple[int, ...]:
-        """Indices of the weight layers that enter the bound."""
+        """Indices of the weight layers that enter the bound (in program order for a program)."""
+        if self.program:
+            return tuple(layer for step in self.program for layer in step.layers())
         n = self.n_weight_layers
         return tuple(range(n if self.include_output_layer else n - 1))
 
@@ -208,15 +253,51 @@ class Network:
         """One ``LayerSpec`` per weight layer, in order (derived once: the bound asks for it on every evaluation)."""
         in_bound = set(self.bound_layers)
         return tuple(
-            LayerSpec(name, "conv" if kernel else "linear", rows, cols, kernel, flops, prunable, index in in_bound)
-            for index, (name, (rows, cols), kernel, flops, prunable) in enumerate(
-                zip(self.names, self.shapes, self.kernels, self.flops_per_weight, self.prunable))
+            LayerSpec(name, "conv" if kernel else "linear", rows, cols, kernel, flops, prunable, index in in_bound,
+                      geometry if index in in_bound else None)
+            for index, (name, (rows, cols), kernel, flops, prunable, geometry) in enumerate(
+                zip(self.names, self.shapes, self.kernels, self.flops_per_weight, self.prunable, self.convs))
         )
+
+    @functools.cached_property
+    def bound_program(self) -> tuple[Step, ...]:
+        """The program the bound evaluates: ``program`` if given, else the chain ``Relu(l, n_l)`` over the bound
+        layers."""
+        if self.program:
+            return self.program
+        return tuple(Relu(layer, self.widths[layer]) for layer in self.bound_layers)
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether the bound is the plain chain of bound.md (no program given)."""
+        return not self.program
+
+    @functools.cached_property
+    def max_ranks(self) -> tuple[int, ...]:
+        """The largest rank each weight layer's matrix can have: ``min(rows, cols)``, of the unrolled matrix for a
+        conv the bound sees."""
+        return tuple(min(g.rows, g.cols) if g is not None else min(rows, cols)
+                     for g, (rows, cols) in zip(self.convs, self.shapes))
+
+    @functools.cached_property
+    def domains(self) -> tuple[int, ...]:
+        """``D_s``, the largest dimension entering each program step (``allocator.network.program``)."""
+        return program_domains(self.input_width, self.bound_program, self.max_ranks)
+
+    @functools.cached_property
+    def rank_caps(self) -> dict[int, int]:
+        """Per bound layer, the dimension its rank is capped at: ``D_s`` of its step (only ``min(rank, D_s)``
+        matters)."""
+        return {layer: self.domains[position] for position, step in enumerate(self.bound_program)
+                for layer in step.layers()}
 
     @property
     def all_parameters(self) -> int:
-        """Every weight and one bias per output unit: the numerator of a compression ratio."""
-        return sum(self.weights) + sum(self.widths)
+        """Every parameter: ``parameters`` when given, else every weight and one bias per row (output unit or
+        channel): the numerator of a compression ratio."""
+        if self.parameters is not None:
+            return self.parameters
+        return sum(self.weights) + sum(rows for rows, _ in self.shapes)
 
     def compression_ratio(self, kept_total: int) -> float:
         """All parameters / non-zero parameters (ShrinkBench's convention) when the prunable layers keep
