@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from typing import Callable
 
 from allocator.errors import InvalidInputError
-from allocator.network import Network
+from allocator.network import Network, ProgramBuilder
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     """A registered model: its description for the bound, a factory for the torch module, its input shape.
 
-    ``network`` covers the chain of linear layers (behind the conv stack, if any): that is what the bound
-    models and what allocations are solved for. ``describe(entry.build(), example)`` gives the same network.
+    ``network`` covers the chain of linear layers (behind the conv stack, if any), the convolutions frozen with
+    ``n0`` = their flattened output (paper 1's convention); ``describe(entry.build(), example)`` gives the same
+    network. ``conv_network`` (CNNs only) is the whole model inside the bound: every conv and linear layer, ``n0``
+    the input's ``C H W``, as a hand-written program that the tests hold equal to the model's ``torch.fx`` trace.
     """
 
     name: str
@@ -27,6 +29,11 @@ class ModelEntry:
     build: Callable[[], object]
     summary: str
     input_shape: tuple[int, ...] = (1, 28, 28)
+    conv_network: Network | None = None
+
+    def bound_network(self, frozen_convs: bool = False) -> Network:
+        """``conv_network`` (convolutions inside the bound) unless ``frozen_convs`` or the model has none."""
+        return self.network if frozen_convs or self.conv_network is None else self.conv_network
 
 
 def _mlp_entry(name: str, input_width: int, hidden: tuple[int, ...], classes: int, summary: str) -> ModelEntry:
@@ -63,21 +70,84 @@ def _build(factory_name: str, **kwargs: object) -> Callable[[], object]:
     return build
 
 
+def _lenet5_program(channels: int, size: int, padding: int) -> Network:
+    b = ProgramBuilder((channels, size, size))
+    b.conv("conv1.weight", 6, 5, padding=padding, pool=2)
+    b.conv("conv2.weight", 16, 5, pool=2)
+    b.flatten()
+    b.linear("fc1.weight", 120)
+    b.linear("fc2.weight", 84)
+    b.output("fc3.weight", 10)
+    return b.build()
+
+
+def _mnistnet_program() -> Network:
+    b = ProgramBuilder((1, 28, 28))
+    b.conv("conv1.weight", 20, 5, pool=2)
+    b.conv("conv2.weight", 50, 5, pool=2)
+    b.flatten()
+    b.linear("fc1.weight", 500)
+    b.output("fc2.weight", 10)
+    return b.build()
+
+
+def _resnet_program(channels: int, size: int, blocks: int) -> Network:
+    """He et al.'s CIFAR ResNet (option-A shortcuts) with ``blocks`` basic blocks per stage."""
+    b = ProgramBuilder((channels, size, size))
+    b.conv("conv1.weight", 16, 3, padding=1, bias=False, batch_norm=True)
+    in_channels = 16
+    for stage, width in enumerate((16, 32, 64)):
+        for index in range(blocks):
+            stride = 2 if stage > 0 and index == 0 else 1
+            shortcut = "identity" if stride == 1 and in_channels == width else "option-a"
+            b.residual(f"layer{stage + 1}.{index}", width, stride=stride, shortcut=shortcut)
+            in_channels = width
+    b.global_avg_pool()
+    b.output("fc.weight", 10)
+    return b.build()
+
+
+def _vgg_small_program() -> Network:
+    b = ProgramBuilder((1, 28, 28))
+    b.conv("conv1.weight", 16, 3, padding=1)
+    b.conv("conv2.weight", 16, 3, padding=1, pool=2)
+    b.conv("conv3.weight", 32, 3, padding=1)
+    b.conv("conv4.weight", 32, 3, padding=1, pool=2)
+    b.flatten()
+    b.linear("fc1.weight", 128)
+    b.output("fc2.weight", 10)
+    return b.build()
+
+
 _REGISTRY["lenet5"] = ModelEntry(
     "lenet5", Network(400, (120, 84, 10)), _build("LeNet5", in_channels=1, padding=2),
-    "LeNet-5 for 28x28 grey images; fc1 and fc2 prunable, n0 = 400 (paper 1)", (1, 28, 28),
+    "LeNet-5 for 28x28 grey images; convs inside the bound (n0 = 784), or frozen with n0 = 400 (paper 1)",
+    (1, 28, 28), _lenet5_program(1, 28, 2),
 )
 _REGISTRY["lenet5-cifar"] = ModelEntry(
     "lenet5-cifar", Network(400, (120, 84, 10)), _build("LeNet5", in_channels=3, padding=0),
-    "LeNet-5 for 32x32 colour images (CIFAR-10); fc1 and fc2 prunable, n0 = 400", (3, 32, 32),
+    "LeNet-5 for 32x32 colour images (CIFAR-10); convs inside (n0 = 3072) or frozen (n0 = 400)", (3, 32, 32),
+    _lenet5_program(3, 32, 0),
 )
 _REGISTRY["mnistnet"] = ModelEntry(
     "mnistnet", Network(800, (500, 10)), _build("MnistNet"),
-    "MnistNet (paper 2): conv 20, conv 50, fc 800->500->10; fc1 prunable in the bound", (1, 28, 28),
+    "MnistNet (paper 2): conv 20, conv 50, fc 800->500->10; convs inside the bound or frozen (n0 = 800)", (1, 28, 28),
+    _mnistnet_program(),
 )
 _REGISTRY["resnet20"] = ModelEntry(
     "resnet20", Network(64, (10,), names=("fc.weight",), prunable=(False,)), _build("ResNet20"),
-    "ResNet-20 for CIFAR-10 (3x3 basic blocks, 16/32/64 channels); its bound has no prunable layer", (3, 32, 32),
+    "ResNet-20 for CIFAR-10 (3x3 basic blocks, 16/32/64 channels, option-A shortcuts); 19 convs + fc in the bound",
+    (3, 32, 32), _resnet_program(3, 32, 3),
+)
+_REGISTRY["resnet8"] = ModelEntry(
+    "resnet8", Network(64, (10,), names=("fc.weight",), prunable=(False,)), _build("ResNet20", blocks=1, in_channels=1),
+    "ResNet-8 for 28x28 grey images (one basic block per stage, 16/32/64 channels); 7 convs + fc in the bound",
+    (1, 28, 28), _resnet_program(1, 28, 1),
+)
+_REGISTRY["vgg-small"] = ModelEntry(
+    "vgg-small", Network(1568, (128, 10)), _build("VGGSmall"),
+    "small VGG-style net for 28x28 grey images: 4 3x3 convs (16, 16, 32, 32), 2 max-pools, fc 1568->128->10",
+    (1, 28, 28), _vgg_small_program(),
 )
 
 

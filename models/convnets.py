@@ -1,4 +1,5 @@
-"""Convolutional models of the papers: LeNet-5 (paper 1), MnistNet (paper 2), ResNet-20 (CIFAR users)."""
+"""Convolutional models: LeNet-5 (paper 1), MnistNet (paper 2), ResNet-20 (CIFAR users), and for 28x28 grey input a
+small VGG-style net and ResNet-8."""
 
 from __future__ import annotations
 
@@ -77,21 +78,24 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20(nn.Module):
-    """ResNet-20 for 32x32 inputs (He et al. 2016): 3 stages of 3 basic blocks, 16/32/64 channels, ~0.27M weights."""
+    """ResNet-20 for 32x32 inputs (He et al. 2016): 3 stages of 3 basic blocks, 16/32/64 channels, ~0.27M weights.
 
-    def __init__(self, classes: int = 10) -> None:
+    ``blocks`` per stage and ``in_channels`` make the family: ``ResNet20(blocks=1, in_channels=1)`` is ResNet-8 for
+    28x28 grey input."""
+
+    def __init__(self, classes: int = 10, blocks: int = 3, in_channels: int = 3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         layers = []
         in_channels = 16
         for stage, channels in enumerate((16, 32, 64)):
-            blocks = []
-            for index in range(3):
+            blocks_of_stage = []
+            for index in range(blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(in_channels, channels, stride))
+                blocks_of_stage.append(BasicBlock(in_channels, channels, stride))
                 in_channels = channels
-            layers.append(nn.Sequential(*blocks))
+            layers.append(nn.Sequential(*blocks_of_stage))
         self.layer1, self.layer2, self.layer3 = layers
         self.fc = nn.Linear(64, classes)
 
@@ -99,3 +103,24 @@ class ResNet20(nn.Module):
         x = F.relu(self.bn1(self.conv1(inputs)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class VGGSmall(nn.Module):
+    """A small VGG-style net for 28x28 grey input: [16, 16, pool, 32, 32, pool] 3x3 convs (padding 1), then
+    fc 1568 -> 128 -> 10."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.conv3 = nn.Conv2d(16, 32, 3, padding=1)
+        self.conv4 = nn.Conv2d(32, 32, 3, padding=1)
+        self.fc1 = nn.Linear(32 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, classes)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(inputs))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.conv3(x))
+        x = F.max_pool2d(F.relu(self.conv4(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))

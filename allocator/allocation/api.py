@@ -22,6 +22,8 @@ from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
 from allocator.formulation.saturation import saturation_density
 from allocator.formulation.upper_bound import lagrangian_upper_bound
+from allocator.allocation.floors import bound_drop_nats, conv_floors
+from allocator.bound.conv_law import prepare_rank_tables
 from allocator.network import Network
 from allocator.solver.highs import MipReport, SolverOptions, Termination, solve
 
@@ -65,6 +67,7 @@ def allocate(
     raw_baselines: bool = False,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     progress: Progress | None = None,
+    conv_floor: float | str | None = "uniform",
 ) -> Allocation:
     """Choose integer kept counts per prunable layer maximising ``objective`` (``ln E[B]``) under a global budget.
 
@@ -80,18 +83,28 @@ def allocate(
     in the registry, such as the weight-based ones of ``allocator.pruning.weight_baselines(model)``. Give exactly one of ``density`` (global,
     over the prunable weights), ``sparsity``, ``kept`` or ``compression``.
 
+    Convolutions inside the bound: the bound is blind to conv pruning above a density of about 0.01 (conv.md), so
+    maximising it alone would strip convs to almost nothing. By default (``conv_floor="uniform"``) every prunable
+    conv the bound sees keeps at least the budget's global density (its uniform share); a number is a density floor
+    for every such conv, ``None`` none. A layer's own ``min_density`` in ``constraints`` wins. The floors applied
+    are in ``Allocation.floors``, and ``Allocation.bound_drop_nats`` says per layer how much ``ln E[B]`` falls when
+    its kept count is halved (the bound "sees" the layer when it falls at all). The conv rank tables are computed
+    (or read from ``rank_model.cache_dir``) before the time limit's clock starts.
+
     Raises:
         InvalidInputError: bad arguments. InfeasibleError: constraints that cannot hold with the budget.
         SolverError: HiGHS missing or failed.
     """
-    started = time.perf_counter()
     say = progress or (lambda message: None)
     model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
     _check_search_settings(levels, solutions, polish_starts)
     rules = [get_baseline(name) for name in baselines] + list((extra_baselines or {}).values())
     options = solver_options or SolverOptions()
     budget = make_budget(network, density=density, sparsity=sparsity, kept=kept, compression=compression)
+    constraints, floors = conv_floors(network, budget, constraints or Constraints(), conv_floor)
     problem = AllocationProblem.build(network, budget, model, constraints)
+    prepare_rank_tables(network, model, say)
+    started = time.perf_counter()
     check_memory(problem, cache_bytes, levels)
     exact = get_objective(objective).exact(problem, cache_bytes)
     deadline = started + options.time_limit_s  # the whole call: MIP, exhaustive search, polish, tie-break
@@ -107,8 +120,8 @@ def allocate(
     # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
     spent = time.perf_counter() - started
     upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)))
-             if problem.blocks else None)
-    caveat = certificate.monte_carlo_sentence(model)
+             if problem.blocks and network.is_chain else None)
+    caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.PROGRAM_SENTENCE
     if upper is not None:
         caveat = certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier) + (
             "; " + caveat if caveat else "")
@@ -138,6 +151,8 @@ def allocate(
         stability=stability,
         saturation_density=(saturation_density(network, model) if objective == "bound" and model.name != "structural"
                             and any(p and i in network.bound_layers for i, p in enumerate(network.prunable)) else None),
+        bound_drop_nats=bound_drop_nats(problem, exact, kept_per_layer),
+        floors=floors or None,
         upper_bound=None if upper is None else {"ln_bound": upper.ln_bound, "gap_nats": max(0.0, upper.ln_bound - decision.value),
                                                 "multiplier": upper.multiplier, "method": "lagrangian relaxation, "
                                                 "allocator.formulation.upper_bound"},

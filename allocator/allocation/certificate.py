@@ -67,3 +67,9 @@ def upper_bound_sentence(ln_upper: float, ln_ours: float, multiplier: float) -> 
     """The proven distance to the best allocation over every integer allocation (ties and FLOPs relaxed)."""
     return (f"no allocation within the budget and bounds exceeds ln E[B] {ln_upper:.4f} nats (Lagrangian bound, "
             f"multiplier {multiplier:.3g}): ours is proven within {max(0.0, ln_upper - ln_ours):.4f} nats of the optimum")
+
+
+#: What a program's (a CNN with convs inside the bound) answer does and does not come with.
+PROGRAM_SENTENCE = ("conv rank laws are Monte-Carlo estimates (generic rank mod 2^61-1, common random numbers; a "
+                    "density between menu levels takes the next level up); no upper-bound certificate is computed for "
+                    "programs with pooling or residual steps yet")

@@ -62,6 +62,10 @@ class BaselineResult:
     raw_ln_bound: float | None = None
 
 
+#: A layer the bound "sees": halving its kept count costs more than this many nats of ln E[B].
+SEES_NATS = 1e-6
+
+
 @dataclass(frozen=True)
 class Allocation:
     """The answer: an integer kept count per weight layer, its exact bound, and how it was found.
@@ -93,6 +97,15 @@ class Allocation:
     stability: dict[str, object] | None = None  # Monte-Carlo: ours against the baselines on fresh masks
     upper_bound: dict[str, object] | None = None  # a proven upper bound on the best ln E[B] and ours' gap to it
     saturation_density: float | None = None  # global density above which uniform's bound is the dense bound
+    bound_drop_nats: tuple[float | None, ...] | None = None  # per layer: ln E[B] lost when its kept count is halved
+    floors: dict[str, float] | None = None  # density floors the solver applied by default (conv layers), by layer
+
+    def bound_sees(self, index: int) -> bool | None:
+        """Whether the bound is sensitive to layer ``index`` at this allocation: halving its kept count lowers
+        ``ln E[B]`` by more than ``SEES_NATS`` (``None`` for a layer that is not prunable or not in the bound)."""
+        if self.bound_drop_nats is None or self.bound_drop_nats[index] is None:
+            return None
+        return self.bound_drop_nats[index] > SEES_NATS
 
     @property
     def kept(self) -> tuple[int, ...]:

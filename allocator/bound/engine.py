@@ -9,6 +9,7 @@ from typing import Sequence
 
 from allocator.bound.rank import RankLaw, RankModel, as_fraction
 from allocator.bound.exact import expected_bound_scaled, ln_of_ratio
+from allocator.bound.program import expected_bound_of_program_exact, ln_expected_bound_of_program
 from allocator.bound.recursion import ln_expected_bound_from_laws
 from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.errors import InvalidInputError
@@ -58,6 +59,7 @@ class BoundResult:
     layers: tuple[LayerReport, ...]
     structural_samples: int | None
     standard_error_nats: float | None = None
+    bound_convention: str = "chain"
 
     def scientific(self, digits: int = 3) -> str:
         """``E[B]`` in scientific notation from its natural log, e.g. ``'1.07e+52'``."""
@@ -115,8 +117,31 @@ def decimal_digits(numerator: int, denominator: int, digits: int) -> str:
 def _rank_laws(
     network: Network, densities: Sequence[float | Fraction], model: RankModel, exact: bool
 ) -> list[RankLaw]:
-    specs = network.layers
-    return [model.law_for(specs[layer], densities[layer], exact=exact) for layer in network.bound_layers]
+    specs, caps = network.layers, network.rank_caps
+    return [model.law_for(specs[layer], densities[layer], exact=exact, cap=caps[layer]) for layer in network.bound_layers]
+
+
+def _ln_of_laws(network: Network, laws: Sequence[RankLaw]) -> float:
+    """``ln E[B]`` from the bound layers' laws: the chain recursion, or the program's steps."""
+    if network.is_chain:
+        widths = [network.widths[i] for i in network.bound_layers]
+        return ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws])
+    by_layer = dict(zip(network.bound_layers, laws))
+    return ln_expected_bound_of_program(network.input_width, network.bound_program, network.domains,
+                                        lambda layer: by_layer[layer].ln_pmf)
+
+
+#: The most terms ``expected_bound(..., exact=True)`` writes out for a program (``sum_s D_s K_s n_s``).
+EXACT_PROGRAM_MAX_TERMS = 20_000_000
+
+
+def _check_exact_program(network: Network) -> None:
+    terms = sum(network.domains[s] * min(network.domains[s], getattr(step, "width", 1)) * getattr(step, "width", 1)
+                for s, step in enumerate(network.bound_program))
+    if terms > EXACT_PROGRAM_MAX_TERMS:
+        raise InvalidInputError(f"exact mode writes every term of this network's bound program out (about {terms:.3g} "
+                                f"terms, at most {EXACT_PROGRAM_MAX_TERMS:.0e} accepted): use the float path, whose "
+                                f"agreement with the exact program the tests check on small programs")
 
 
 def ln_expected_bound(
@@ -131,10 +156,7 @@ def ln_expected_bound(
     """
     model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
     values = network.check_densities(densities)
-    laws = _rank_laws(network, values, model, exact=False)
-    widths = [network.widths[i] for i in network.bound_layers]
-    return at_least_one_region(ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws]),
-                               model)
+    return at_least_one_region(_ln_of_laws(network, _rank_laws(network, values, model, exact=False)), model)
 
 
 def expected_bound(
@@ -155,11 +177,18 @@ def expected_bound(
     """
     model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
     values = network.check_densities([float(d) for d in densities])
+    if exact and not network.is_chain:
+        _check_exact_program(network)
     exact_densities: Sequence[float | Fraction] = list(densities) if exact else values
     laws = _rank_laws(network, exact_densities, model, exact)
     widths = tuple(network.widths[i] for i in network.bound_layers)
     exact_value: Fraction | None = None
-    if exact:
+    if exact and not network.is_chain:
+        by_layer = dict(zip(network.bound_layers, laws))
+        exact_value = expected_bound_of_program_exact(network.input_width, network.bound_program, network.domains,
+                                                      lambda layer: by_layer[layer].fractions())  # type: ignore
+        ln_bound = ln_of_ratio(exact_value.numerator, exact_value.denominator) if exact_value > 0 else -math.inf
+    elif exact:
         scaled = [law.scaled() for law in laws]
         if any(p is None for p in scaled):  # pragma: no cover - every builder honours exact
             raise InvalidInputError(f"rank model {model.name!r} gave no exact law")
@@ -167,8 +196,7 @@ def expected_bound(
         exact_value = Fraction(numerator, denominator)
         ln_bound = ln_of_ratio(numerator, denominator) if numerator > 0 else -math.inf
     else:
-        ln_bound = at_least_one_region(
-            ln_expected_bound_from_laws(network.input_width, widths, [law.ln_pmf for law in laws]), model)
+        ln_bound = at_least_one_region(_ln_of_laws(network, laws), model)
     law_by_layer = dict(zip(network.bound_layers, laws))
     layers = tuple(
         LayerReport(
@@ -197,7 +225,20 @@ def expected_bound(
         layers=layers,
         structural_samples=samples,
         standard_error_nats=None if exact else ln_bound_standard_error(network, values, model),
+        bound_convention=bound_convention(network),
     )
+
+
+def bound_convention(network: Network) -> str:
+    """How the bound saw the network, for every output: the plain chain, or a program with convs inside."""
+    if network.is_chain:
+        return ("linear chain, n0 = " + str(network.input_width)
+                + (" (convolutions frozen, n0 = their flattened output: paper 1's convention)" if any(network.kernels)
+                   else ""))
+    kinds = sorted({type(step).__name__ for step in network.bound_program})
+    convs = sum(1 for spec in network.layers if spec.conv is not None)
+    return (f"program of {len(network.bound_program)} steps ({', '.join(kinds)}), {convs} convolutions inside the "
+            f"bound, n0 = {network.input_width}")
 
 
 ROUNDING_NATS = 1e-12

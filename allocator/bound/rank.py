@@ -84,7 +84,7 @@ class RankLaw:
 
     def mean(self) -> float:
         """``E[rank] = sum_k k P(k)`` (over the probability mass present, see ``paper_p0``)."""
-        return float(np.sum(np.arange(self.max_rank + 1) * np.exp(self.ln_pmf)))
+        return float(np.sum(np.arange(self.ln_pmf.size) * np.exp(self.ln_pmf)))
 
 
 def _check_shape_density(rows: int, cols: int, density: float | Fraction) -> None:
@@ -202,6 +202,7 @@ class RankModel:
     seed: int = 0
     cache_dir: str | None = field(default=None, compare=False)  # structural: sampled laws also kept on disk here
     reduce_variance: bool = True  # structural: the stratified estimate (allocator.bound.stratified)
+    conv_samples: int = 64  # conv layers inside the bound: masks sampled per shape (allocator.bound.conv_law)
 
     def __post_init__(self) -> None:
         if self.name not in RANK_MODELS:
@@ -212,6 +213,8 @@ class RankModel:
             raise InvalidInputError(f"rank-model seed is {self.seed!r}; expected an integer >= 0")
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise InvalidInputError(f"rank-model samples is {self.samples!r}; expected an integer >= 1")
+        if isinstance(self.conv_samples, bool) or not isinstance(self.conv_samples, int) or self.conv_samples < 1:
+            raise InvalidInputError(f"conv samples is {self.conv_samples!r}; expected an integer >= 1")
         if self.paper_p0 and self.name != "binomial":
             raise InvalidInputError(
                 f"paper_p0 is an option of the binomial rank model only, not of {self.name!r}"
@@ -222,12 +225,25 @@ class RankModel:
         builder = _BUILDERS[self.name]
         return builder(self, rows, cols, density, exact)
 
-    def law_for(self, layer: LayerSpec, density: float | Fraction, *, exact: bool = False) -> RankLaw:
+    def law_for(self, layer: LayerSpec, density: float | Fraction, *, exact: bool = False,
+                cap: int | None = None) -> RankLaw:
         """The rank law of ``layer`` kept at ``density``, looked up by (this model, the layer's kind).
+
+        A conv the bound sees (``layer.conv`` set) has one law under every model: the Monte-Carlo law of
+        ``min(generic rank, cap)`` of its unrolled matrix (``allocator.bound.conv_law``; the ``dense`` model: the
+        full kernel's generic rank), ``cap`` the dimension reaching it (``Network.rank_caps``; default
+        ``min(rows, cols)`` of the unrolled matrix). Linear layers ignore ``cap`` (the program folds their laws).
 
         Raises:
             InvalidInputError: this model has no law for the layer's kind (the message names the layer).
         """
+        if layer.conv is not None:
+            from allocator.bound.conv_law import conv_rank_law
+
+            geometry = layer.conv
+            return conv_rank_law(geometry, density, min(geometry.rows, geometry.cols) if cap is None else cap,
+                                 samples=self.conv_samples, seed=self.seed, cache_dir=self.cache_dir, exact=exact,
+                                 dense=self.name == "dense")
         builder = _LAWS_BY_KIND.get((self.name, layer.kind))
         if builder is None:
             kinds = sorted(kind for name, kind in _LAWS_BY_KIND if name == self.name)
@@ -242,6 +258,11 @@ class RankModel:
         if self.name == "structural":
             return {"samples": self.samples, "seed": self.seed, "reduce_variance": self.reduce_variance}
         return {}
+
+    def conv_options(self) -> dict[str, object]:
+        """The options of the conv law (every model's, for networks with convs inside the bound)."""
+        return {"conv_law": "generic rank mod 2^61-1, Monte Carlo with common random numbers",
+                "conv_samples": self.conv_samples, "seed": self.seed}
 
 
 def _structural():

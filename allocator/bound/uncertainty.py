@@ -22,6 +22,7 @@ import numpy as np
 
 from allocator.bound.rank import RankModel, binomial_law
 from allocator.bound.stratified import stratified_ln_pmf
+from allocator.bound.program import ln_expected_bound_of_program
 from allocator.bound.recursion import ln_expected_bound_from_laws
 from allocator.network import Network
 
@@ -31,16 +32,21 @@ BOOTSTRAP_SEED = 20_261_201
 
 def ln_bound_standard_error(network: Network, densities: Sequence[float], model: RankModel,
                             replicates: int = BOOTSTRAP_REPLICATES) -> float | None:
-    """``SE(ln E[B])`` in nats (module docstring); ``None`` for a rank model that is not Monte-Carlo."""
-    if model.name != "structural":
-        return None
+    """``SE(ln E[B])`` in nats (module docstring); ``None`` when no law is Monte-Carlo (every conv the bound sees
+    has a Monte-Carlo law, under any model but ``dense``)."""
     specs = network.layers
     layers = list(network.bound_layers)
-    laws = [model.law_for(specs[l], densities[l]) for l in layers]
+    sampled = [specs[l].conv is not None for l in layers] if model.name != "dense" else [False] * len(layers)
+    if model.name != "structural" and not any(sampled):
+        return None
+    caps = network.rank_caps
+    laws = [model.law_for(specs[l], densities[l], cap=caps[l]) for l in layers]
     widths = [network.widths[l] for l in layers]
-    groups: dict[tuple[int, int], list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for position, l in enumerate(layers):
-        groups.setdefault((specs[l].rows, specs[l].cols), []).append(position)
+        if model.name == "structural" or sampled[position]:  # laws of one shape share their samples
+            shape = (specs[l].conv.key(), caps[l]) if specs[l].conv is not None else (specs[l].rows, specs[l].cols)
+            groups.setdefault(shape, []).append(position)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     values = []
     for _ in range(replicates):
@@ -58,6 +64,11 @@ def ln_bound_standard_error(network: Network, densities: Sequence[float], model:
                 counts = np.bincount(law.sampled_ranks[draw], minlength=ln_pmfs[position].size)
                 with np.errstate(divide="ignore"):
                     ln_pmfs[position] = np.log(counts / samples)
-        values.append(ln_expected_bound_from_laws(network.input_width, widths, ln_pmfs))
+        if network.is_chain:
+            values.append(ln_expected_bound_from_laws(network.input_width, widths, ln_pmfs))
+        else:
+            by_layer = dict(zip(layers, ln_pmfs))
+            values.append(ln_expected_bound_of_program(network.input_width, network.bound_program, network.domains,
+                                                       by_layer.__getitem__))
     finite = [v for v in values if math.isfinite(v)]
     return float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0

@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from allocator.formulation.objective import ExactObjective, surrogate_piece
+from allocator.formulation.program_surrogate import add_program_surrogate
 from allocator.formulation.problem import AllocationProblem, Block
 from allocator.counts import kept_from_density
 
@@ -107,6 +108,19 @@ def build_model(problem: AllocationProblem, objective: ExactObjective, levels: i
             expr=sum(level_flops[p] * model.x[p] for p in pairs) <= problem.constraints.flops_budget - fixed_flops
         )
 
+    if not network.is_chain:
+        def rank_of(layer: int):
+            if layer in block_of:
+                b = block_of[layer]
+                position = problem.blocks[b].members.index(layer)
+                return sum(objective.expected_rank(layer, level_kept[(b, v)][position]) * model.x[b, v]
+                           for v in range(len(menus[b])))
+            return objective.expected_rank(layer, fixed[layer])  # type: ignore[arg-type]
+
+        expression, chords = add_program_surrogate(model, network, rank_of)
+        model.objective = pyo.Objective(expr=expression, sense=pyo.maximize)
+        model.no_good = pyo.ConstraintList()
+        return BuiltModel(model, menus, len(pairs), chords)
     layers = list(network.bound_layers)
     caps = []
     cap = network.input_width

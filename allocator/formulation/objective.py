@@ -20,6 +20,7 @@ import numpy as np
 from allocator.formulation.problem import AllocationProblem
 from allocator.bound.engine import at_least_one_region
 from allocator.bound.rank import RankLaw, ln_binomial_row
+from allocator.bound.program import ln_program_suffix
 from allocator.bound.recursion import ln_n_of_layer
 
 
@@ -98,6 +99,7 @@ class ExactObjective:
         self._layers = network.bound_layers
         self._specs = network.layers
         self._widths = [network.widths[i] for i in self._layers]
+        self._caps = network.rank_caps
         self.cache = ByteLimitedCache(cache_bytes)
         self.evaluations = 0
 
@@ -107,7 +109,7 @@ class ExactObjective:
         law = self.cache.get(key)
         if law is None:
             spec = self._specs[layer]
-            law = self.problem.rank_model.law_for(spec, kept / spec.weights)
+            law = self.problem.rank_model.law_for(spec, kept / spec.weights, cap=self._caps[layer])
             self.cache.put(key, law, law.ln_pmf.nbytes)
         return law
 
@@ -120,6 +122,8 @@ class ExactObjective:
         """
         self.evaluations += 1
         network = self.problem.network
+        if not network.is_chain:
+            return self._of_kept_program(kept)
         key_kept = tuple(kept[layer] for layer in self._layers)
         ln_next = np.zeros(self._widths[-1] + 1)
         start = len(self._layers)
@@ -135,6 +139,26 @@ class ExactObjective:
             self.cache.put(("suffix",) + key_kept[position:], ln_next, ln_next.nbytes)
         return at_least_one_region(float(ln_next[network.input_width]), self.problem.rank_model)
 
+    def _of_kept_program(self, kept: Sequence[int]) -> float:
+        """The program's ``ln E[B]``, ``ln N_s`` cached under the kept counts of the layers of steps ``s..`` (the
+        same suffix reuse as the chain)."""
+        network = self.problem.network
+        program, domains = network.bound_program, network.domains
+        keys = [tuple(kept[layer] for step in program[s:] for layer in step.layers()) for s in range(len(program))]
+        start, ln_tail = len(program), None
+        for s in range(1, len(program)):
+            cached = self.cache.get(("program",) + keys[s])
+            if cached is not None:
+                start, ln_tail = s, cached
+                break
+
+        def remember(s: int, ln_n: np.ndarray) -> None:
+            self.cache.put(("program",) + keys[s], ln_n, ln_n.nbytes)
+
+        ln_n = ln_program_suffix(program, domains, lambda layer: self.law(layer, kept[layer]).ln_pmf, 0, start,
+                                 ln_tail, remember)
+        return at_least_one_region(float(ln_n[min(network.input_width, ln_n.size - 1)]), self.problem.rank_model)
+
     def of_units(self, units: Sequence[int]) -> float:
         """``ln E[B]`` of block values ``units``."""
         return self.of_kept(self.problem.kept_per_layer(units))
@@ -145,8 +169,13 @@ class ExactObjective:
 
 
 def surrogate_value(objective: ExactObjective, kept: Sequence[int]) -> float:
-    """The rank-capped product form at ``kept`` (module docstring), evaluated numerically."""
+    """The rank-capped product form at ``kept`` (module docstring), evaluated numerically; for a program, its
+    step-by-step form (``allocator.formulation.program_surrogate``)."""
     network = objective.problem.network
+    if not network.is_chain:
+        from allocator.formulation.program_surrogate import program_surrogate_value
+
+        return program_surrogate_value(network, lambda layer: objective.expected_rank(layer, kept[layer]))
     carried = float(network.input_width)
     cap = network.input_width
     total = 0.0

@@ -9,6 +9,7 @@
 from allocator.network.conv import ConvGeometry
 from allocator.network.program import Cap, Relu, ReluMaxPool, Residual, Step, program_domains
 from allocator.network.spec import LAYER_KINDS, MAX_WIDTH, LayerSpec, Network
+from allocator.network.builder import ProgramBuilder
 
-__all__ = ["Cap", "ConvGeometry", "LAYER_KINDS", "LayerSpec", "MAX_WIDTH", "Network", "Relu", "ReluMaxPool",
+__all__ = ["Cap", "ConvGeometry", "LAYER_KINDS", "LayerSpec", "MAX_WIDTH", "Network", "ProgramBuilder", "Relu", "ReluMaxPool",
            "Residual", "Step", "program_domains"]
