@@ -7,7 +7,8 @@ without importing torch. The torch modules' parameter names equal the descriptio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from allocator.errors import InvalidInputError
@@ -29,11 +30,19 @@ class ModelEntry:
     build: Callable[[], object]
     summary: str
     input_shape: tuple[int, ...] = (1, 28, 28)
-    conv_network: Network | None = None
+    conv_builder: Callable[[bool], Network] | None = None
 
-    def bound_network(self, frozen_convs: bool = False) -> Network:
-        """``conv_network`` (convolutions inside the bound) unless ``frozen_convs`` or the model has none."""
-        return self.network if frozen_convs or self.conv_network is None else self.conv_network
+    @property
+    def conv_network(self) -> Network | None:
+        """The whole CNN inside the bound, classifier included (papers' convention); ``None`` for an MLP."""
+        return None if self.conv_builder is None else self.conv_builder(True)
+
+    def bound_network(self, frozen_convs: bool = False, include_output_layer: bool = True) -> Network:
+        """The convolutions inside the bound (``conv_builder``) unless ``frozen_convs`` or the model has none; then
+        ``network`` (paper 1's convention for a CNN)."""
+        if frozen_convs or self.conv_builder is None:
+            return replace(self.network, include_output_layer=include_output_layer)
+        return self.conv_builder(include_output_layer)
 
 
 def _mlp_entry(name: str, input_width: int, hidden: tuple[int, ...], classes: int, summary: str) -> ModelEntry:
@@ -70,7 +79,8 @@ def _build(factory_name: str, **kwargs: object) -> Callable[[], object]:
     return build
 
 
-def _lenet5_program(channels: int, size: int, padding: int) -> Network:
+@functools.lru_cache(maxsize=None)
+def _lenet5_program(channels: int, size: int, padding: int, include_output_layer: bool = True) -> Network:
     b = ProgramBuilder((channels, size, size))
     b.conv("conv1.weight", 6, 5, padding=padding, pool=2)
     b.conv("conv2.weight", 16, 5, pool=2)
@@ -78,20 +88,22 @@ def _lenet5_program(channels: int, size: int, padding: int) -> Network:
     b.linear("fc1.weight", 120)
     b.linear("fc2.weight", 84)
     b.output("fc3.weight", 10)
-    return b.build()
+    return b.build(include_output_layer=include_output_layer)
 
 
-def _mnistnet_program() -> Network:
+@functools.lru_cache(maxsize=None)
+def _mnistnet_program(include_output_layer: bool = True) -> Network:
     b = ProgramBuilder((1, 28, 28))
     b.conv("conv1.weight", 20, 5, pool=2)
     b.conv("conv2.weight", 50, 5, pool=2)
     b.flatten()
     b.linear("fc1.weight", 500)
     b.output("fc2.weight", 10)
-    return b.build()
+    return b.build(include_output_layer=include_output_layer)
 
 
-def _resnet_program(channels: int, size: int, blocks: int) -> Network:
+@functools.lru_cache(maxsize=None)
+def _resnet_program(channels: int, size: int, blocks: int, include_output_layer: bool = True) -> Network:
     """He et al.'s CIFAR ResNet (option-A shortcuts) with ``blocks`` basic blocks per stage."""
     b = ProgramBuilder((channels, size, size))
     b.conv("conv1.weight", 16, 3, padding=1, bias=False, batch_norm=True)
@@ -104,10 +116,11 @@ def _resnet_program(channels: int, size: int, blocks: int) -> Network:
             in_channels = width
     b.global_avg_pool()
     b.output("fc.weight", 10)
-    return b.build()
+    return b.build(include_output_layer=include_output_layer)
 
 
-def _vgg_small_program() -> Network:
+@functools.lru_cache(maxsize=None)
+def _vgg_small_program(include_output_layer: bool = True) -> Network:
     b = ProgramBuilder((1, 28, 28))
     b.conv("conv1.weight", 16, 3, padding=1)
     b.conv("conv2.weight", 16, 3, padding=1, pool=2)
@@ -116,38 +129,38 @@ def _vgg_small_program() -> Network:
     b.flatten()
     b.linear("fc1.weight", 128)
     b.output("fc2.weight", 10)
-    return b.build()
+    return b.build(include_output_layer=include_output_layer)
 
 
 _REGISTRY["lenet5"] = ModelEntry(
     "lenet5", Network(400, (120, 84, 10)), _build("LeNet5", in_channels=1, padding=2),
     "LeNet-5 for 28x28 grey images; convs inside the bound (n0 = 784), or frozen with n0 = 400 (paper 1)",
-    (1, 28, 28), _lenet5_program(1, 28, 2),
+    (1, 28, 28), functools.partial(_lenet5_program, 1, 28, 2),
 )
 _REGISTRY["lenet5-cifar"] = ModelEntry(
     "lenet5-cifar", Network(400, (120, 84, 10)), _build("LeNet5", in_channels=3, padding=0),
     "LeNet-5 for 32x32 colour images (CIFAR-10); convs inside (n0 = 3072) or frozen (n0 = 400)", (3, 32, 32),
-    _lenet5_program(3, 32, 0),
+    functools.partial(_lenet5_program, 3, 32, 0),
 )
 _REGISTRY["mnistnet"] = ModelEntry(
     "mnistnet", Network(800, (500, 10)), _build("MnistNet"),
     "MnistNet (paper 2): conv 20, conv 50, fc 800->500->10; convs inside the bound or frozen (n0 = 800)", (1, 28, 28),
-    _mnistnet_program(),
+    _mnistnet_program,
 )
 _REGISTRY["resnet20"] = ModelEntry(
     "resnet20", Network(64, (10,), names=("fc.weight",), prunable=(False,)), _build("ResNet20"),
     "ResNet-20 for CIFAR-10 (3x3 basic blocks, 16/32/64 channels, option-A shortcuts); 19 convs + fc in the bound",
-    (3, 32, 32), _resnet_program(3, 32, 3),
+    (3, 32, 32), functools.partial(_resnet_program, 3, 32, 3),
 )
 _REGISTRY["resnet8"] = ModelEntry(
     "resnet8", Network(64, (10,), names=("fc.weight",), prunable=(False,)), _build("ResNet20", blocks=1, in_channels=1),
     "ResNet-8 for 28x28 grey images (one basic block per stage, 16/32/64 channels); 7 convs + fc in the bound",
-    (1, 28, 28), _resnet_program(1, 28, 1),
+    (1, 28, 28), functools.partial(_resnet_program, 1, 28, 1),
 )
 _REGISTRY["vgg-small"] = ModelEntry(
     "vgg-small", Network(1568, (128, 10)), _build("VGGSmall"),
     "small VGG-style net for 28x28 grey images: 4 3x3 convs (16, 16, 32, 32), 2 max-pools, fc 1568->128->10",
-    (1, 28, 28), _vgg_small_program(),
+    (1, 28, 28), _vgg_small_program,
 )
 
 

@@ -3,6 +3,10 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The CLI keeps conv rank tables under $XDG_CACHE_HOME: tests keep theirs in a folder of their own.
+import tempfile  # noqa: E402
+
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="allocator-test-cache-")
 
 from hypothesis import settings  # noqa: E402
 

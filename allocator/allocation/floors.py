@@ -7,6 +7,7 @@ floor keeps them at a stated minimum; ``bound_drop_nats`` says, per layer, wheth
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -19,7 +20,7 @@ from allocator.network import Network
 def conv_floors(network: Network, budget: Budget, constraints: Constraints,
                 conv_floor: float | str | None) -> tuple[Constraints, dict[str, float]]:
     """``constraints`` with a ``min_density`` for every prunable conv the bound sees that has none of its own, and
-    the floors added (name -> density). ``conv_floor``: ``"uniform"`` (the budget's global density), a density in
+    the floors added (name -> density, rounded down to a whole number of weights). ``conv_floor``: ``"uniform"`` (the budget's global density), a density in
     [0, 1], or ``None`` (no floor). A scalar ``min_density`` given by the user covers every layer: nothing is added.
 
     Raises:
@@ -37,7 +38,8 @@ def conv_floors(network: Network, budget: Budget, constraints: Constraints,
         return constraints, {}
     own = dict(constraints.min_density or {})
     pinned = set(constraints.pinned)
-    added = {spec.name: floor for spec in network.layers
+    # a whole number of weights at most the floor's share: floors never ask for more than the budget gives
+    added = {spec.name: math.floor(floor * spec.weights + 1e-9) / spec.weights for spec in network.layers
              if spec.conv is not None and spec.prunable and spec.name not in own and spec.name not in pinned}
     if not added:
         return constraints, {}

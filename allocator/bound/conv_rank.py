@@ -106,15 +106,18 @@ def unit_lower_bound(geometry: ConvGeometry, mask: np.ndarray) -> int:
 
 
 def _rank_mod_p(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> int:
-    """Rank over ``Z / PRIME`` of the sparse matrix with these entries (indices already compact)."""
+    """Rank over ``Z / PRIME`` of the sparse matrix with these entries (indices already compact), by FLINT's
+    ``nmod_mat.rank``; the matrix is filled entry by entry (converting a dense array costs as much as the
+    elimination)."""
     import flint
 
     n_rows, n_cols = int(rows.max()) + 1, int(cols.max()) + 1
-    dense = np.zeros((n_rows, n_cols), dtype=np.int64)
-    dense[rows, cols] = values
     if n_rows > n_cols:  # FLINT's elimination is cheaper with fewer rows
-        dense = dense.T
-    return int(flint.nmod_mat(dense.shape[0], dense.shape[1], dense.ravel().tolist(), PRIME).rank())
+        rows, cols, n_rows, n_cols = cols, rows, n_cols, n_rows
+    matrix = flint.nmod_mat(n_rows, n_cols, PRIME)
+    for i, j, value in zip(rows.tolist(), cols.tolist(), values.tolist()):
+        matrix[i, j] = value
+    return int(matrix.rank())
 
 
 #: The largest component (rows x columns of its dense matrix) ``rank_upper`` eliminates; beyond it the component's
@@ -138,7 +141,7 @@ def rank_upper(geometry: ConvGeometry, mask: np.ndarray, *, cap: int | None = No
     ``max_entries`` dense entries; a larger one contributes ``min(rows, cols)`` of itself instead and the sum is
     capped by the channel cover (``used_cover`` is then true), so ``r`` is always ``>= min(generic rank, cap)``: the
     safe side for the region bound. ``memo`` (one dict per set of ``values``) keeps the rank of every component
-    eliminated, keyed by its taps: a sweep over growing masks re-ranks only the components that new taps touched."""
+    eliminated, keyed by its entries: a sweep over growing masks re-ranks only the components that new taps touched."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -197,7 +200,10 @@ def rank_upper(geometry: ConvGeometry, mask: np.ndarray, *, cap: int | None = No
             total += int(most[label])  # min(rows, cols) of the component; the channel cover caps the sum below
             used_cover = True
             continue
-        component_key = np.unique(taps[group]).tobytes() if memo is not None else None
+        component_key = None
+        if memo is not None:  # the component's entries (row, column, tap): its matrix under these values
+            ordered = group[np.lexsort((cols[group], rows[group]))]
+            component_key = np.stack((rows[ordered], cols[ordered], taps[ordered])).tobytes()
         if component_key is not None and component_key in memo:
             total += memo[component_key]
             continue

@@ -88,6 +88,12 @@ def add_network_arguments(parser: argparse.ArgumentParser, *, allocation_file: b
         action="store_true",
         help="drop the classifier from the bound (theory-clean); default includes it (papers' convention)",
     )
+    parser.add_argument(
+        "--frozen-convs",
+        action="store_true",
+        help="paper 1's convention for a CNN: its convolutions stay out of the bound and unpruned, n0 = their "
+             "flattened output; default puts every conv inside the bound (n0 = the input's C*H*W)",
+    )
 
 
 MODEL_HELP = ("a registered model name (see `allocator models`), a model file saved with torch.save(model) (needs "
@@ -113,11 +119,29 @@ def add_rank_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples", type=positive_int, help="structural: masks sampled per layer (default 256)")
     parser.add_argument("--seed", type=non_negative_int, help="structural: seed of the sampled masks (default 0)")
-    parser.add_argument("--cache-dir", help="structural: keep the sampled rank laws in this folder too (one JSON file "
-                                            "per layer shape, density, samples and seed), for later runs")
+    parser.add_argument("--cache-dir", help="keep sampled rank laws in this folder (structural: one JSON file per "
+                                            "layer shape, density, samples and seed; convs: one rank table per conv "
+                                            "shape); default for convs ~/.cache/layerwise-allocator (or "
+                                            "$XDG_CACHE_HOME/layerwise-allocator)")
+    parser.add_argument("--conv-samples", type=positive_int, default=64,
+                        help="convs inside the bound: masks sampled per conv shape for its rank law (default 64)")
     parser.add_argument("--plain-monte-carlo", action="store_true",
                         help="structural: the plain frequencies of the sampled ranks instead of the stratified "
                              "estimate (exact law of the non-empty lines, only the deficiency sampled)")
+
+
+def conv_floor(text: str) -> float | str | None:
+    """``uniform``, ``none`` or a density in [0, 1]."""
+    if text in ("uniform", "none"):
+        return None if text == "none" else text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a conv floor; expected uniform, none or a density in "
+                                         f"[0, 1]") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"conv floor {text!r} is not a density in [0, 1]")
+    return value
 
 
 def name_value(text: str) -> tuple[str | None, float]:
@@ -189,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--kept", type=int_list, help="kept weights over the prunable layers")
     budget.add_argument("--compression", type=float_list, help="all parameters / non-zero parameters (ShrinkBench)")
     add_rank_model_arguments(solve)
+    solve.add_argument("--conv-floor", default="uniform", type=conv_floor,
+                       help="lowest density of every prunable conv inside the bound: 'uniform' (the budget's global "
+                            "density, the default: the bound is blind to conv pruning above about 0.01 and would "
+                            "strip convs), a density in [0, 1], or 'none'; a layer's own --min-density wins")
     solve.add_argument("--min-density", type=name_value, action="append", metavar="[NAME=]DENSITY",
                        help="lower bound on a layer's density (repeatable; a plain number applies to every layer)")
     solve.add_argument("--max-density", type=name_value, action="append", metavar="[NAME=]DENSITY",

@@ -30,12 +30,14 @@ def _network_from_args(args: argparse.Namespace) -> Network:
         return Network.from_arch(args.arch, include_output_layer=include_output)
     from allocator.models import get_model, model_names
 
+    frozen = getattr(args, "frozen_convs", False)
     if args.model in model_names():  # without importing torch
-        return replace(get_model(args.model).network, include_output_layer=include_output)  # keeps FLOPs and kernels
+        return get_model(args.model).bound_network(frozen, include_output)  # keeps FLOPs and kernels
     from allocator.pruning.model_source import parse_input_shape, resolve_model
 
-    return resolve_model(args.model, input_shape=parse_input_shape(args.input_shape),
-                         trust_model_file=args.trust_model_file, include_output_layer=include_output).network
+    resolved = resolve_model(args.model, input_shape=parse_input_shape(args.input_shape),
+                             trust_model_file=args.trust_model_file, include_output_layer=include_output)
+    return resolved.bound_network(frozen, include_output)
 
 
 def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
@@ -47,14 +49,22 @@ def _rank_model_from_args(args: argparse.Namespace) -> RankModel:
     if args.plain_monte_carlo and args.rank_model != "structural":
         raise UsageError(f"allocator: error: --plain-monte-carlo applies to --rank-model structural only, "
                          f"not {args.rank_model!r}")
-    if args.cache_dir is not None and args.rank_model != "structural":
-        raise UsageError(f"allocator: error: --cache-dir applies to --rank-model structural only, not {args.rank_model!r}")
     if args.cache_dir is not None and not os.path.isdir(args.cache_dir):
         raise UsageError(f"allocator: error: --cache-dir {args.cache_dir!r} is not a folder; create it first")
+    cache_dir = args.cache_dir
+    if cache_dir is None and args.rank_model != "structural":  # conv rank tables: minutes once, kept for later runs
+        cache_dir = default_cache_dir()
     return RankModel(args.rank_model, paper_p0=args.paper_p0,
                      samples=args.samples if args.samples is not None else DEFAULT_STRUCTURAL_SAMPLES,
-                     seed=args.seed if args.seed is not None else 0, cache_dir=args.cache_dir,
-                     reduce_variance=not args.plain_monte_carlo)
+                     seed=args.seed if args.seed is not None else 0, cache_dir=cache_dir,
+                     reduce_variance=not args.plain_monte_carlo, conv_samples=args.conv_samples)
+
+
+def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/layerwise-allocator``, else ``~/.cache/layerwise-allocator``: where conv rank tables are
+    kept when ``--cache-dir`` is not given (created on first write)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "layerwise-allocator")
 
 
 def _cmd_bound(args: argparse.Namespace) -> int:
@@ -143,7 +153,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     for name in model_names():
         entry = get_model(name)
-        print(f"{name:<18} {entry.network.arch_string():<22} {entry.summary}")
+        shape = "x".join(map(str, entry.input_shape)) + f", {entry.bound_network().n_weight_layers} weight layers"
+        print(f"{name:<18} {entry.network.arch_string() if entry.conv_builder is None else shape:<26} {entry.summary}")
     return 0
 
 
@@ -213,7 +224,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         allocation = allocate(
             network, **{kind: value}, rank_model=model, constraints=constraints, levels=args.levels,
             solutions=args.solutions, solver_options=options, baselines=baselines, progress=say,
-            raw_baselines=args.raw_baselines, cache_bytes=_cache_bytes(args.cache_mb),
+            raw_baselines=args.raw_baselines, cache_bytes=_cache_bytes(args.cache_mb), conv_floor=args.conv_floor,
         )
         documents.append(dumps(allocation))
         if not args.json:

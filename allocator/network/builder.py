@@ -135,36 +135,64 @@ class ProgramBuilder:
 
     def residual(self, prefix: str, channels: int, *, stride: int = 1, shortcut: str = "identity",
                  batch_norm: bool = True) -> None:
-        """A basic block ``ReLU(bn2(conv2(ReLU(bn1(conv1 x)))) + S x)``, 3x3 convs, ``conv1`` with ``stride``;
-        ``shortcut``: ``identity``, ``option-a`` (subsample and zero-pad channels, no parameters) or ``conv``
-        (a 1x1 conv ``<prefix>.shortcut.0.weight`` with its BatchNorm)."""
-        c, h, w = self._grid(f"residual block {prefix}")
-        if shortcut == "identity" and (stride != 1 or channels != c):
-            raise InvalidInputError(f"residual block {prefix}: an identity shortcut needs stride 1 and {c} channels, "
-                                    f"not stride {stride} and {channels}")
+        """He et al.'s basic block ``ReLU(bn2(conv2(ReLU(bn1(conv1 x)))) + S x)`` with 3x3 convs (padding 1),
+        ``conv1`` with ``stride``, weight names ``<prefix>.conv1.weight`` / ``.conv2`` / ``.shortcut.0`` (see
+        ``residual_block``)."""
+        self.residual_block(
+            (f"{prefix}.conv1.weight", channels, 3, stride, 1, not batch_norm, batch_norm),
+            (f"{prefix}.conv2.weight", channels, 3, 1, 1, not batch_norm, batch_norm),
+            shortcut, (f"{prefix}.shortcut.0.weight", stride, batch_norm))
+
+    def residual_block(self, first: tuple, second: tuple, shortcut: str = "identity",
+                       projection: tuple | None = None) -> None:
+        """A residual block ``ReLU(conv2(ReLU(conv1 x)) + S x)``; ``first`` / ``second`` are ``(weight name,
+        channels, kernel, stride, padding, bias, batch_norm)``; ``shortcut``: ``identity``, ``option-a`` (subsample
+        by the first conv's stride and zero-pad channels, no parameters) or ``conv`` (a 1x1 conv, ``projection`` =
+        ``(weight name, stride, batch_norm)``). The block's output must have the second conv's shape.
+
+        Raises:
+            InvalidInputError: shapes that do not add up, or an unknown shortcut.
+        """
+        c, h, w = self._grid(f"residual block at {first[0]}")
         if shortcut not in ("identity", "option-a", "conv"):
-            raise InvalidInputError(f"residual block {prefix}: shortcut {shortcut!r}; accepted: identity, option-a, "
-                                    f"conv")
-        first, g1 = self._conv_layer(f"{prefix}.conv1.weight", channels, 3, stride, 1, not batch_norm, batch_norm)
+            raise InvalidInputError(f"residual block at {first[0]}: shortcut {shortcut!r}; accepted: identity, "
+                                    f"option-a, conv")
+        name1, channels1, kernel1, stride1, padding1, bias1, bn1 = first
+        name2, channels2, kernel2, stride2, padding2, bias2, bn2 = second
+        index1, g1 = self._conv_layer(name1, channels1, kernel1, stride1, padding1, bias1, bn1)
         h1, w1 = g1.output_size
-        second, g2 = self._conv_layer(f"{prefix}.conv2.weight", channels, 3, 1, 1, not batch_norm, batch_norm,
-                                      shape=(channels, h1, w1))
-        if shortcut == "conv":
-            layer, _ = self._conv_layer(f"{prefix}.shortcut.0.weight", channels, 1, stride, 0, False, batch_norm,
-                                        shape=(c, h, w))
-            self._steps.append(Residual(first, g1.rows, second, g2.rows, shortcut_layer=layer))
+        index2, g2 = self._conv_layer(name2, channels2, kernel2, stride2, padding2, bias2, bn2,
+                                      shape=(channels1, h1, w1))
+        out_shape = (channels2, *g2.output_size)
+        if shortcut == "identity":
+            if out_shape != (c, h, w):
+                raise InvalidInputError(f"residual block at {name1}: an identity shortcut adds a {(c, h, w)} input to "
+                                        f"a {out_shape} output")
+            self._steps.append(Residual(index1, g1.rows, index2, g2.rows, shortcut_rank=g2.rows))
+        elif shortcut == "option-a":
+            s = g1.stride[0]
+            sub = (len(range(0, h, s)), len(range(0, w, s)))
+            if sub != g2.output_size or channels2 < c:
+                raise InvalidInputError(f"residual block at {name1}: an option-A shortcut of a {(c, h, w)} input "
+                                        f"(stride {s}) does not fit the {out_shape} output")
+            self._steps.append(Residual(index1, g1.rows, index2, g2.rows, shortcut_rank=c * sub[0] * sub[1]))
         else:
-            rank = g2.rows if shortcut == "identity" else c * len(range(0, h, stride)) * len(range(0, w, stride))
-            self._steps.append(Residual(first, g1.rows, second, g2.rows, shortcut_rank=rank))
-        self._shape = (channels, h1, w1)
+            name_s, stride_s, bn_s = projection  # type: ignore[misc]
+            index_s, g_s = self._conv_layer(name_s, channels2, 1, stride_s, 0, False, bn_s, shape=(c, h, w))
+            if (channels2, *g_s.output_size) != out_shape:
+                raise InvalidInputError(f"residual block at {name1}: the 1x1 shortcut {name_s} gives "
+                                        f"{(channels2, *g_s.output_size)}, the block {out_shape}")
+            self._steps.append(Residual(index1, g1.rows, index2, g2.rows, shortcut_layer=index_s))
+        self._shape = out_shape
 
     def add_parameters(self, count: int) -> None:
         """Parameters outside the weight layers (e.g. a BatchNorm after the stem that ``conv`` was not told of)."""
         self._parameters += int(count)
 
-    def build(self, *, include_output_layer: bool = True) -> Network:
+    def build(self, *, include_output_layer: bool = True, parameters: int | None = None) -> Network:
         """The ``Network``: every weight layer prunable but the classifier; the classifier's step is added when
-        ``include_output_layer`` (papers' convention).
+        ``include_output_layer`` (papers' convention); ``parameters`` overrides the count the builder kept (a
+        traced model's own).
 
         Raises:
             InvalidInputError: no classifier was described.
@@ -185,5 +213,5 @@ class ProgramBuilder:
             program=tuple(steps),
             layer_shapes=tuple((layer.rows, layer.cols) for layer in self._layers),
             convs=tuple(layer.conv for layer in self._layers),
-            parameters=self._parameters,
+            parameters=self._parameters if parameters is None else parameters,
         )

@@ -141,19 +141,67 @@ def _trace(model: nn.Module, example_input: torch.Tensor, names: dict[nn.Module,
     return calls
 
 
+#: Functions and modules that keep the linear chain a ReLU chain (anything else after the first Linear is refused).
+_CHAIN_MODULES: tuple[type, ...] = (nn.Linear, nn.ReLU, nn.Dropout, nn.Identity, nn.Flatten, nn.BatchNorm1d)
+
+
+def _check_linear_part(model: nn.Module) -> None:
+    """Refuse, by name, anything after the first Linear layer that is not a ReLU chain: another activation (Tanh,
+    sigmoid, GELU, ...) or a tensor combined with another (a residual addition): the chain bound would not hold.
+    Read from the model's ``torch.fx`` graph; a model fx cannot trace is refused too."""
+    import operator
+
+    import torch.nn.functional as F
+    from torch import fx
+
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception as error:  # noqa: BLE001 - any tracing failure is one refusal
+        raise InvalidInputError(f"{type(model).__name__} cannot be traced by torch.fx ({type(error).__name__}); the "
+                                f"description needs a graph it can read to prove the layers form a ReLU chain") from None
+    modules = dict(model.named_modules())
+    downstream: set = set()
+    allowed_functions = {F.relu, torch.relu, torch.flatten, F.dropout, operator.getitem, getattr}
+    allowed_methods = {"relu", "flatten", "view", "reshape", "size", "dim"}
+    for node in graph.nodes:
+        module = modules.get(node.target) if node.op == "call_module" else None
+        starts = isinstance(module, nn.Linear) and not downstream
+        feeds = any(isinstance(a, fx.Node) and a in downstream for a in node.all_input_nodes)
+        if not (starts or feeds) or node.op == "output":
+            continue
+        downstream.add(node)
+        tensors = [a for a in node.all_input_nodes if a.op != "get_attr"]
+        if len(tensors) > 1 and not (node.op == "call_method" and node.target in ("view", "reshape")):
+            raise InvalidInputError(f"node {node.name!r} ({getattr(node.target, '__name__', node.target)}) combines "
+                                    f"{len(tensors)} tensors after the first Linear layer (a skip connection?); the "
+                                    f"linear-chain bound holds for a plain ReLU chain only")
+        ok = (isinstance(module, _CHAIN_MODULES) or _describer(module) is not None if module is not None else
+              node.target in allowed_functions if node.op == "call_function" else
+              node.target in allowed_methods if node.op == "call_method" else True)
+        if not ok:
+            what = type(module).__name__ if module is not None else getattr(node.target, "__name__", str(node.target))
+            raise InvalidInputError(f"node {node.name!r} ({what}) after the first Linear layer is not supported: the "
+                                    f"bound counts the regions of ReLU networks; accepted there: Linear, ReLU, "
+                                    f"Dropout, Identity, Flatten, BatchNorm1d")
+
+
 def describe(model: nn.Module, example_input: torch.Tensor, *, include_output_layer: bool = True) -> ModelDescription:
     """Trace ``model(example_input)`` and return its description.
 
     The model must be a stack of convolutions followed by a chain of linear layers (each Linear's input width
     the previous one's output width); ``n0`` is the input width of the first Linear (400 for LeNet-5). Every
     Linear but the last (the classifier) is prunable. Modules with parameters other than the registered weight
-    layers (Linear, Conv2d) and BatchNorm are refused by name.
+    layers (Linear, Conv2d) and BatchNorm are refused by name, and so is anything after the first Linear that keeps
+    the layers from being a ReLU chain (another activation, a skip connection: ``_check_linear_part``). This is the
+    frozen-convs description (paper 1's convention); ``allocator.pruning.fx_program.translate`` gives the whole CNN
+    inside the bound.
 
     Raises:
         InvalidInputError: an unsupported layer, no Linear layer, or linear layers that do not form a chain.
     """
     names = {module: name for name, module in model.named_modules()}
     _check_modules(model, names)
+    _check_linear_part(model)
     calls = _trace(model, example_input, names)
     linear = [(spec, module) for spec, module in calls if spec.kind == "linear"]
     if not linear:

@@ -165,4 +165,23 @@ def resolve_model(spec: str, *, input_shape: tuple[int, ...] | None = None,
     except RuntimeError as error:  # a shape that does not fit the first layer
         raise InvalidInputError(f"--model {spec!r} does not take inputs of shape {','.join(map(str, shape))}: "
                                 f"{str(error).splitlines()[0]}; give --input-shape") from None
-    return ModelEntry(spec, description.network, build, summary, shape)
+    return ModelEntry(spec, description.network, build, summary, shape, _conv_builder(spec, model, shape, description))
+
+
+def _conv_builder(spec: str, model, shape: tuple[int, ...], description) -> Callable[[bool], object] | None:
+    """For a CNN: the builder of its program with every conv inside the bound, translated from its fx graph now
+    (so a model the translator cannot prove is refused before any work, when the program is asked for)."""
+    if not description.conv_layers:
+        return None
+    from allocator.pruning.fx_program import translate
+
+    try:
+        translate(model, shape)
+    except InvalidInputError as error:
+        message = f"--model {spec!r}: {error}; --frozen-convs keeps its convolutions out of the bound"
+
+        def refuse(include_output_layer: bool) -> object:
+            raise InvalidInputError(message)
+
+        return refuse
+    return lambda include_output_layer: translate(model, shape, include_output_layer=include_output_layer)
