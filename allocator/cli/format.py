@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 from allocator.bound import BoundResult
+from allocator.bound.engine import bound_convention
 from allocator.network import Network
 
 
@@ -19,6 +20,7 @@ def format_bound(result: BoundResult, network: Network) -> str:
     lines = [
         "Expected upper bound E[B] on the number of linear regions of the pruned ReLU network",
         f"  network      n0={result.input_width}, widths {'-'.join(map(str, result.widths))}",
+        f"  convention   {result.bound_convention}",
         f"  rank model   {model}",
         f"  output layer {output_rule}",
         f"  arithmetic   {'exact (rational)' if result.exact_value is not None else 'float64 log space'}",
@@ -80,14 +82,22 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
     budget = allocation.budget
     baselines = allocation.baselines
     shown = [name for name in compare if name in baselines and baselines[name].kept is not None]
-    arch = "-".join(map(str, (network.input_width,) + network.widths))
+    arch = ("-".join(map(str, (network.input_width,) + network.widths)) if network.is_chain else
+            f"a CNN with n0 = {network.input_width} ({len(network.bound_program)} program steps)")
     lines = [
         f"Allocation for {arch}: budget {budget.kept} kept of {budget.prunable_weights} prunable weights "
         f"(global density {budget.density:.6g}, sparsity {1 - budget.density:.6g}; compression "
         f"{network.compression_ratio(allocation.kept_total):.4g}x of all parameters)",
         f"objective: ln E[B] with the {allocation.rank_model.name} rank model; output layer "
         + ("included (papers' convention)" if network.include_output_layer else "excluded (theory-clean)"),
+        f"bound convention: {bound_convention(network)}",
     ]
+    if allocation.floors:
+        values = sorted(set(round(v, 6) for v in allocation.floors.values()))
+        lines.append(f"conv floors: {len(allocation.floors)} convs kept at density >= "
+                     f"{values[0]:.4g}{'..' + format(values[-1], '.4g') if len(values) > 1 else ''} (the budget's "
+                     f"uniform share, rounded down to whole weights; --conv-floor none lifts them): the bound is blind "
+                     f"to conv pruning above about 0.01 and would strip them")
     saturation = allocation.saturation_density
     if saturation is not None:
         if budget.density >= saturation:
@@ -97,7 +107,8 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
             lines.append(f"saturation density {saturation:.4g} (above it uniform reaches the dense bound and the bound "
                          f"has no opinion)")
     lines.append("")
-    header = ["layer", "shape", "weights", "ours kept", "density", "sparsity"]
+    sees = allocation.bound_drop_nats is not None
+    header = ["layer", "shape", "weights", "ours kept", "density", "sparsity"] + (["bound sees"] if sees else [])
     for name in shown:
         header += [f"{name} kept", "density"]
     rows = [header]
@@ -106,20 +117,26 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
         flags.append(" (pinned)" if layer.pinned else ("" if layer.prunable else " (not pruned)"))
         row = [layer.name, f"{layer.rows}x{layer.cols}", str(layer.weights), str(layer.kept), f"{layer.density:.4g}",
                f"{layer.sparsity:.6g}"]
+        if sees:
+            drop = allocation.bound_drop_nats[index]
+            row.append("-" if drop is None else (f"yes ({drop:.3g})" if allocation.bound_sees(index) else "no"))
         for name in shown:
             kept = baselines[name].kept[index]
             row += [str(kept), f"{kept / layer.weights:.4g}"]
         rows.append(row)
     total = ["prunable total", "", str(budget.prunable_weights), str(allocation.kept_total),
              f"{allocation.kept_total / budget.prunable_weights:.4g}",
-             f"{1 - allocation.kept_total / budget.prunable_weights:.6g}"]
+             f"{1 - allocation.kept_total / budget.prunable_weights:.6g}"] + ([""] if sees else [])
     for name in shown:
         kept = sum(k for k, layer in zip(baselines[name].kept, allocation.layers) if layer.prunable)
         total += [str(kept), f"{kept / budget.prunable_weights:.4g}"]
     rows.append(total)
     flags.append("")
-    groups = [3] + [6 + 2 * i for i in range(len(shown))]
+    groups = [3] + [6 + sees + 2 * i for i in range(len(shown))]
     lines += [line + flag for line, flag in zip(_table(rows, "<>>" + ">" * (len(header) - 3), groups), flags)]
+    if sees:
+        lines.append("  bound sees: whether halving the layer's kept count lowers ln E[B] (by how many nats); 'no': the "
+                     "bound is blind to this layer at this budget")
     cap = allocation.constraints.flops_budget
     if cap is not None:
         used = _flops(allocation, allocation.kept)

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from allocator.formulation.objective import breakpoints, interpolate, ln_partial_binomial_sums
-from allocator.network import Cap, Network, Relu, ReluMaxPool, Residual
+from allocator.network import Cap, Network, Relu, ReluMaxPool
 
 
 @dataclass(frozen=True)

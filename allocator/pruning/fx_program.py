@@ -19,8 +19,6 @@ anything else, a second input or output: refused, naming the node and what is ac
 from __future__ import annotations
 
 import operator
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -153,7 +151,6 @@ def _residual(graph: _Graph, builder: ProgramBuilder, source: fx.Node) -> fx.Nod
     """Read the residual block whose input is ``source`` (two users); return the block's rectified output node."""
     users = graph.users(source)
     convs = [u for u in users if isinstance(graph.module(u), nn.Conv2d)]
-    adds = set()
     main = None
     for conv in convs:  # the main branch: conv1 [bn] relu conv2 [bn] -> add
         after = _skip_bn(graph, conv, nn.BatchNorm2d)
@@ -217,7 +214,6 @@ def translate(model: nn.Module, input_shape: tuple[int, ...], *, include_output_
         raise InvalidInputError(f"{type(model).__name__} takes {len(inputs)} inputs; the translator reads one")
     builder = ProgramBuilder(tuple(int(v) for v in input_shape))  # type: ignore[arg-type]
     current = inputs[0]
-    steps: dict[str, Callable] = {}
     while True:
         users = graph.users(current)
         if len(users) == 2:
@@ -294,6 +290,5 @@ def translate(model: nn.Module, input_shape: tuple[int, ...], *, include_output_
             current = node
         else:
             raise InvalidInputError(f"node {_name(node)} is not supported in the bound program; accepted: {ACCEPTED}")
-    del steps
     return builder.build(include_output_layer=include_output_layer,
                          parameters=sum(p.numel() for p in model.parameters()))
