@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--freeze-features", action="store_true",
                           help="fine-tune the linear layers fc1 .. fcL only; the layers before fc1 (LeNet-5's "
                                "convolutions) stay at the dense model's weights")
+    validate.add_argument("--convs-inside", action="store_true",
+                          help="a CNN's convolutions inside the bound and pruned too (the allocation covers every "
+                               "conv and linear layer, convs floored at the uniform share); default paper 1's "
+                               "convention: convs frozen and unpruned, n0 = their flattened output")
     validate.add_argument("--batch-size", type=positive_int, default=128)
     validate.add_argument("--lr", type=float, default=0.01)
     validate.add_argument("--select-on", choices=("validation", "test", "last"), default="validation",

@@ -46,6 +46,7 @@ class ValidateConfig:
     trust_model_file: bool = False  # allow a model pickled by torch.save(model) (unpickling runs its code)
     allocation_files: tuple[str, ...] = ()  # solved allocations, each validated as rule "file-<stem>" at its density
     save_models: bool = False  # keep every fine-tuned pruned model (masks made permanent) under models/
+    convs_inside: bool = False  # a CNN's convs inside the bound and pruned (default: frozen, paper 1's convention)
 
     def file_rules(self) -> dict[str, str]:
         """``{"file-<stem>": path}`` for every allocation file."""
@@ -104,6 +105,13 @@ class ValidateConfig:
                 raise InvalidInputError(f"{label} {list(values)} repeat {', '.join(map(str, repeated))}; give each once")
         if self.threads < 1:
             raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
+        if self.convs_inside and (self.freeze_features or self.criterion in KOOPMAN_CRITERIA):
+            raise InvalidInputError("convs_inside prunes the convolutions: it cannot go with freeze_features (which "
+                                    "keeps them at the dense model) nor with the Koopman criteria (linear chains only)")
+        if self.convs_inside and self.entry().conv_builder is None:
+            raise InvalidInputError(f"convs_inside: model {self.model} has no convolution to put inside the bound")
+        if self.convs_inside:
+            self.entry().conv_network  # a CNN the fx translator cannot prove is refused here, by name
         if self.freeze_features:
             from allocator.pruning.finetune.batched import check_chain
 

@@ -57,6 +57,7 @@ class SweepSpec:
     rank_model: str = "binomial"
     data_dirs: Mapping[str, str] = field(default_factory=dict)
     frozen_features: tuple[str, ...] = ()  # models fine-tuned with the layers before fc1 fixed (freeze_features)
+    convs_inside: tuple[str, ...] = ()  # CNNs validated with every conv inside the bound and pruned (convs_inside)
 
     def tasks(self, out_root: str | Path) -> list[SweepTask]:
         """Every task, seeds outermost so that partial sweeps cover every cell with some seeds first."""
@@ -76,7 +77,7 @@ class SweepSpec:
                             densities=tuple(self.densities[model]), allocations=self.allocations,
                             criterion=criterion, seeds=(seed,), train=TrainConfig(epochs=self.train_epochs),
                             finetune=TrainConfig(epochs=self.finetune_epochs), rank_model=self.rank_model,
-                            freeze_features=model in self.frozen_features,
+                            freeze_features=model in self.frozen_features, convs_inside=model in self.convs_inside,
                         )
                         config.check()
                         out = Path(out_root) / dataset / model / criterion

@@ -59,10 +59,18 @@ def run_validation(config: ValidateConfig, out_dir: str | Path, say: Say | None 
     atomic_write_text(out / "config.json", json.dumps({"config": run_identity(config), "allocator_version": __version__,
                                                        "torch_version": torch.__version__,
                                                        "dataset": dataset.describe()}, indent=2))
-    network = entry.network
-    traced = describe(entry.build(), data.train_x[:1]).network  # the registry must match the torch module
-    if traced.names != network.names or traced.widths != network.widths:
-        raise InvalidInputError(f"model {config.model}: registry description {network} differs from its trace {traced}")
+    network = entry.bound_network(frozen_convs=not config.convs_inside)
+    if config.convs_inside:
+        from allocator.pruning.fx_program import translate
+
+        traced = translate(entry.build(), tuple(entry.input_shape))  # the registry must match the torch module
+        if traced != network:
+            raise InvalidInputError(f"model {config.model}: registry program differs from its fx trace")
+    else:
+        traced = describe(entry.build(), data.train_x[:1]).network  # the registry must match the torch module
+        if traced.names != network.names or traced.widths != network.widths:
+            raise InvalidInputError(f"model {config.model}: registry description {network} differs from its trace "
+                                    f"{traced}")
     prunable = [n for n, p in zip(network.names, network.prunable) if p]
     allocations = _allocations(config, network, out, say)
     batched = _batched_engine(config, entry, data)
