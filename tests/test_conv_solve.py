@@ -66,6 +66,8 @@ def test_cnn_allocation_holds_floors_beats_baselines_and_reports_what_the_bound_
         by_hand = allocation.ln_bound - ln_expected_bound(network, [k / w for k, w in zip(halved, network.weights)],
                                                           MODEL)
         assert drop == pytest.approx(max(0.0, by_hand), abs=1e-9)
+    sparse = allocate(network, density=0.02, rank_model=MODEL, levels=20)  # c1's share is below one weight
+    assert "c1.weight" not in sparse.floors and sparse.kept[0] >= 1
     lifted = allocate(network, density=0.15, rank_model=MODEL, levels=20, conv_floor=None)
     assert lifted.floors is None and lifted.ln_bound >= allocation.ln_bound - 1e-9  # floors only constrain
 
@@ -204,3 +206,17 @@ def test_cli_keeps_paper_1s_frozen_convention_on_request(capsys):
     assert main(["bound", "--model", "lenet5", "--density", "1", "--rank-model", "dense"]) == 0
     inside = capsys.readouterr().out
     assert "2 convolutions inside the bound, n0 = 784" in inside and "2684.80" in inside
+
+
+@pytest.mark.solver
+def test_a_cnn_allocation_file_round_trips_its_program(tmp_path):
+    from allocator.allocation.file import load, save
+
+    network = tiny_cnn()
+    allocation = allocate(network, density=0.15, rank_model=MODEL, levels=20)
+    save(allocation, tmp_path / "cnn.json")
+    loaded = load(tmp_path / "cnn.json")
+    assert loaded.network == network and loaded.rank_model == MODEL
+    assert loaded.floors == allocation.floors and loaded.bound_drop_nats == allocation.bound_drop_nats
+    densities = [layer.kept / layer.weights for layer in loaded.layers]
+    assert ln_expected_bound(loaded.network, densities, loaded.rank_model) == pytest.approx(loaded.ln_bound, abs=1e-9)

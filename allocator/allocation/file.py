@@ -24,6 +24,8 @@ format, the version, the hash and that every derived number agrees with the kept
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import math
@@ -40,7 +42,8 @@ from allocator.solver.highs import MipReport, Termination
 from allocator.bound.rank import RankModel
 from allocator.errors import InvalidInputError
 from allocator.io_utils import atomic_write_text
-from allocator.network import Network
+from allocator.bound.engine import bound_convention
+from allocator.network import Cap, ConvGeometry, Network, Relu, ReluMaxPool, Residual
 
 FORMAT = "layerwise-allocation"
 VERSION = 2
@@ -113,6 +116,35 @@ def _constraints_document(constraints: Constraints) -> dict[str, Any]:
     }
 
 
+_STEPS = {"Relu": Relu, "ReluMaxPool": ReluMaxPool, "Cap": Cap, "Residual": Residual}
+
+
+def _program_document(network: Network) -> dict[str, Any]:
+    """A program network's steps, matrix shapes, conv geometries and parameter count (absent for a chain)."""
+    return {
+        "program": [{"step": type(step).__name__, **dataclasses.asdict(step)} for step in network.program],
+        "layer_shapes": [list(shape) for shape in network.layer_shapes],
+        "convs": [None if g is None else dataclasses.asdict(g) for g in network.convs],
+        "parameters": network.parameters,
+    }
+
+
+def _program_fields(net: Mapping[str, Any]) -> dict[str, Any]:
+    if "program" not in net:
+        return {}
+    steps = []
+    for entry in net["program"]:
+        fields = dict(entry)
+        kind = fields.pop("step", None)
+        if kind not in _STEPS:
+            raise InvalidInputError(f"allocation file: program step {kind!r} is unknown; accepted: {', '.join(_STEPS)}")
+        steps.append(_STEPS[kind](**fields))
+    convs = tuple(None if g is None else ConvGeometry(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
+                  for g in net["convs"])
+    return {"program": tuple(steps), "layer_shapes": tuple(tuple(int(v) for v in shape) for shape in net["layer_shapes"]),
+            "convs": convs, "parameters": net.get("parameters")}
+
+
 def to_document(allocation: Allocation) -> dict[str, Any]:
     """The allocation as the JSON-ready document of the module docstring."""
     network = allocation.network
@@ -128,6 +160,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "flops_per_weight": list(network.flops_per_weight),
             "layer_order": list(names),
             **({"kernels": [list(k) for k in network.kernels]} if any(network.kernels) else {}),
+            **({} if network.is_chain else _program_document(network)),
         },
         "layers": {
             layer.name: {
@@ -157,6 +190,13 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
             "surrogate": SURROGATE_NAME,
             "surrogate_value": _number(allocation.surrogate_value),
             **({} if allocation.saturation_density is None else {"saturation_density": allocation.saturation_density}),
+            **({} if allocation.bound_drop_nats is None else {
+                "bound_drop_nats": [None if d is None else _number(d) for d in allocation.bound_drop_nats],
+                "bound_drop_meaning": "ln E[B] lost when the layer's kept count is halved (nats); 0: the bound is "
+                                      "blind to the layer at this budget"}),
+            **({} if not allocation.floors else {"conv_floors": allocation.floors}),
+            **({} if network.is_chain else {"conv_samples": allocation.rank_model.conv_samples,
+                                            "bound_convention": bound_convention(network)}),
             **({} if allocation.ln_bound_standard_error is None else {
                 "ln_bound_standard_error": allocation.ln_bound_standard_error,
                 "standard_error": "Monte-Carlo, bootstrap over the sampled masks (allocator.bound.uncertainty)"}),
@@ -246,6 +286,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         int(net["input_width"]), tuple(int(w) for w in net["widths"]), tuple(order), prunable,
         bool(net["include_output_layer"]), tuple(float(f) for f in net["flops_per_weight"]),
         tuple(tuple(int(k) for k in kernel) for kernel in net.get("kernels", ())),
+        **_program_fields(net),
     )
     layers = []
     for name, (rows, cols) in zip(order, network.shapes):
@@ -276,6 +317,8 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         )
     objective = document["objective"]
     options = dict(objective["rank_model_options"])
+    if "conv_samples" in objective:
+        options["conv_samples"] = int(objective["conv_samples"])
     rank_model = RankModel(objective["rank_model"], **options)
     constraints_doc = document["constraints"]
     constraints = Constraints(
@@ -317,6 +360,9 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         stability=solver.get("stability"),
         upper_bound=solver.get("upper_bound"),
         saturation_density=objective.get("saturation_density"),
+        bound_drop_nats=(None if "bound_drop_nats" not in objective else
+                         tuple(None if d is None else _from_number(d, -math.inf) for d in objective["bound_drop_nats"])),
+        floors=objective.get("conv_floors"),
     )
 
 

@@ -38,9 +38,11 @@ def conv_floors(network: Network, budget: Budget, constraints: Constraints,
         return constraints, {}
     own = dict(constraints.min_density or {})
     pinned = set(constraints.pinned)
-    # a whole number of weights at most the floor's share: floors never ask for more than the budget gives
+    # a whole number of weights at most the floor's share: floors never ask for more than the budget gives (a
+    # floor below one weight adds nothing: min_kept already keeps one)
     added = {spec.name: math.floor(floor * spec.weights + 1e-9) / spec.weights for spec in network.layers
-             if spec.conv is not None and spec.prunable and spec.name not in own and spec.name not in pinned}
+             if spec.conv is not None and spec.prunable and spec.name not in own and spec.name not in pinned
+             and math.floor(floor * spec.weights + 1e-9) >= 1}
     if not added:
         return constraints, {}
     return replace(constraints, min_density={**own, **added}), added
