@@ -220,3 +220,26 @@ def test_a_cnn_allocation_file_round_trips_its_program(tmp_path):
     assert loaded.floors == allocation.floors and loaded.bound_drop_nats == allocation.bound_drop_nats
     densities = [layer.kept / layer.weights for layer in loaded.layers]
     assert ln_expected_bound(loaded.network, densities, loaded.rank_model) == pytest.approx(loaded.ln_bound, abs=1e-9)
+
+
+@pytest.mark.solver
+def test_the_lagrangian_certificate_holds_on_a_pooled_cnn_and_is_withheld_for_residual_ones():
+    from allocator.allocation.search import exhaustive_search, grid_for
+    from allocator.formulation.upper_bound import lagrangian_upper_bound
+
+    b = ProgramBuilder((1, 6, 6))
+    b.conv("c1.weight", 3, 3, padding=1, pool=2)
+    b.conv("c2.weight", 4, 2)
+    b.flatten()
+    b.output("fc.weight", 3)
+    network = b.build()
+    problem = AllocationProblem.build(network, make_budget(network, density=0.1), MODEL, Constraints())
+    objective = ExactObjective(problem)
+    _, best, _ = exhaustive_search(problem, objective, grid_for(problem, 60))
+    upper = lagrangian_upper_bound(problem)
+    assert upper is not None and upper.ln_bound >= best - 1e-9
+    allocation = allocate(network, density=0.1, rank_model=MODEL, levels=20, conv_floor=None)
+    assert allocation.upper_bound["ln_bound"] >= allocation.ln_bound - 1e-9
+    residual = tiny_cnn()
+    assert lagrangian_upper_bound(AllocationProblem.build(residual, make_budget(residual, density=0.1), MODEL,
+                                                          Constraints())) is None

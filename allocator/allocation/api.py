@@ -120,8 +120,8 @@ def allocate(
     # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
     spent = time.perf_counter() - started
     upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)))
-             if problem.blocks and network.is_chain else None)
-    caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.PROGRAM_SENTENCE
+             if problem.blocks else None)
+    caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(upper is None)
     if upper is not None:
         caveat = certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier) + (
             "; " + caveat if caveat else "")

@@ -69,7 +69,8 @@ def upper_bound_sentence(ln_upper: float, ln_ours: float, multiplier: float) -> 
             f"multiplier {multiplier:.3g}): ours is proven within {max(0.0, ln_upper - ln_ours):.4f} nats of the optimum")
 
 
-#: What a program's (a CNN with convs inside the bound) answer does and does not come with.
-PROGRAM_SENTENCE = ("conv rank laws are Monte-Carlo estimates (generic rank mod 2^61-1, common random numbers; a "
-                    "density between menu levels takes the next level up); no upper-bound certificate is computed for "
-                    "programs with pooling or residual steps yet")
+def program_sentence(without_upper_bound: bool) -> str:
+    """What a program's (a CNN with convs inside the bound) answer does and does not come with."""
+    return ("conv rank laws are Monte-Carlo estimates (generic rank mod 2^61-1, common random numbers; a density "
+            "between menu levels takes the next level up)"
+            + ("; no upper-bound certificate: residual steps are not relaxed yet" if without_upper_bound else ""))

@@ -23,6 +23,11 @@ A layer's range is also capped by what the budget leaves after every other layer
 can be loose: each interval costs up to ``lambda (b_i - a_i)`` nats, so it is exact where the ranges are small
 enough to list every integer; what remains is the duality gap of the relaxation (the budget is met on average over
 the dimensions ``d``, not by one allocation).
+
+A program (convs inside the bound) relaxes step by step the same way when every step holds at most one weight
+layer (ReLU layers, ReLU + max-pool, caps): LeNet-5, MnistNet, the small VGG. A residual step couples two layers'
+laws and is not relaxed yet: no certificate for ResNets. Conv laws are Monte-Carlo with common random numbers, so
+each sampled mask only grows with the density and the law is stochastically non-decreasing, as the proof needs.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from allocator.bound.program import ln_step
 from allocator.bound.recursion import ln_n_of_layer
+from allocator.network import Residual
 from allocator.formulation.problem import AllocationProblem
 
 MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
@@ -93,12 +100,45 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     def ln_pmf(layer: int, kept: int) -> np.ndarray:
         key = (layer, kept)
         if key not in laws:
-            laws[key] = model.law_for(specs[layer], kept / specs[layer].weights).ln_pmf
+            laws[key] = model.law_for(specs[layer], kept / specs[layer].weights, cap=network.rank_caps[layer]).ln_pmf
         return laws[key]
 
     budget = problem.budget.kept
 
+    if not network.is_chain and any(isinstance(step, Residual) for step in network.bound_program):
+        return None  # a residual step couples two layers' laws: its relaxation is not written yet
+
+    def ln_ub_program(multiplier: float) -> float:
+        """The same relaxation step by step: each step holds at most one weight layer (module docstring's proof
+        applies to ReLU + max-pool too: its factor is non-decreasing in ``c`` and linear in ``N(s+1, .)``)."""
+        program, domains = network.bound_program, network.domains
+        ln_next = np.zeros(domains[len(program)] + 1)
+        for s in range(len(program) - 1, -1, -1):
+            step = program[s]
+            if not step.layers():
+                ln_next = ln_step(step, domains[s], ln_next, lambda _: None)  # type: ignore[arg-type,return-value]
+                continue
+            (layer,) = step.layers()
+            grid = grids[layer]
+            best = None
+            intervals = [(grid[0], grid[0])] if len(grid) == 1 else list(zip(grid[:-1], grid[1:]))
+            for low, high in intervals:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    raise _OutOfTime
+                candidate = ln_step(step, domains[s], ln_next, lambda _, h=high, l=layer: ln_pmf(l, h))
+                if network.prunable[layer]:
+                    candidate = candidate - multiplier * low
+                best = candidate if best is None else np.maximum(best, candidate)
+            ln_next = best
+        value = float(ln_next[min(network.input_width, ln_next.size - 1)])
+        for layer in range(network.n_weight_layers):
+            if network.prunable[layer] and layer not in bound_layers:
+                value -= multiplier * ranges[layer][0]
+        return multiplier * budget + value
+
     def ln_ub(multiplier: float) -> float:
+        if not network.is_chain:
+            return ln_ub_program(multiplier)
         widths = [network.widths[l] for l in bound_layers]
         ln_next = np.zeros(widths[-1] + 1)
         for position in range(len(bound_layers) - 1, -1, -1):
