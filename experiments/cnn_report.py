@@ -1,0 +1,159 @@
+"""The CNN study's answers, from the result files of ``experiments.cnn_study`` (never typed by hand).
+
+Run: ``.venv/bin/python -m experiments.cnn_report [--root experiments/results/cnn-quick]``. Reads every run folder
+``ROOT/DATASET/MODEL/CRITERION`` and writes ``ROOT/REPORT.md`` and ``ROOT/ours_minus_rules.png``:
+
+- per model: test accuracy mean ± std per rule and density, ``ln E[B]`` per rule, the densities ours chose per
+  layer (``experiments.paper1_report``'s tables);
+- ours against every other rule at every (model, density): the paired difference (same seeds) with its paired
+  t-test p-value, Holm-corrected over all those comparisons; a difference counts as a win or a loss only when
+  its Holm-adjusted p-value is below 0.05;
+- the time the cells took (from their records).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+from allocator.io_utils import atomic_write_text
+from allocator.study.summary import load_cells
+from experiments.paper1_report import analyse, section
+
+
+def _paired_p_value(differences: Sequence[float]) -> float:
+    """Two-sided paired t-test p-value of mean difference 0 (``nan`` with fewer than 2 pairs; 1 when all equal)."""
+    if len(differences) < 2:
+        return math.nan
+    spread = statistics.stdev(differences)
+    if spread == 0:
+        return 1.0 if statistics.fmean(differences) == 0 else 0.0
+    from scipy import stats
+
+    t = statistics.fmean(differences) / (spread / math.sqrt(len(differences)))
+    return float(2 * stats.t.sf(abs(t), len(differences) - 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (``nan`` stays ``nan`` and does not count).
+
+    Example:
+        >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
+        [0.03, 0.06, 0.06]
+    """
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m = len(indexed)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def comparisons(folder: Path) -> list[dict[str, object]]:
+    """Ours against every other rule at every density of one run folder."""
+    cells = [c for c in load_cells(folder) if "test_accuracy" in c]
+    by_key: dict[tuple[float, str], dict[int, dict]] = {}
+    for cell in cells:
+        by_key.setdefault((cell["density"], cell["allocation"]), {})[cell["seed"]] = cell
+    out = []
+    for (density, rule), other in sorted(by_key.items()):
+        ours = by_key.get((density, "ours"))
+        if rule == "ours" or ours is None:
+            continue
+        seeds = sorted(set(ours) & set(other))
+        diffs = [ours[s]["test_accuracy"] - other[s]["test_accuracy"] for s in seeds]
+        if not diffs:
+            continue
+        out.append({"density": density, "rule": rule, "pairs": len(seeds), "mean": statistics.fmean(diffs),
+                    "p": _paired_p_value(diffs), "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
+                    "identical": all(ours[s]["kept"] == other[s]["kept"] for s in seeds)})
+    return out
+
+
+def plot(rows: Sequence[tuple[str, dict]], path: Path) -> None:
+    """One panel per model: ours - rule (pp, mean over paired seeds) against density, one line per rule."""
+    from allocator.plotting import pyplot, save_figure
+
+    models = sorted({model for model, _ in rows})
+    if not models:
+        return
+    figure, axes = pyplot().subplots(1, len(models), figsize=(4.6 * len(models), 3.6), squeeze=False)
+    for axis, model in zip(axes.flat, models):
+        rules = sorted({r["rule"] for m, r in rows if m == model})
+        for rule in rules:
+            points = sorted((r["density"], 100 * r["mean"]) for m, r in rows if m == model and r["rule"] == rule)
+            axis.plot([d for d, _ in points], [v for _, v in points], marker="o", label=f"ours - {rule}")
+        axis.axhline(0.0, color="grey", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_title(model, fontsize=10)
+        axis.set_xlabel("global density (fraction kept)")
+        axis.set_ylabel("test accuracy difference (pp)")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="experiments/results/cnn-quick")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    folders = sorted(p.parent for p in root.glob("*/*/*/cells"))
+    if not folders:
+        raise SystemExit(f"no run folders under {root}; run python -m experiments.cnn_study first")
+    tables: list[str] = []
+    rows: list[tuple[str, dict]] = []
+    seconds = 0.0
+    for folder in folders:
+        dataset, model, criterion = folder.parts[-3:]
+        a = analyse(folder)
+        seconds += a["seconds"]
+        tables += section(f"{model} on {dataset} ({criterion}), every conv and linear layer pruned", a) + [""]
+        rows += [(model, r) for r in comparisons(folder)]
+    adjusted = holm([float(r["p"]) for _, r in rows])
+    for (_, r), p in zip(rows, adjusted):
+        r["p_holm"] = p
+    wins = [(m, r) for m, r in rows if not math.isnan(r["p_holm"]) and r["p_holm"] < 0.05 and r["mean"] > 0]
+    losses = [(m, r) for m, r in rows if not math.isnan(r["p_holm"]) and r["p_holm"] < 0.05 and r["mean"] < 0]
+    tested = sum(not math.isnan(r["p"]) for _, r in rows)
+    lines = ["# CNN study: measured answers", "",
+             f"Generated by `python -m experiments.cnn_report` from the cells under `{root}`. Test accuracy after "
+             "one-shot layer-magnitude pruning of every conv and linear layer (classifier dense) and fine-tuning with "
+             "masks fixed; densities are global over the prunable weights (fraction kept); pp = percentage points. "
+             "The allocation `ours` maximises ln E[B] with the convolutions inside the bound, each conv floored at "
+             "the uniform share.", "",
+             "## Ours against every rule", "",
+             f"{len(rows)} (model, density, rule) comparisons on paired seeds, {tested} with two or more pairs (paired "
+             f"t-test, Holm-corrected over those {tested}). Counted as a result only where the Holm-adjusted p < 0.05.",
+             "", f"- ours better: {len(wins)}" + "".join(
+                 f"\n  - {m} at {r['density']:g} vs {r['rule']}: {100 * r['mean']:+.2f} pp ({r['wins']}/{r['pairs']} "
+                 f"seeds, p_holm {r['p_holm']:.3g})" for m, r in wins),
+             f"- ours worse: {len(losses)}" + "".join(
+                 f"\n  - {m} at {r['density']:g} vs {r['rule']}: {100 * r['mean']:+.2f} pp ({r['wins']}/{r['pairs']} "
+                 f"seeds won, p_holm {r['p_holm']:.3g})" for m, r in losses),
+             f"- no detectable difference: {len(rows) - len(wins) - len(losses)}", "",
+             "| model | density | vs | pairs | ours - rule (pp) | ours won | p | p (Holm) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for m, r in rows:
+        same = " (same allocation)" if r["identical"] else ""
+        p = "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}"
+        ph = "n/a" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}"
+        lines.append(f"| {m} | {r['density']:g} | {r['rule']}{same} | {r['pairs']} | {100 * r['mean']:+.2f} | "
+                     f"{r['wins']}/{r['pairs']} | {p} | {ph} |")
+    plot(rows, root / "ours_minus_rules.png")
+    lines += ["", "Differences per model: [ours_minus_rules.png](ours_minus_rules.png).", "",
+              f"Cells took {seconds / 60:.1f} min of one core in all (pruning, fine-tuning, evaluation; dense training "
+              "not included).", ""]
+    atomic_write_text(root / "REPORT.md", "\n".join(lines + tables) + "\n")
+    print("\n".join(lines[:12]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
