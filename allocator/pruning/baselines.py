@@ -2,6 +2,8 @@
 
 - ``global-magnitude``: the budget's ``K`` largest ``|w|`` over all prunable tensors survive.
 - ``lamp`` (Lee et al. 2021): the ``K`` largest LAMP scores survive (``criteria.lamp_scores``).
+- ``synflow`` (Tanaka et al. 2020): SynFlow's 100 data-free rounds (``allocator.pruning.synflow``); its final
+  per-layer counts. Needs one example's shape (``input_shape``).
 """
 
 from __future__ import annotations
@@ -18,31 +20,41 @@ from allocator.pruning.criteria import global_kept, scores
 WEIGHT_RULES: dict[str, tuple[str, str]] = {
     "global-magnitude": ("magnitude", "one global |w| threshold over the prunable tensors"),
     "lamp": ("lamp", "one global LAMP-score threshold (Lee et al. 2021)"),
+    "synflow": ("synflow", "SynFlow's counts after 100 data-free rounds on |weights| (Tanaka et al. 2020)"),
 }
 
 
-def weight_rule_kept(rule: str, model: nn.Module, names: Sequence[str], budget: int) -> dict[str, int]:
-    """Kept count per tensor of ``names`` when the ``budget`` best scores of ``rule``'s criterion survive.
+def weight_rule_kept(rule: str, model: nn.Module, names: Sequence[str], budget: int,
+                     input_shape: Sequence[int] | None = None) -> dict[str, int]:
+    """Kept count per tensor of ``names`` when the ``budget`` best scores of ``rule``'s criterion survive (for
+    ``synflow``: its final counts; it needs ``input_shape``).
 
     Raises:
-        InvalidInputError: an unknown rule.
+        InvalidInputError: an unknown rule, or ``synflow`` without an input shape.
     """
     if rule not in WEIGHT_RULES:
         raise InvalidInputError(f"weight-based rule {rule!r} is unknown; accepted: {', '.join(WEIGHT_RULES)}")
+    if rule == "synflow":
+        if input_shape is None:
+            raise InvalidInputError("synflow needs one example's input shape")
+        from allocator.pruning.synflow import synflow_kept
+
+        return synflow_kept(model, names, budget, input_shape)
     return global_kept(scores(WEIGHT_RULES[rule][0], model, list(names)), budget)
 
 
-def weight_baselines(model: nn.Module) -> dict[str, BaselineRule]:
-    """``global-magnitude`` and ``lamp`` as allocation baselines of a trained ``model``; pass the result as
-    ``allocate(..., extra_baselines=weight_baselines(model))``."""
+def weight_baselines(model: nn.Module, input_shape: Sequence[int] | None = None) -> dict[str, BaselineRule]:
+    """``global-magnitude``, ``lamp`` (and ``synflow`` when ``input_shape`` is given) as allocation baselines of
+    ``model``; pass the result as ``allocate(..., extra_baselines=weight_baselines(model))``."""
 
     def rule(name: str) -> Callable:
         def kept(problem) -> tuple[int, ...]:
             network = problem.network
             prunable = [n for n, p in zip(network.names, network.prunable) if p]
-            counts = weight_rule_kept(name, model, prunable, problem.budget.kept)
+            counts = weight_rule_kept(name, model, prunable, problem.budget.kept, input_shape)
             return tuple(counts.get(n, w) for n, w in zip(network.names, network.weights))
 
         return kept
 
-    return {name: BaselineRule(name, description, rule(name)) for name, (_, description) in WEIGHT_RULES.items()}
+    return {name: BaselineRule(name, description, rule(name)) for name, (_, description) in WEIGHT_RULES.items()
+            if name != "synflow" or input_shape is not None}

@@ -34,9 +34,12 @@ from allocator.study.seeds import derive_seed
 Say = Callable[[str], None]
 
 
-def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[str]) -> dict[str, int] | None:
+def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[str],
+                  init_model: Callable[[], nn.Module] | None = None,
+                  input_shape: Sequence[int] | None = None) -> dict[str, int] | None:
     """Kept count per prunable tensor under ``rule`` at ``allocation``'s budget; ``None`` when the rule is
-    unavailable there (e.g. ``uniform-gale`` below its floor). Weight-based rules read ``model``'s weights."""
+    unavailable there (e.g. ``uniform-gale`` below its floor). Weight-based rules read ``model``'s weights;
+    ``synflow`` reads the initial draw (``init_model()``, the dense model's init) and needs ``input_shape``."""
     names = allocation.network.names
     if rule == "ours":
         return {n: k for n, k, layer in zip(names, allocation.kept, allocation.layers) if layer.prunable}
@@ -46,6 +49,9 @@ def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[st
             return None
         counts = result.raw_kept if result.repaired else result.kept
         return {n: k for n, k in zip(names, counts) if n in prunable}
+    if rule == "synflow":
+        return weight_rule_kept(rule, init_model() if init_model is not None else model, prunable,
+                                allocation.budget.kept, input_shape)
     return weight_rule_kept(rule, model, prunable, allocation.budget.kept)
 
 
@@ -137,6 +143,11 @@ class SeedCells:
                 key = tuple(sorted(done["kept"].items()))
                 self._by_kept.setdefault(key, _Prepared(path, done, None, done["kept"], 0.0, finished=done))
 
+    def _init_model(self) -> nn.Module:
+        """The seed's initial draw: the model the dense training started from (``run_folder.dense_model``)."""
+        torch.manual_seed(derive_seed(self.seed, "dense"))
+        return self.entry.build()
+
     def pending(self) -> list[tuple[float, str]]:
         """The (density, rule) cells of this seed still to compute (``pending_cells``)."""
         return pending_cells(self.config, self.cells_dir, self.seed, self.say)
@@ -155,7 +166,8 @@ class SeedCells:
         if rule in self.files:
             kept = {layer.name: layer.kept for layer in self.files[rule].layers if layer.prunable}
         else:
-            kept = kept_for_rule(rule, allocation, self.model, self.prunable)
+            kept = kept_for_rule(rule, allocation, self.model, self.prunable, self._init_model,
+                                 tuple(self.entry.input_shape))
         if kept is None:
             cell["unavailable"] = allocation.baselines[rule].unavailable
             atomic_write_text(path, json.dumps(cell))

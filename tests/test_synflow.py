@@ -1,0 +1,47 @@
+"""SynFlow's allocation against its definition worked by hand, and its plumbing as an allocation rule."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.torch
+
+
+def test_one_round_scores_are_the_synaptic_flow_by_hand():
+    import torch
+    from torch import nn
+
+    from allocator.pruning.synflow import synflow_kept
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2, bias=False))
+    w1, w2 = model[0].weight.detach().abs().double(), model[2].weight.detach().abs().double()
+    # R = 1^T |W2| |W1| 1: dR/dW1[i, j] = sum_k |W2|[k, i]; dR/dW2[k, i] = sum_j |W1|[i, j]
+    scores1 = w1 * w2.sum(dim=0)[:, None]
+    scores2 = w2 * w1.sum(dim=1)[None, :]
+    flat = torch.cat([scores1.flatten(), scores2.flatten()])
+    for budget in (1, 4, 9, 18):
+        chosen = torch.argsort(-flat, stable=True)[:budget]
+        expected = {"0.weight": int((chosen < 12).sum()), "2.weight": int((chosen >= 12).sum())}
+        assert synflow_kept(model, ["0.weight", "2.weight"], budget, (4,), rounds=1) == expected
+
+
+def test_synflow_keeps_the_budget_exactly_and_is_a_registered_rule():
+    import torch
+    from torch import nn
+
+    from allocator.errors import InvalidInputError
+    from allocator.pruning.baselines import WEIGHT_RULES, weight_rule_kept
+    from allocator.study.config import WEIGHT_BASED_RULES
+
+    assert set(WEIGHT_BASED_RULES) == set(WEIGHT_RULES)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
+                          nn.Linear(100, 10))
+    kept = weight_rule_kept("synflow", model, ["1.weight", "3.weight"], 88, (1, 28, 28))
+    assert sum(kept.values()) == 88 and min(kept.values()) > 0  # SynFlow avoids layer collapse
+    assert kept == weight_rule_kept("synflow", model, ["1.weight", "3.weight"], 88, (1, 28, 28))
+    with pytest.raises(InvalidInputError, match="input shape"):
+        weight_rule_kept("synflow", model, ["1.weight"], 10)
+    with pytest.raises(InvalidInputError, match="not a parameter"):
+        weight_rule_kept("synflow", model, ["fc9.weight"], 10, (1, 28, 28))
