@@ -121,7 +121,8 @@ def allocate(
     spent = time.perf_counter() - started
     upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)))
              if problem.blocks else None)
-    caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(upper is None)
+    caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
+        upper is None, any(type(step).__name__ == "Residual" for step in network.bound_program))
     if upper is not None:
         caveat = certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier) + (
             "; " + caveat if caveat else "")

@@ -69,8 +69,11 @@ def upper_bound_sentence(ln_upper: float, ln_ours: float, multiplier: float) -> 
             f"multiplier {multiplier:.3g}): ours is proven within {max(0.0, ln_upper - ln_ours):.4f} nats of the optimum")
 
 
-def program_sentence(without_upper_bound: bool) -> str:
-    """What a program's (a CNN with convs inside the bound) answer does and does not come with."""
+def program_sentence(without_upper_bound: bool, residual: bool = True) -> str:
+    """What a program's (a CNN with convs inside the bound) answer does and does not come with; ``residual``: the
+    program has residual steps (else a missing certificate is the rank model's doing)."""
+    reason = ("residual steps are not relaxed yet" if residual else
+              "this rank model's laws are not known to grow with the density (the stratified structural estimate)")
     return ("conv rank laws are Monte-Carlo estimates (generic rank mod 2^61-1, common random numbers; a density "
             "between menu levels takes the next level up)"
-            + ("; no upper-bound certificate: residual steps are not relaxed yet" if without_upper_bound else ""))
+            + (f"; no upper-bound certificate: {reason}" if without_upper_bound else ""))

@@ -135,7 +135,8 @@ def _ln_of_laws(network: Network, laws: Sequence[RankLaw]) -> float:
 EXACT_PROGRAM_MAX_TERMS = 20_000_000
 
 
-def _check_exact_program(network: Network) -> None:
+def check_exact_program(network: Network) -> None:
+    """Refuse exact mode on a program with more than ``EXACT_PROGRAM_MAX_TERMS`` terms (naming the count)."""
     terms = sum(network.domains[s] * min(network.domains[s], getattr(step, "width", 1)) * getattr(step, "width", 1)
                 for s, step in enumerate(network.bound_program))
     if terms > EXACT_PROGRAM_MAX_TERMS:
@@ -178,7 +179,7 @@ def expected_bound(
     model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
     values = network.check_densities([float(d) for d in densities])
     if exact and not network.is_chain:
-        _check_exact_program(network)
+        check_exact_program(network)
     exact_densities: Sequence[float | Fraction] = list(densities) if exact else values
     laws = _rank_laws(network, exact_densities, model, exact)
     widths = tuple(network.widths[i] for i in network.bound_layers)

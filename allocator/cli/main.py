@@ -126,7 +126,17 @@ EXACT_REFUSE_SECONDS = 60.0
 
 def _check_exact_cost(args: argparse.Namespace, network: Network, densities) -> None:
     """``--exact`` on a network that would take minutes is refused (with the estimate) unless asked for anyway."""
-    if not args.exact or args.exact_anyway:
+    if not args.exact:
+        return
+    if not network.is_chain:  # a program's exact form writes every term out: refused by size, whatever the flag
+        from allocator.bound.engine import check_exact_program
+
+        try:
+            check_exact_program(network)
+        except AllocatorError as error:
+            raise UsageError(f"allocator bound: error: {error}") from None
+        return
+    if args.exact_anyway:
         return
     from allocator.bound.engine import estimate_exact_seconds
 
