@@ -45,3 +45,29 @@ def test_synflow_keeps_the_budget_exactly_and_is_a_registered_rule():
         weight_rule_kept("synflow", model, ["1.weight"], 10)
     with pytest.raises(InvalidInputError, match="not a parameter"):
         weight_rule_kept("synflow", model, ["fc9.weight"], 10, (1, 28, 28))
+
+
+def test_rd_choice_is_the_exhaustive_optimum_of_its_menu_and_meets_the_budget():
+    import itertools
+
+    import torch
+    from torch import nn
+
+    from allocator.pruning.rd import distortion_curves, rd_kept, _choose
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    names = ["0.weight", "2.weight"]
+    inputs = torch.randn(64, 6)
+    menus = [[1, 3, 8, 30], [1, 2, 6, 20]]
+    curves = distortion_curves(model, names, inputs, menus)
+    for budget in (2, 9, 14, 33, 50):
+        best = min((sum(curves[l][v] for l, v in enumerate(choice)), choice)
+                   for choice in itertools.product(range(4), range(4))
+                   if sum(menus[l][v] for l, v in enumerate(choice)) <= budget)
+        chosen = _choose(menus, curves, budget)
+        assert sum(curves[l][menus[l].index(k)] for l, k in enumerate(chosen)) == pytest.approx(best[0], abs=1e-9)
+    # pruning nothing costs nothing; the full answer spends exactly the budget
+    assert curves[0][-1] == pytest.approx(0.0, abs=1e-12) and curves[1][-1] == pytest.approx(0.0, abs=1e-12)
+    kept = rd_kept(model, names, 17, inputs)
+    assert sum(kept.values()) == 17 and all(k >= 1 for k in kept.values())

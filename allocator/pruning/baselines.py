@@ -4,6 +4,8 @@
 - ``lamp`` (Lee et al. 2021): the ``K`` largest LAMP scores survive (``criteria.lamp_scores``).
 - ``synflow`` (Tanaka et al. 2020): SynFlow's 100 data-free rounds (``allocator.pruning.synflow``); its final
   per-layer counts. Needs one example's shape (``input_shape``).
+- ``rd`` (Xu et al. 2023): per-layer output-distortion curves on a calibration batch, the exact choice under the
+  budget (``allocator.pruning.rd``). Needs the batch (``calibration``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ WEIGHT_RULES: dict[str, tuple[str, str]] = {
     "global-magnitude": ("magnitude", "one global |w| threshold over the prunable tensors"),
     "lamp": ("lamp", "one global LAMP-score threshold (Lee et al. 2021)"),
     "synflow": ("synflow", "SynFlow's counts after 100 data-free rounds on |weights| (Tanaka et al. 2020)"),
+    "rd": ("rd", "rate-distortion: per-layer output distortion on a calibration batch, exact choice (Xu et al. 2023)"),
 }
 
 
 def weight_rule_kept(rule: str, model: nn.Module, names: Sequence[str], budget: int,
-                     input_shape: Sequence[int] | None = None) -> dict[str, int]:
+                     input_shape: Sequence[int] | None = None, calibration=None) -> dict[str, int]:
     """Kept count per tensor of ``names`` when the ``budget`` best scores of ``rule``'s criterion survive (for
-    ``synflow``: its final counts; it needs ``input_shape``).
+    ``synflow``: its final counts; it needs ``input_shape``; ``rd`` needs ``calibration``, a batch of inputs).
 
     Raises:
         InvalidInputError: an unknown rule, or ``synflow`` without an input shape.
@@ -40,6 +43,12 @@ def weight_rule_kept(rule: str, model: nn.Module, names: Sequence[str], budget: 
         from allocator.pruning.synflow import synflow_kept
 
         return synflow_kept(model, names, budget, input_shape)
+    if rule == "rd":
+        if calibration is None:
+            raise InvalidInputError("rd needs a calibration batch of training inputs")
+        from allocator.pruning.rd import rd_kept
+
+        return rd_kept(model, names, budget, calibration)
     return global_kept(scores(WEIGHT_RULES[rule][0], model, list(names)), budget)
 
 
@@ -57,4 +66,4 @@ def weight_baselines(model: nn.Module, input_shape: Sequence[int] | None = None)
         return kept
 
     return {name: BaselineRule(name, description, rule(name)) for name, (_, description) in WEIGHT_RULES.items()
-            if name != "synflow" or input_shape is not None}
+            if (name != "synflow" or input_shape is not None) and name != "rd"}

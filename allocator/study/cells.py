@@ -21,6 +21,7 @@ from torch import nn
 from allocator.bound import ln_expected_bound
 from allocator.io_utils import atomic_write_text
 from allocator.pruning.baselines import weight_rule_kept
+from allocator.pruning.rd import CALIBRATION_SIZE
 from allocator.pruning.criteria import ScoreContext, scores
 from allocator.pruning.finetune.config import TrainConfig, TrainResult
 from allocator.pruning.finetune.sparse import finetune
@@ -36,10 +37,11 @@ Say = Callable[[str], None]
 
 def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[str],
                   init_model: Callable[[], nn.Module] | None = None,
-                  input_shape: Sequence[int] | None = None) -> dict[str, int] | None:
+                  input_shape: Sequence[int] | None = None, calibration=None) -> dict[str, int] | None:
     """Kept count per prunable tensor under ``rule`` at ``allocation``'s budget; ``None`` when the rule is
     unavailable there (e.g. ``uniform-gale`` below its floor). Weight-based rules read ``model``'s weights;
-    ``synflow`` reads the initial draw (``init_model()``, the dense model's init) and needs ``input_shape``."""
+    ``synflow`` reads the initial draw (``init_model()``, the dense model's init) and needs ``input_shape``; ``rd``
+    reads the dense model and a calibration batch of training inputs (``calibration``)."""
     names = allocation.network.names
     if rule == "ours":
         return {n: k for n, k, layer in zip(names, allocation.kept, allocation.layers) if layer.prunable}
@@ -52,7 +54,7 @@ def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[st
     if rule == "synflow":
         return weight_rule_kept(rule, init_model() if init_model is not None else model, prunable,
                                 allocation.budget.kept, input_shape)
-    return weight_rule_kept(rule, model, prunable, allocation.budget.kept)
+    return weight_rule_kept(rule, model, prunable, allocation.budget.kept, input_shape, calibration)
 
 
 def prune_from_dense(build: Callable[[], nn.Module], dense_state: dict[str, torch.Tensor],
@@ -167,7 +169,7 @@ class SeedCells:
             kept = {layer.name: layer.kept for layer in self.files[rule].layers if layer.prunable}
         else:
             kept = kept_for_rule(rule, allocation, self.model, self.prunable, self._init_model,
-                                 tuple(self.entry.input_shape))
+                                 tuple(self.entry.input_shape), self.data.train_x[:CALIBRATION_SIZE])
         if kept is None:
             cell["unavailable"] = allocation.baselines[rule].unavailable
             atomic_write_text(path, json.dumps(cell))

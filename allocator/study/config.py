@@ -14,7 +14,7 @@ KOOPMAN_CRITERIA = ("kmp", "kgp")
 WEIGHT_FREE_RULES = ("ours",) + baseline_names()
 #: The rules that read a trained model's weights (``allocator.pruning.baselines.WEIGHT_RULES``; a test holds the two
 #: equal, this module stays free of torch).
-WEIGHT_BASED_RULES = ("global-magnitude", "lamp", "synflow")
+WEIGHT_BASED_RULES = ("global-magnitude", "lamp", "synflow", "rd")
 ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES
 
 # How cells are computed, not what they measure: a run may be resumed with another engine.
