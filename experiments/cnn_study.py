@@ -6,7 +6,7 @@ Run: ``.venv/bin/python -m experiments.cnn_study [--models lenet5,vgg-small,resn
 Grid: Fashion-MNIST (full: 55,000 train, 5,000 validation, 10,000 test); LeNet-5 (28x28 grey), the small VGG-style
 net and ResNet-8 of the registry, each with its convolutions inside the bound (``convs_inside``: the allocation
 covers every conv and linear layer, convs floored at the uniform share, the classifier dense); global densities
-across the accuracy cliff and the bound's saturation (0.1, 0.05, 0.03, 0.02, 0.01, 0.005); allocations ours, uniform, ERK, SynFlow,
+across the accuracy cliff and the bound's saturation (0.1, 0.05, 0.03, 0.02, 0.01, 0.005); allocations ours, uniform, ERK, SynFlow, RD,
 IGQ, global magnitude, LAMP; layer magnitude pruning; paired seeds (the same dense model and data order for every
 rule of a seed); every conv and linear layer fine-tuned with masks fixed, one cell at a time (paper 1's full
 protocol, not frozen). ``--quick``: 4 densities (0.05, 0.03, 0.02, 0.01), 4 rules, 5 dense and 3 fine-tuning epochs.
@@ -26,7 +26,7 @@ from allocator.study.sweep import BACKENDS, SweepSpec, run_sweep  # noqa: E402
 
 MODELS = ("lenet5", "vgg-small", "resnet8")
 DENSITIES = (0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
-ALLOCATIONS = ("ours", "uniform", "erk", "igq", "global-magnitude", "lamp", "synflow")
+ALLOCATIONS = ("ours", "uniform", "erk", "igq", "global-magnitude", "lamp", "synflow", "rd")
 QUICK = {"densities": (0.05, 0.03, 0.02, 0.01), "allocations": ("ours", "uniform", "erk", "lamp"), "epochs": 5,
          "finetune_epochs": 3}
 
