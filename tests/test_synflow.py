@@ -71,3 +71,22 @@ def test_rd_choice_is_the_exhaustive_optimum_of_its_menu_and_meets_the_budget():
     assert curves[0][-1] == pytest.approx(0.0, abs=1e-12) and curves[1][-1] == pytest.approx(0.0, abs=1e-12)
     kept = rd_kept(model, names, 17, inputs)
     assert sum(kept.values()) == 17 and all(k >= 1 for k in kept.values())
+
+
+def test_effective_counts_against_brute_force_paths():
+    import itertools
+
+    import torch
+
+    from allocator.pruning.effective import effective_counts
+
+    rng = torch.Generator().manual_seed(5)
+    for _ in range(30):
+        widths = [int(v) for v in torch.randint(1, 5, (4,), generator=rng)]
+        weights = [(torch.rand(widths[l + 1], widths[l], generator=rng) < 0.4).float() for l in range(3)]
+        alive = [set() for _ in weights]
+        for path in itertools.product(*(range(w) for w in widths)):  # every input-to-output path
+            if all(weights[l][path[l + 1], path[l]] for l in range(3)):
+                for l in range(3):
+                    alive[l].add((path[l + 1], path[l]))
+        assert effective_counts(weights) == [len(a) for a in alive]

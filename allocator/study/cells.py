@@ -232,6 +232,12 @@ class SeedCells:
             raise RuntimeError(f"masked weights became non-zero during fine-tuning: {nonzero} vs {kept}")
         cell.update({"test_accuracy": accuracy, "test_loss": loss, "finetune_best_epoch": history.best_epoch,
                      "seconds": batch[0] if batch else time.perf_counter() - prepared.start})
+        if self.network.is_chain:  # effective kept weights on paths from the chain's inputs (allocator.pruning.effective)
+            from allocator.pruning.effective import effective_kept
+            from allocator.pruning.tensors import tensor
+
+            names = self.network.names
+            cell["effective_kept"] = effective_kept({n: tensor(pruned, n) for n in names}, names)
         if batch:
             cell["batched_cells"] = batch[1]
         if self.config.save_models:
