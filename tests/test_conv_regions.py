@@ -7,6 +7,8 @@ is affine in ``t`` (value and slope are carried through the net), so the next Re
 change is found exactly; the count is one plus the number of changes. Pooling regions are the argmax patterns of
 ``max(0, window)``. The per-instance bound is the program's with ``n0 = 1`` and point-mass rank laws at the actual
 ranks of the pruned matrices, the first layer's rank taken on the segment (``rank T1 (c - a)``, 0 or 1).
+On 2-D slices the count is the number of distinct activation patterns on a fine grid: a lower bound of the exact
+count (every region is convex), held below the bound with ``n0 = 2``; the plain chain is caught there too.
 """
 
 from __future__ import annotations
@@ -136,3 +138,49 @@ def test_regions_of_pruned_residual_and_pool_nets_never_exceed_the_program_bound
         program = [ReluMaxPool(0, 32, 8, 4), Relu(1, 3)]
         assert math.log(count) <= _bound(program, [_rank(p0 @ (c - a)[:, None]), _rank(linear)]) + 1e-9
     assert chain_violations >= 3, f"the plain-chain ResNet was caught {chain_violations} times: the oracle is too weak"
+
+
+def _patterns(values: list[np.ndarray]) -> np.ndarray:
+    """One row of bits per point: the concatenated activation patterns (a region of the net is convex, so points
+    with different patterns lie in different regions)."""
+    return np.concatenate(values, axis=1)
+
+
+def test_regions_on_2d_slices_never_exceed_the_program_bound():
+    """2-D slices ``a + u (b - a) + v (c - a)`` over a 120 x 120 grid: distinct activation patterns (ReLU signs,
+    max-pool argmax of ``max(0, window)``) are distinct regions, a lower bound on the slice's count, which never
+    exceeds the program's bound with ``n0 = 2`` (first layer's rank on the slice); the plain chain is caught."""
+    rng = np.random.default_rng(7)
+    stem = ConvGeometry(1, 2, 3, 4, padding=1)
+    block = ConvGeometry(2, 2, 3, 4, padding=1)
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 120), np.linspace(0, 1, 120)), -1).reshape(-1, 2)
+    caught = 0
+    for _ in range(100):
+        t0, b0 = _pruned_conv(rng, stem, rng.uniform(0.3, 1.0))
+        t1, b1 = _pruned_conv(rng, block, float(rng.choice([0.0, 0.05, 0.15, 0.3, 0.6])))
+        t2, b2 = _pruned_conv(rng, block, float(rng.choice([0.0, 0.05, 0.15, 0.3, 0.6])))
+        a, u, v = (rng.normal(size=16) * 3 for _ in range(3))
+        directions = np.stack((u - a, v - a), axis=1)  # 16 x 2
+        x = a[None, :] + grid @ directions.T
+        pre0 = x @ t0.T + b0
+        h = np.maximum(pre0, 0)
+        pre1 = h @ t1.T + b1
+        g = np.maximum(pre1, 0)
+        pre2 = g @ t2.T + b2 + h
+        count = len({row.tobytes() for row in _patterns([pre0 > 0, pre1 > 0, pre2 > 0])})
+        ranks = [_rank(t0 @ directions), _rank(t1), _rank(t2)]
+        domains_input = 2
+
+        def bound(program) -> float:
+            domains = program_domains(domains_input, program, [max(r, 1) for r in ranks])
+
+            def law(layer: int) -> np.ndarray:
+                ln = np.full(ranks[layer] + 1, -np.inf)
+                ln[ranks[layer]] = 0.0
+                return ln
+
+            return ln_expected_bound_of_program(domains_input, program, domains, law)
+
+        assert math.log(count) <= bound([Relu(0, 32), Residual(1, 32, 2, 32, shortcut_rank=32)]) + 1e-9
+        caught += math.log(count) > bound([Relu(0, 32), Relu(1, 32), Relu(2, 32)]) + 1e-9
+    assert caught >= 2, f"the plain-chain ResNet was caught {caught} times on 2-D slices"
