@@ -90,3 +90,13 @@ def test_effective_counts_against_brute_force_paths():
                 for l in range(3):
                     alive[l].add((path[l + 1], path[l]))
         assert effective_counts(weights) == [len(a) for a in alive]
+
+
+def test_solve_lists_synflow_beside_the_other_rules(capsys):
+    from allocator.cli.main import main
+
+    assert main(["solve", "--model", "mlp-2x100", "--density", "0.001", "--baselines", "uniform,igq,synflow"]) == 0
+    out = capsys.readouterr().out
+    assert "synflow" in out and "igq" in out
+    assert main(["solve", "--arch", "784,100,100,10", "--density", "0.001", "--baselines", "synflow"]) == 2
+    assert "needs --model" in capsys.readouterr().err

@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
     solve.add_argument("--baselines", default="uniform,uniform-gale,er,erk",
                        help="comma-separated baselines to compare (default uniform,uniform-gale,er,erk; also igq, "
-                            "balanced)")
+                            "balanced, and synflow with --model: SynFlow's counts on the model's initial draw)")
     solve.add_argument("--precision", type=float, metavar="NATS",
                        help="structural: double the masks from --samples until the standard error of ln E[B] of the "
                             "uniform allocation is at most NATS (or --precision-seconds end), then solve")

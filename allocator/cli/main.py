@@ -198,6 +198,27 @@ def _cache_bytes(megabytes: float) -> int:
     return int(megabytes * 2**20)
 
 
+def _synflow_baseline(args: argparse.Namespace, network: Network) -> dict:
+    """SynFlow's allocation as a baseline line: it needs the torch model (``--model``), drawn with
+    ``torch.manual_seed(0)`` (the init SynFlow scores; the seed is in the baseline's description)."""
+    if args.model is None:
+        raise UsageError("allocator solve: error: --baselines synflow needs --model (SynFlow reads the model's "
+                         "initial weights), not --arch")
+    import torch
+
+    from allocator.pruning.baselines import weight_baselines
+    from allocator.pruning.model_source import parse_input_shape, resolve_model
+
+    entry = resolve_model(args.model, input_shape=parse_input_shape(args.input_shape),
+                          trust_model_file=args.trust_model_file)
+    torch.manual_seed(0)
+    rules = weight_baselines(entry.build(), tuple(entry.input_shape))
+    synflow = rules["synflow"]
+    from dataclasses import replace as replace_rule
+
+    return {"synflow": replace_rule(synflow, description=synflow.description + ", init torch.manual_seed(0)")}
+
+
 def _cmd_solve(args: argparse.Namespace) -> int:
     from allocator.allocation import Constraints, SolverOptions, allocate
     from allocator.allocation.exporters import export_text
@@ -219,6 +240,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         flops_budget=args.flops_budget,
     )
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()] if args.baselines else []
+    extra = _synflow_baseline(args, network) if "synflow" in baselines else None
+    baselines = [name for name in baselines if name != "synflow"]
     say = None if (args.quiet or args.json) else (lambda message: print(f"[allocator] {message}", file=sys.stderr))
     options = SolverOptions(time_limit_s=args.time_limit)
     if args.precision is not None:  # masks enough for the target on the uniform allocation of the first budget
@@ -235,6 +258,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
             network, **{kind: value}, rank_model=model, constraints=constraints, levels=args.levels,
             solutions=args.solutions, solver_options=options, baselines=baselines, progress=say,
             raw_baselines=args.raw_baselines, cache_bytes=_cache_bytes(args.cache_mb), conv_floor=args.conv_floor,
+            extra_baselines=extra,
         )
         documents.append(dumps(allocation))
         if not args.json:
