@@ -204,3 +204,20 @@ def test_bad_conv_input_is_refused_by_name():
 
 def test_prime_is_the_mersenne_prime_the_docstrings_name():
     assert PRIME == 2**61 - 1 and pow(3, PRIME - 1, PRIME) == 1
+
+
+def test_singleton_elimination_keeps_the_rank():
+    from allocator.bound.conv_rank import _rank_mod_p, peel_singletons
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        shape = tuple(int(v) for v in rng.integers(2, 9, 2))
+        matrix = (rng.random(shape) < rng.uniform(0.1, 0.5)) * rng.integers(1, 50, size=shape)
+        rows, cols = np.nonzero(matrix)
+        if rows.size == 0:
+            continue
+        peeled, r, c, v = peel_singletons(rows, cols, matrix[rows, cols])
+        core = np.zeros(shape, dtype=np.int64)
+        core[r, c] = v
+        assert peeled + rational_rank(core) == rational_rank(matrix)
+        assert _rank_mod_p(rows, cols, matrix[rows, cols]) == rational_rank(matrix)

@@ -33,7 +33,7 @@ from allocator.network.conv import ConvGeometry
 CONV_LEVELS = 100
 #: Masks sampled per conv shape by default.
 DEFAULT_CONV_SAMPLES = 64
-_FORMAT = "conv-rank-table-v1"
+_FORMAT = "conv-rank-table-v2"  # v2: singleton elimination before the cover fallback (tighter tables)
 _TABLES: dict[str, np.ndarray] = {}
 _COVERED: dict[str, np.ndarray] = {}  # per table: which (sample, level) took the cover bound (a component too big)
 

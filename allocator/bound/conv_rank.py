@@ -105,19 +105,53 @@ def unit_lower_bound(geometry: ConvGeometry, mask: np.ndarray) -> int:
     return best
 
 
+def peel_singletons(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray,
+                                                                                   np.ndarray]:
+    """``(peeled, rows, cols, values)``: rank taken off by singleton elimination, and the entries of the core left.
+
+    A row with one non-zero entry, at column ``c``, pivots: eliminating with it changes column ``c`` only (no
+    fill), so ``rank A = 1 + rank(A without that row and column c)``; other rows whose only entry was in ``c``
+    become zero. Likewise a column with one non-zero entry, by column operations. Repeated until neither is left;
+    exact over any field."""
+    peeled = 0
+    while rows.size:
+        row_count = np.bincount(rows)
+        single_rows = row_count[rows] == 1
+        if single_rows.any():
+            pivot_cols = np.unique(cols[single_rows])
+            peeled += pivot_cols.size
+            keep = ~np.isin(cols, pivot_cols)
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+            continue
+        col_count = np.bincount(cols)
+        single_cols = col_count[cols] == 1
+        if not single_cols.any():
+            break
+        pivot_rows = np.unique(rows[single_cols])
+        peeled += pivot_rows.size
+        keep = ~np.isin(rows, pivot_rows)
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+    return peeled, rows, cols, values
+
+
 def _rank_mod_p(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> int:
-    """Rank over ``Z / PRIME`` of the sparse matrix with these entries (indices already compact), by FLINT's
-    ``nmod_mat.rank``; the matrix is filled entry by entry (converting a dense array costs as much as the
-    elimination)."""
+    """Rank over ``Z / PRIME`` of the sparse matrix with these entries, by singleton elimination
+    (``peel_singletons``) then FLINT's ``nmod_mat.rank`` on the core; the matrix is filled entry by entry
+    (converting a dense array costs as much as the elimination)."""
     import flint
 
+    peeled, rows, cols, values = peel_singletons(rows, cols, values)
+    if rows.size == 0:
+        return peeled
+    rows = np.unique(rows, return_inverse=True)[1]
+    cols = np.unique(cols, return_inverse=True)[1]
     n_rows, n_cols = int(rows.max()) + 1, int(cols.max()) + 1
     if n_rows > n_cols:  # FLINT's elimination is cheaper with fewer rows
         rows, cols, n_rows, n_cols = cols, rows, n_cols, n_rows
     matrix = flint.nmod_mat(n_rows, n_cols, PRIME)
     for i, j, value in zip(rows.tolist(), cols.tolist(), values.tolist()):
         matrix[i, j] = value
-    return int(matrix.rank())
+    return peeled + int(matrix.rank())
 
 
 #: The largest component (rows x columns of its dense matrix) ``rank_upper`` eliminates; beyond it the component's
@@ -138,8 +172,8 @@ def rank_upper(geometry: ConvGeometry, mask: np.ndarray, *, cap: int | None = No
                rng: np.random.Generator | None = None, values: np.ndarray | None = None,
                max_entries: int | None = MAX_ELIMINATION_ENTRIES, memo: dict | None = None) -> tuple[int, bool]:
     """``(r, used_cover)``: ``r = min(generic rank, cap)`` where every component needing elimination has at most
-    ``max_entries`` dense entries; a larger one contributes ``min(rows, cols)`` of itself instead and the sum is
-    capped by the channel cover (``used_cover`` is then true), so ``r`` is always ``>= min(generic rank, cap)``: the
+    ``max_entries`` dense entries after singleton elimination (``peel_singletons``); a larger one contributes
+    ``min(rows, cols)`` of itself instead and the sum is capped by the channel cover (``used_cover`` is then true), so ``r`` is always ``>= min(generic rank, cap)``: the
     safe side for the region bound. ``memo`` (one dict per set of ``values``) keeps the rank of every component
     eliminated, keyed by its entries: a sweep over growing masks re-ranks only the components that new taps touched."""
     from scipy.sparse import coo_matrix
@@ -197,8 +231,13 @@ def rank_upper(geometry: ConvGeometry, mask: np.ndarray, *, cap: int | None = No
         label = entry_label[group[0]]
         size_r, size_c = int(component_rows[label]), int(component_cols[label])
         if max_entries is not None and size_r * size_c > max_entries:
-            total += int(most[label])  # min(rows, cols) of the component; the channel cover caps the sum below
-            used_cover = True
+            peeled, r_core, c_core, v_core = peel_singletons(row_index[group], col_index[group], tap_values[group])
+            core_rows, core_cols = np.unique(r_core).size, np.unique(c_core).size
+            if core_rows * core_cols > max_entries:
+                total += int(most[label])  # min(rows, cols) of the component; the channel cover caps the sum below
+                used_cover = True
+            else:  # singleton elimination left a core small enough to eliminate exactly
+                total += peeled + (_rank_mod_p(r_core, c_core, v_core) if r_core.size else 0)
             continue
         component_key = None
         if memo is not None:  # the component's entries (row, column, tap): its matrix under these values
