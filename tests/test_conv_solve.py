@@ -223,7 +223,7 @@ def test_a_cnn_allocation_file_round_trips_its_program(tmp_path):
 
 
 @pytest.mark.solver
-def test_the_lagrangian_certificate_holds_on_a_pooled_cnn_and_is_withheld_for_residual_ones():
+def test_the_lagrangian_certificate_holds_on_pooled_and_residual_cnns():
     from allocator.allocation.search import exhaustive_search, grid_for
     from allocator.formulation.upper_bound import lagrangian_upper_bound
 
@@ -240,6 +240,15 @@ def test_the_lagrangian_certificate_holds_on_a_pooled_cnn_and_is_withheld_for_re
     assert upper is not None and upper.ln_bound >= best - 1e-9
     allocation = allocate(network, density=0.1, rank_model=MODEL, levels=20, conv_floor=None)
     assert allocation.upper_bound["ln_bound"] >= allocation.ln_bound - 1e-9
-    residual = tiny_cnn()
-    assert lagrangian_upper_bound(AllocationProblem.build(residual, make_budget(residual, density=0.1), MODEL,
-                                                          Constraints())) is None
+    b = ProgramBuilder((1, 6, 6))
+    b.conv("c1.weight", 2, 3, padding=1)
+    b.residual_block(("r.c1.weight", 4, 3, 2, 1, True, False), ("r.c2.weight", 4, 3, 1, 1, True, False), "option-a")
+    b.flatten()
+    b.output("fc.weight", 3)
+    residual = b.build()
+    step, domain = residual.bound_program[1], residual.domains[1]
+    assert step.shortcut_rank == 18 < min(domain, step.width) == 36  # the second conv's law matters: relaxed
+    problem = AllocationProblem.build(residual, make_budget(residual, density=0.1), MODEL, Constraints())
+    _, best, _ = exhaustive_search(problem, ExactObjective(problem), grid_for(problem, 12))
+    upper = lagrangian_upper_bound(problem)
+    assert upper is not None and upper.ln_bound >= best - 1e-9

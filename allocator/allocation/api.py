@@ -21,7 +21,7 @@ from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective,
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
 from allocator.formulation.saturation import saturation_density
-from allocator.formulation.upper_bound import lagrangian_upper_bound
+from allocator.formulation.upper_bound import MONOTONE_MODELS, lagrangian_upper_bound
 from allocator.allocation.floors import bound_drop_nats, conv_floors
 from allocator.bound.conv_law import prepare_rank_tables
 from allocator.network import Network
@@ -122,7 +122,8 @@ def allocate(
     upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)))
              if problem.blocks else None)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
-        upper is None, any(type(step).__name__ == "Residual" for step in network.bound_program))
+        upper is None and bool(problem.blocks), model.name in MONOTONE_MODELS
+        or (model.name == "structural" and not model.reduce_variance))
     if upper is not None:
         caveat = certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier) + (
             "; " + caveat if caveat else "")

@@ -69,10 +69,11 @@ def upper_bound_sentence(ln_upper: float, ln_ours: float, multiplier: float) -> 
             f"multiplier {multiplier:.3g}): ours is proven within {max(0.0, ln_upper - ln_ours):.4f} nats of the optimum")
 
 
-def program_sentence(without_upper_bound: bool, residual: bool = True) -> str:
-    """What a program's (a CNN with convs inside the bound) answer does and does not come with; ``residual``: the
-    program has residual steps (else a missing certificate is the rank model's doing)."""
-    reason = ("residual steps are not relaxed yet" if residual else
+def program_sentence(without_upper_bound: bool, monotone_model: bool = True) -> str:
+    """What a program's (a CNN with convs inside the bound) answer does and does not come with; ``monotone_model``:
+    the rank model's laws grow with the density (else a missing certificate is the model's doing, not time's)."""
+    reason = ("its time share (half the solve's time, 1 s at least) ended before one multiplier was evaluated; "
+              "allocator.formulation.upper_bound computes it without a deadline" if monotone_model else
               "this rank model's laws are not known to grow with the density (the stratified structural estimate)")
     return ("conv rank laws are Monte-Carlo estimates (generic rank mod 2^61-1, common random numbers; a density "
             "between menu levels takes the next level up)"

@@ -24,9 +24,12 @@ can be loose: each interval costs up to ``lambda (b_i - a_i)`` nats, so it is ex
 enough to list every integer; what remains is the duality gap of the relaxation (the budget is met on average over
 the dimensions ``d``, not by one allocation).
 
-A program (convs inside the bound) relaxes step by step the same way when every step holds at most one weight
-layer (ReLU layers, ReLU + max-pool, caps): LeNet-5, MnistNet, the small VGG. A residual step couples two layers'
-laws and is not relaxed yet: no certificate for ResNets. Conv laws are Monte-Carlo with common random numbers, so
+A program (convs inside the bound) relaxes step by step the same way: a ReLU layer, ReLU + max-pool or cap holds
+at most one weight layer. A residual step holds two (three with a 1x1 shortcut); its value is non-decreasing in
+every one of their laws, so the relaxation chooses the first conv's level as above and gives the others their
+highest law at the cost of their lowest count: ``U(s, d) = max_i e^{-lambda (a_i + sum_o lo_o)} N_s(d; P_{b_i},
+P_{hi_o})`` bounds ``e^{-lambda (x_1 + sum_o x_o)} N_s(d; x)`` for every feasible ``x``. Exact when the skip's rank
+reaches ``min(D_s, n_y)`` (the second conv then does not matter), looser otherwise. Conv laws are Monte-Carlo with common random numbers, so
 each sampled mask only grows with the density and the law is stochastically non-decreasing, as the proof needs.
 """
 
@@ -40,7 +43,6 @@ import numpy as np
 
 from allocator.bound.program import ln_step
 from allocator.bound.recursion import ln_n_of_layer
-from allocator.network import Residual
 from allocator.formulation.problem import AllocationProblem
 
 MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
@@ -105,9 +107,6 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
 
     budget = problem.budget.kept
 
-    if not network.is_chain and any(isinstance(step, Residual) for step in network.bound_program):
-        return None  # a residual step couples two layers' laws: its relaxation is not written yet
-
     def ln_ub_program(multiplier: float) -> float:
         """The same relaxation step by step: each step holds at most one weight layer (module docstring's proof
         applies to ReLU + max-pool too: its factor is non-decreasing in ``c`` and linear in ``N(s+1, .)``)."""
@@ -118,18 +117,23 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
             if not step.layers():
                 ln_next = ln_step(step, domains[s], ln_next, lambda _: None)  # type: ignore[arg-type,return-value]
                 continue
-            (layer,) = step.layers()
+            extra_cost = 0.0
+            layer = step.layers()[0]
+            others = step.layers()[1:]  # a residual step's second conv (and 1x1 shortcut): at their highest law,
+            for other in others:        # costing their lowest count (module docstring)
+                extra_cost += multiplier * ranges[other][0] if network.prunable[other] else 0.0
             grid = grids[layer]
             best = None
             intervals = [(grid[0], grid[0])] if len(grid) == 1 else list(zip(grid[:-1], grid[1:]))
             for low, high in intervals:
                 if deadline is not None and time.perf_counter() >= deadline:
                     raise _OutOfTime
-                candidate = ln_step(step, domains[s], ln_next, lambda _, h=high, l=layer: ln_pmf(l, h))
+                candidate = ln_step(step, domains[s], ln_next,
+                                    lambda l, h=high: ln_pmf(l, h) if l == layer else ln_pmf(l, ranges[l][1]))
                 if network.prunable[layer]:
                     candidate = candidate - multiplier * low
                 best = candidate if best is None else np.maximum(best, candidate)
-            ln_next = best
+            ln_next = best - extra_cost
         value = float(ln_next[min(network.input_width, ln_next.size - 1)])
         for layer in range(network.n_weight_layers):
             if network.prunable[layer] and layer not in bound_layers:
