@@ -151,9 +151,9 @@ def allocate(
         ln_bound_standard_error=ln_bound_standard_error(network, [k / w for k, w in zip(kept_per_layer, network.weights)],
                                                         model),
         stability=stability,
-        saturation_density=(saturation_density(network, model) if objective == "bound" and model.name != "structural"
+        saturation_density=(saturation_density(network, model, deadline=max(deadline, time.perf_counter() + 0.5)) if objective == "bound" and model.name != "structural"
                             and any(p and i in network.bound_layers for i, p in enumerate(network.prunable)) else None),
-        bound_drop_nats=bound_drop_nats(problem, exact, kept_per_layer),
+        bound_drop_nats=bound_drop_nats(problem, exact, kept_per_layer, deadline),
         floors=floors or None,
         upper_bound=None if upper is None else {"ln_bound": upper.ln_bound, "gap_nats": max(0.0, upper.ln_bound - decision.value),
                                                 "multiplier": upper.multiplier, "method": "lagrangian relaxation, "

@@ -48,10 +48,13 @@ def conv_floors(network: Network, budget: Budget, constraints: Constraints,
     return replace(constraints, min_density={**own, **added}), added
 
 
-def bound_drop_nats(problem: AllocationProblem, exact: ExactObjective,
-                    kept: Sequence[int]) -> tuple[float | None, ...]:
+def bound_drop_nats(problem: AllocationProblem, exact: ExactObjective, kept: Sequence[int],
+                    deadline: float | None = None) -> tuple[float | None, ...]:
     """Per weight layer, ``ln E[B](kept) - ln E[B](kept with that layer's count halved)`` in nats (``None`` for a
-    layer that is not prunable or not in the bound)."""
+    layer that is not prunable or not in the bound; ``nan`` for one the ``deadline``, a ``time.perf_counter()``
+    value, left no time for)."""
+    import time
+
     network = problem.network
     here = exact.of_kept(kept)
     in_bound = set(network.bound_layers)
@@ -59,6 +62,9 @@ def bound_drop_nats(problem: AllocationProblem, exact: ExactObjective,
     for index, prunable in enumerate(network.prunable):
         if not prunable or index not in in_bound:
             drops.append(None)
+            continue
+        if deadline is not None and time.perf_counter() > deadline:
+            drops.append(math.nan)
             continue
         halved = list(kept)
         halved[index] = kept[index] // 2

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -104,6 +106,8 @@ class Allocation:
         """Whether the bound is sensitive to layer ``index`` at this allocation: halving its kept count lowers
         ``ln E[B]`` by more than ``SEES_NATS`` (``None`` for a layer that is not prunable or not in the bound)."""
         if self.bound_drop_nats is None or self.bound_drop_nats[index] is None:
+            return None
+        if math.isnan(self.bound_drop_nats[index]):  # the time limit left no time to check
             return None
         return self.bound_drop_nats[index] > SEES_NATS
 

@@ -119,7 +119,8 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
                f"{layer.sparsity:.6g}"]
         if sees:
             drop = allocation.bound_drop_nats[index]
-            row.append("-" if drop is None else (f"yes ({drop:.3g})" if allocation.bound_sees(index) else "no"))
+            row.append("-" if drop is None else "n/a (time)" if math.isnan(drop) else
+                       (f"yes ({drop:.3g})" if allocation.bound_sees(index) else "no"))
         for name in shown:
             kept = baselines[name].kept[index]
             row += [str(kept), f"{kept / layer.weights:.4g}"]

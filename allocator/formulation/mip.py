@@ -118,9 +118,7 @@ def build_model(problem: AllocationProblem, objective: ExactObjective, levels: i
             return objective.expected_rank(layer, fixed[layer])  # type: ignore[arg-type]
 
         expression, chords = add_program_surrogate(model, network, rank_of)
-        model.objective = pyo.Objective(expr=expression, sense=pyo.maximize)
-        model.no_good = pyo.ConstraintList()
-        return BuiltModel(model, menus, len(pairs), chords)
+        return _finish(model, objective, expression, menus, pairs, level_kept, chords)
     layers = list(network.bound_layers)
     caps = []
     cap = network.input_width
@@ -154,6 +152,23 @@ def build_model(problem: AllocationProblem, objective: ExactObjective, levels: i
             slope = float((values[a + 1] - values[a]) / (points[a + 1] - points[a]))
             model.chords.add(model.z[i] <= float(values[a]) + slope * (model.m[i] - int(points[a])))
             chords += 1
-    model.objective = pyo.Objective(expr=sum(model.z[i] for i in range(len(layers))), sense=pyo.maximize)
+    return _finish(model, objective, sum(model.z[i] for i in range(len(layers))), menus, pairs, level_kept, chords)
+
+
+def _finish(model, objective, surrogate, menus, pairs, level_kept, chords: int) -> BuiltModel:
+    """The objective: the bound's surrogate, or a data objective's own linear terms over the levels
+    (``objective.mip_terms``) with, when it is guarded, the surrogate held at ``objective.surrogate_floor`` or more
+    (``allocator.formulation.distortion``)."""
+    import pyomo.environ as pyo
+
+    terms = getattr(objective, "mip_terms", None)
+    if terms is None:
+        model.objective = pyo.Objective(expr=surrogate, sense=pyo.maximize)
+    else:
+        values = terms(menus, level_kept)
+        model.objective = pyo.Objective(expr=sum(values[p] * model.x[p] for p in pairs), sense=pyo.maximize)
+        floor = getattr(objective, "surrogate_floor", None)
+        if floor is not None:
+            model.guard = pyo.Constraint(expr=surrogate >= floor)
     model.no_good = pyo.ConstraintList()
     return BuiltModel(model, menus, len(pairs), chords)
