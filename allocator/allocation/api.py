@@ -17,6 +17,7 @@ from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.errors import InvalidInputError, SolverError
 from allocator.formulation.mip import block_menu, build_model
 from allocator.formulation.memory import check_memory
+from allocator.formulation.distortion import DEFAULT_GUARD_NATS, DistortionCurves, DistortionObjective
 from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective, surrogate_value
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
@@ -68,6 +69,8 @@ def allocate(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     progress: Progress | None = None,
     conv_floor: float | str | None = "uniform",
+    distortion: DistortionCurves | None = None,
+    guard_nats: float = DEFAULT_GUARD_NATS,
 ) -> Allocation:
     """Choose integer kept counts per prunable layer maximising ``objective`` (``ln E[B]``) under a global budget.
 
@@ -91,6 +94,12 @@ def allocate(
     its kept count is halved (the bound "sees" the layer when it falls at all). The conv rank tables are computed
     (or read from ``rank_model.cache_dir``) before the time limit's clock starts.
 
+    Data objectives (``allocator.formulation.distortion``): ``objective="distortion"`` minimises the measured
+    distortion ``sum_l D_l(k_l)`` of ``distortion`` (curves per prunable layer); ``"guarded"`` does so subject to
+    ``ln E[B] >= ln E[B]* - guard_nats``, ``ln E[B]*`` the ``bound`` objective's answer at the same budget and
+    constraints (solved first, within the same time limit each). ``ln_bound`` stays the answer's exact ``ln E[B]``;
+    ``Allocation.objective`` holds the objective's name, value and guard.
+
     Raises:
         InvalidInputError: bad arguments. InfeasibleError: constraints that cannot hold with the budget.
         SolverError: HiGHS missing or failed.
@@ -106,10 +115,20 @@ def allocate(
     prepare_rank_tables(network, model, say)
     started = time.perf_counter()
     check_memory(problem, cache_bytes, levels)
-    exact = get_objective(objective).exact(problem, cache_bytes)
+    get_objective(objective)  # an unknown name is refused here, naming the registered ones
+    bound_exact = ExactObjective(problem, cache_bytes)
+    data_objective = None
+    if objective in DATA_OBJECTIVES:
+        exact, data_objective = _data_objective(objective, distortion, guard_nats, bound_exact, dict(
+            network=network, budget=budget, rank_model=model, constraints=constraints, levels=levels,
+            solutions=solutions, solver_options=options, exhaustive_limit=exhaustive_limit,
+            polish_starts=polish_starts, cache_bytes=cache_bytes, conv_floor=None), say)
+        started = time.perf_counter()
+    else:
+        exact = get_objective(objective).exact(problem, cache_bytes)
     deadline = started + options.time_limit_s  # the whole call: MIP, exhaustive search, polish, tie-break
     say("baselines")
-    baseline_results = {rule.name: _baseline(rule, problem, exact, raw_baselines) for rule in rules}
+    baseline_results = {rule.name: _baseline(rule, problem, bound_exact, raw_baselines) for rule in rules}
     baseline_starts = [(f"baseline:{name}", _units_of(problem, result.kept)) for name, result in baseline_results.items()
                        if result.kept is not None]
     if problem.blocks:
@@ -120,7 +139,8 @@ def allocate(
     # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
     spent = time.perf_counter() - started
     upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)))
-             if problem.blocks else None)
+             if problem.blocks and data_objective is None else None)
+    ln_bound = decision.value if data_objective is None else bound_exact.of_units(decision.units)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
         upper is None and bool(problem.blocks), model.name in MONOTONE_MODELS
         or (model.name == "structural" and not model.reduce_variance))
@@ -139,10 +159,13 @@ def allocate(
         rank_model=model,
         constraints=problem.constraints,
         layers=_layer_records(problem, kept_per_layer),
-        ln_bound=decision.value,
+        ln_bound=ln_bound,
         surrogate_value=surrogate_value(exact, kept_per_layer),
         status=decision.status,
-        certificate="; ".join(decision.certificate + ((caveat,) if caveat else ())),
+        certificate="; ".join(tuple(_worded(sentence, data_objective) for sentence in decision.certificate)
+                              + ((caveat,) if caveat else ())
+                              + ((certificate.data_objective_sentence(data_objective, ln_bound),) if data_objective
+                                 else ())),
         mip=decision.mip,
         polish={"best_start": decision.origin, "moves": decision.moves, "exact_evaluations": exact.evaluations,
                 "starts": list(decision.starts)},
@@ -153,12 +176,61 @@ def allocate(
         stability=stability,
         saturation_density=(saturation_density(network, model, deadline=max(deadline, time.perf_counter() + 0.5)) if objective == "bound" and model.name != "structural"
                             and any(p and i in network.bound_layers for i, p in enumerate(network.prunable)) else None),
-        bound_drop_nats=bound_drop_nats(problem, exact, kept_per_layer, deadline),
+        bound_drop_nats=bound_drop_nats(problem, bound_exact, kept_per_layer, deadline),
+        objective=None if data_objective is None else _objective_record(data_objective, exact, kept_per_layer, ln_bound),
         floors=floors or None,
         upper_bound=None if upper is None else {"ln_bound": upper.ln_bound, "gap_nats": max(0.0, upper.ln_bound - decision.value),
                                                 "multiplier": upper.multiplier, "method": "lagrangian relaxation, "
                                                 "allocator.formulation.upper_bound"},
     )
+
+
+DATA_OBJECTIVES = ("distortion", "guarded")
+
+
+def _data_objective(name: str, curves: DistortionCurves | None, guard_nats: float, bound_exact: ExactObjective,
+                    bound_args: dict, say: Progress) -> tuple[DistortionObjective, dict[str, object]]:
+    """The evaluator of a data objective and what its record says (for ``guarded``: after solving the ``bound``
+    objective at the same budget and constraints, whose answer sets the floor)."""
+    if curves is None:
+        raise InvalidInputError(f"objective {name!r} needs distortion curves: allocate(..., distortion=curves), or "
+                                f"allocator solve --objective {name} --model M --dataset D")
+    if isinstance(guard_nats, bool) or not isinstance(guard_nats, (int, float)) or not (
+            math.isfinite(guard_nats) and guard_nats >= 0):
+        raise InvalidInputError(f"guard is {guard_nats!r} nats; expected a number >= 0")
+    problem = bound_exact.problem
+    details: dict[str, object] = {"name": name, "calibration_size": curves.calibration_size, "seed": curves.seed,
+                                  "source": curves.source}
+    if name == "distortion":
+        return DistortionObjective(problem, curves, bound_exact), details
+    say("guarded: first the bound objective's answer at this budget (it sets the floor)")
+    budget = bound_args.pop("budget")
+    reference = allocate(**bound_args, kept=budget.kept, baselines=())
+    menu_best = reference.mip.objective if reference.mip is not None and math.isfinite(reference.mip.objective) else None
+    details.update(guard_nats=float(guard_nats), bound_optimum=reference.ln_bound,
+                   ln_floor=reference.ln_bound - guard_nats, bound_status=str(reference.status))
+    return DistortionObjective(problem, curves, bound_exact, reference.ln_bound - guard_nats,
+                               None if menu_best is None else menu_best - guard_nats), details
+
+
+def _worded(sentence: str, data_objective: dict | None) -> str:
+    """A search sentence said of the data objective when it is the one searched (the sentences name ln E[B])."""
+    if data_objective is None:
+        return sentence
+    for said, meant in (("the surrogate's optimum", "the objective's optimum"),
+                        ("exact ln E[B] optimal over the menu", "the exact objective optimal over the menu"),
+                        ("local search with the true ln E[B]", "local search with the exact objective")):
+        sentence = sentence.replace(said, meant)
+    return sentence
+
+
+def _objective_record(details: dict[str, object], exact: DistortionObjective, kept: Sequence[int],
+                      ln_bound: float) -> dict[str, object]:
+    record = dict(details)
+    record["distortion"] = exact.distortion(kept)
+    if "ln_floor" in record:
+        record["guard_met"] = bool(ln_bound >= float(record["ln_floor"]) - 1e-9)  # type: ignore[arg-type]
+    return record
 
 
 def _stability(network: Network, model: RankModel, kept: Sequence[int],

@@ -78,3 +78,16 @@ def program_sentence(without_upper_bound: bool, monotone_model: bool = True) -> 
     return ("conv rank laws are Monte-Carlo estimates (generic rank mod 2^61-1, common random numbers; a density "
             "between menu levels takes the next level up)"
             + (f"; no upper-bound certificate: {reason}" if without_upper_bound else ""))
+
+
+def data_objective_sentence(details: dict, ln_bound: float) -> str:
+    """What a data objective's answer is and what was checked."""
+    text = (f"objective {details['name']}: measured output distortion on {details['calibration_size']} calibration "
+            f"inputs (exact at the measured levels, interpolated in ln kept between them; the MIP's gap is over its "
+            f"menu)")
+    if "ln_floor" in details:
+        met = ln_bound >= float(details["ln_floor"]) - 1e-9
+        text += (f"; guard: the exact ln E[B] {ln_bound:.4f} nats {'meets' if met else 'does NOT meet'} the floor "
+                 f"{float(details['ln_floor']):.4f} (the bound objective's {float(details['bound_optimum']):.4f} "
+                 f"less {float(details['guard_nats']):g} nats)")
+    return text

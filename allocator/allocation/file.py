@@ -195,6 +195,7 @@ def to_document(allocation: Allocation) -> dict[str, Any]:
                 "bound_drop_meaning": "ln E[B] lost when the layer's kept count is halved (nats); 0: the bound is "
                                       "blind to the layer at this budget"}),
             **({} if not allocation.floors else {"conv_floors": allocation.floors}),
+            **({} if allocation.objective is None else {"data_objective": allocation.objective}),
             **({} if network.is_chain else {"conv_samples": allocation.rank_model.conv_samples,
                                             "bound_convention": bound_convention(network)}),
             **({} if allocation.ln_bound_standard_error is None else {
@@ -363,6 +364,7 @@ def _from_checked_document(document: Mapping[str, Any]) -> Allocation:
         bound_drop_nats=(None if "bound_drop_nats" not in objective else
                          tuple(None if d is None else _from_number(d, -math.inf) for d in objective["bound_drop_nats"])),
         floors=objective.get("conv_floors"),
+        objective=objective.get("data_objective"),
     )
 
 

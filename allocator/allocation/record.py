@@ -101,6 +101,7 @@ class Allocation:
     saturation_density: float | None = None  # global density above which uniform's bound is the dense bound
     bound_drop_nats: tuple[float | None, ...] | None = None  # per layer: ln E[B] lost when its kept count is halved
     floors: dict[str, float] | None = None  # density floors the solver applied by default (conv layers), by layer
+    objective: dict[str, object] | None = None  # a data objective's name, distortion, guard (None: the bound)
 
     def bound_sees(self, index: int) -> bool | None:
         """Whether the bound is sensitive to layer ``index`` at this allocation: halving its kept count lowers

@@ -231,6 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--levels", type=positive_int, default=100, help="menu levels per layer in the MIP")
     solve.add_argument("--solutions", type=positive_int, default=3, help="MIP solutions polished (no-good cuts)")
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
+    solve.add_argument("--objective", choices=("bound", "distortion", "guarded"), default="bound",
+                       help="bound: maximise ln E[B] (default); distortion: minimise the measured output distortion "
+                            "of the model on --dataset; guarded: minimise it subject to ln E[B] >= the bound's best "
+                            "- --guard-nats (needs --model and --dataset)")
+    solve.add_argument("--dataset", help="distortion/guarded: the data set whose training images calibrate (names as "
+                                         "for validate; npz:FILE and idx:DIR too)")
+    solve.add_argument("--data-dir", help="distortion/guarded: where the data set's files are, if it needs one")
+    solve.add_argument("--calibration-size", type=positive_int, default=1024,
+                       help="distortion/guarded: training images the distortion is measured on (default 1024)")
+    solve.add_argument("--calibration-seed", type=non_negative_int, default=0,
+                       help="distortion/guarded: seed of the calibration images' draw and of the dense training")
+    solve.add_argument("--guard-nats", type=float, default=1.0,
+                       help="guarded: how far below the bound's best ln E[B] the answer may go, nats (default 1)")
+    solve.add_argument("--train-epochs", type=non_negative_int,
+                       help="distortion/guarded: train the model densely first for this many epochs (default 3 for "
+                            "a registered model, whose weights are untrained; 0 for your own model)")
     solve.add_argument("--baselines", default="uniform,uniform-gale,er,erk",
                        help="comma-separated baselines to compare (default uniform,uniform-gale,er,erk; also igq, "
                             "balanced, and synflow with --model: SynFlow's counts on the model's initial draw)")

@@ -75,6 +75,18 @@ def _flops(allocation, kept: Sequence[int]) -> float:
     return sum(f * k for f, k, p in zip(network.flops_per_weight, kept, network.prunable) if p)
 
 
+def _data_objective_line(allocation) -> str:
+    o = allocation.objective
+    text = (f"objective: {o['name']}: minimise the output distortion, sum over layers of D_l (measured on "
+            f"{o['calibration_size']} calibration images, {o.get('source') or 'given weights'}); ours "
+            f"{float(o['distortion']):.6g}")
+    if "ln_floor" in o:
+        text += (f", subject to ln E[B] >= {float(o['ln_floor']):.4f} nats (the bound's best "
+                 f"{float(o['bound_optimum']):.4f} less {float(o['guard_nats']):g}): "
+                 + ("met" if o.get("guard_met") else "NOT met"))
+    return text
+
+
 def format_allocation(allocation, compare: Sequence[str]) -> str:
     """The allocation as a per-layer table beside the baselines in ``compare``, then every baseline's ``ln E[B]``,
     the MIP's report, the status and the certificate."""
@@ -88,7 +100,9 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
         f"Allocation for {arch}: budget {budget.kept} kept of {budget.prunable_weights} prunable weights "
         f"(global density {budget.density:.6g}, sparsity {1 - budget.density:.6g}; compression "
         f"{network.compression_ratio(allocation.kept_total):.4g}x of all parameters)",
-        f"objective: ln E[B] with the {allocation.rank_model.name} rank model; output layer "
+        (f"objective: ln E[B] with the {allocation.rank_model.name} rank model; output layer " if allocation.objective
+         is None else _data_objective_line(allocation) + f"; ln E[B] with the {allocation.rank_model.name} rank model, "
+         f"output layer ")
         + ("included (papers' convention)" if network.include_output_layer else "excluded (theory-clean)"),
         f"bound convention: {bound_convention(network)}",
     ]
@@ -166,9 +180,10 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
         def number(value: float, digits: str) -> str:
             return "n/a" if math.isnan(value) else format(value, digits)
 
+        what = ("surrogate", " nats") if allocation.objective is None else ("negated distortion", "")
         lines.append(
-            f"  MIP: {mip.status}, relative gap {number(mip.gap, '.3g')}, surrogate {number(mip.objective, '.4f')} "
-            f"nats (bound {number(mip.bound, '.4f')}); {mip.binaries} binaries; {mip.solutions} solution(s); "
+            f"  MIP: {mip.status}, relative gap {number(mip.gap, '.3g')}, {what[0]} {number(mip.objective, '.4f')}"
+            f"{what[1]} (bound {number(mip.bound, '.4f')}); {mip.binaries} binaries; {mip.solutions} solution(s); "
             f"build {mip.build_seconds:.2f} s, HiGHS {mip.seconds:.2f} s"
         )
     lines.append(f"  status: {allocation.status}; total time {allocation.solve_seconds:.2f} s")

@@ -198,6 +198,53 @@ def _cache_bytes(megabytes: float) -> int:
     return int(megabytes * 2**20)
 
 
+def _distortion_curves(args: argparse.Namespace, network: Network, budgets):
+    """The model's distortion curves on ``--calibration-size`` training images of ``--dataset`` (the model trained
+    densely first for ``--train-epochs``), with the budgets' uniform shares among the measured levels."""
+    if args.model is None or args.dataset is None:
+        raise UsageError(f"allocator solve: error: --objective {args.objective} needs --model and --dataset (the "
+                         f"distortion is measured on the model's outputs)")
+    if not (math.isfinite(args.guard_nats) and args.guard_nats >= 0):
+        raise UsageError(f"allocator solve: error: --guard-nats {args.guard_nats:g} is not a number of nats >= 0")
+    import torch
+
+    from allocator.data import load_dataset
+    from allocator.models import model_names
+    from allocator.pruning.finetune.training import Tensors, TrainConfig, set_threads, train
+    from allocator.pruning.model_source import parse_input_shape, resolve_model
+    from allocator.pruning.rd import measure_distortion
+
+    entry = resolve_model(args.model, input_shape=parse_input_shape(args.input_shape),
+                          trust_model_file=args.trust_model_file)
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir)
+    if args.calibration_size > len(dataset.train_y):
+        raise UsageError(f"allocator solve: error: --calibration-size {args.calibration_size} is larger than the "
+                         f"{len(dataset.train_y)} training images of {args.dataset}")
+    set_threads(1)
+    data = Tensors.from_dataset(dataset)
+    if tuple(dataset.input_shape) != tuple(entry.input_shape):
+        data = data.reshaped(entry.input_shape)
+    torch.manual_seed(args.calibration_seed)
+    model = entry.build()
+    epochs = args.train_epochs if args.train_epochs is not None else (3 if args.model in model_names() else 0)
+    say = None if (args.quiet or args.json) else (lambda message: print(f"[allocator] {message}", file=sys.stderr))
+    if epochs:
+        if say:
+            say(f"training {args.model} densely for {epochs} epoch(s) on {args.dataset} (the distortion needs trained "
+                f"weights)")
+        train(model, data, TrainConfig(epochs=epochs), seed=args.calibration_seed)
+    draw = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(args.calibration_seed))
+    inputs = data.train_x[draw[:args.calibration_size]]
+    names = [n for n, p in zip(network.names, network.prunable) if p]
+    from allocator.formulation.problem import make_budget
+
+    shares = [make_budget(network, **{kind: value}).density for kind, value, _ in budgets]
+    if say:
+        say(f"measuring distortion curves of {len(names)} layers on {args.calibration_size} calibration images")
+    return measure_distortion(model, names, inputs, extra=shares, seed=args.calibration_seed,
+                              source=f"{args.dataset}, {epochs} dense epochs")
+
+
 def _synflow_baseline(args: argparse.Namespace, network: Network) -> dict:
     """SynFlow's allocation as a baseline line: it needs the torch model (``--model``), drawn with
     ``torch.manual_seed(0)`` (the init SynFlow scores; the seed is in the baseline's description)."""
@@ -241,6 +288,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     )
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()] if args.baselines else []
     extra = _synflow_baseline(args, network) if "synflow" in baselines else None
+    curves = _distortion_curves(args, network, budgets) if args.objective != "bound" else None
     baselines = [name for name in baselines if name != "synflow"]
     say = None if (args.quiet or args.json) else (lambda message: print(f"[allocator] {message}", file=sys.stderr))
     options = SolverOptions(time_limit_s=args.time_limit)
@@ -258,7 +306,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
             network, **{kind: value}, rank_model=model, constraints=constraints, levels=args.levels,
             solutions=args.solutions, solver_options=options, baselines=baselines, progress=say,
             raw_baselines=args.raw_baselines, cache_bytes=_cache_bytes(args.cache_mb), conv_floor=args.conv_floor,
-            extra_baselines=extra,
+            extra_baselines=extra, objective=args.objective, distortion=curves, guard_nats=args.guard_nats,
         )
         documents.append(dumps(allocation))
         if not args.json:

@@ -49,3 +49,19 @@ def get_objective(name: str) -> ObjectiveSpec:
 
 register_objective("bound", "maximise the exact ln E[B] (nats) of the pruned network under the rank model",
                    ExactObjective)
+
+
+def _needs_curves(name: str) -> Callable[[AllocationProblem, int], ExactObjective]:
+    def refuse(problem: AllocationProblem, cache_bytes: int) -> ExactObjective:
+        from allocator.errors import InvalidInputError
+
+        raise InvalidInputError(f"objective {name!r} needs distortion curves: allocate(..., distortion=curves), or "
+                                f"allocator solve --objective {name} --model M --dataset D")
+
+    return refuse
+
+
+register_objective("distortion", "minimise the measured output distortion sum_l D_l(k_l) (allocator.formulation."
+                   "distortion)", _needs_curves("distortion"))
+register_objective("guarded", "minimise the measured distortion subject to ln E[B] >= the bound's best - tau "
+                   "(allocator.formulation.distortion)", _needs_curves("guarded"))

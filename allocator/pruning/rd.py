@@ -97,3 +97,25 @@ def _choose(menus: Sequence[Sequence[int]], curves: Sequence[Sequence[float]], b
         raise SolverError(f"rd: HiGHS ended {report.status} on the allocation MIP")
     return [next(menus[l][v] for v in range(len(menus[l])) if pyo.value(model.x[l, v]) > 0.5)
             for l in range(len(menus))]
+
+
+def measure_distortion(model: nn.Module, names: Sequence[str], inputs: torch.Tensor, levels: int = DEFAULT_LEVELS,
+                       extra: Sequence[float] = (), seed: int = 0, source: str = ""):
+    """The ``DistortionCurves`` of ``model`` (``allocator.formulation.distortion``): per tensor of ``names``,
+    ``levels`` log-spaced kept counts from 1 to all its weights, plus each density of ``extra`` (e.g. the budgets'
+    uniform shares), measured on ``inputs``."""
+    from allocator.formulation.distortion import DistortionCurves
+
+    parameters = dict(model.named_parameters())
+    missing = [n for n in names if n not in parameters]
+    if missing:
+        raise InvalidInputError(f"distortion: {missing[0]!r} is not a parameter of {type(model).__name__}")
+    menus = []
+    for name in names:
+        weights = parameters[name].numel()
+        values = {1, weights} | {int(round(v)) for v in np.geomspace(1, weights, num=levels)}
+        values |= {max(1, min(weights, kept_from_density(float(d), weights))) for d in extra}
+        menus.append(sorted(values))
+    curves = distortion_curves(model, names, inputs, menus)
+    return DistortionCurves({n: (tuple(m), tuple(c)) for n, m, c in zip(names, menus, curves)}, int(inputs.shape[0]),
+                            seed, source)
