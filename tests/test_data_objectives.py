@@ -83,3 +83,26 @@ def test_cli_solves_the_guarded_objective_on_a_models_outputs(capsys, idx_dir, t
     assert loaded.ln_bound >= loaded.objective["ln_floor"] - 1e-9
     assert main(["solve", "--model", "mlp-2x100", "--density", "0.001", "--objective", "distortion"]) == 2
     assert "needs --model and --dataset" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+def test_the_cell_rules_with_data_objectives_spend_the_budget_and_keep_the_guard():
+    import torch
+
+    from allocator.bound.engine import ln_expected_bound
+    from allocator.models import get_model
+    from allocator.study.cells import kept_for_rule
+
+    entry = get_model("mlp-2x100")
+    torch.manual_seed(0)
+    model = entry.build()
+    network = entry.network
+    reference = allocate(network, density=0.001)
+    calibration = torch.randn(64, *entry.input_shape)
+    prunable = [n for n, p in zip(network.names, network.prunable) if p]
+    for rule in ("ours-distortion", "ours-guarded"):
+        kept = kept_for_rule(rule, reference, model, prunable, calibration=calibration)
+        assert sum(kept.values()) == reference.budget.kept
+        if rule == "ours-guarded":
+            densities = [kept.get(n, w) / w for n, w in zip(network.names, network.weights)]
+            assert ln_expected_bound(network, densities) >= reference.ln_bound - 1.0 - 1e-9

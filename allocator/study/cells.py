@@ -20,6 +20,7 @@ from torch import nn
 
 from allocator.bound import ln_expected_bound
 from allocator.io_utils import atomic_write_text
+from allocator.errors import InvalidInputError
 from allocator.pruning.baselines import weight_rule_kept
 from allocator.pruning.rd import CALIBRATION_SIZE
 from allocator.pruning.criteria import ScoreContext, scores
@@ -33,6 +34,22 @@ from allocator.study.progress import Progress
 from allocator.study.seeds import derive_seed
 
 Say = Callable[[str], None]
+
+
+def _data_objective_kept(objective: str, allocation, model: nn.Module, prunable: Sequence[str],
+                         calibration) -> dict[str, int]:
+    """``ours`` with a data objective: this seed's dense model's distortion curves on ``calibration``, then the
+    allocation at ``allocation``'s budget, rank model and constraints (its conv floors included)."""
+    from allocator.allocation import allocate
+    from allocator.pruning.rd import measure_distortion
+
+    if calibration is None:
+        raise InvalidInputError(f"rule ours-{objective} needs a calibration batch of training inputs")
+    curves = measure_distortion(model, list(prunable), calibration, extra=[allocation.budget.density])
+    result = allocate(allocation.network, kept=allocation.budget.kept, rank_model=allocation.rank_model,
+                      constraints=allocation.constraints, objective=objective, distortion=curves, baselines=(),
+                      conv_floor=None)
+    return {layer.name: layer.kept for layer in result.layers if layer.prunable}
 
 
 def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[str],
@@ -54,6 +71,8 @@ def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[st
     if rule == "synflow":
         return weight_rule_kept(rule, init_model() if init_model is not None else model, prunable,
                                 allocation.budget.kept, input_shape)
+    if rule in ("ours-distortion", "ours-guarded"):
+        return _data_objective_kept(rule.removeprefix("ours-"), allocation, model, prunable, calibration)
     return weight_rule_kept(rule, model, prunable, allocation.budget.kept, input_shape, calibration)
 
 

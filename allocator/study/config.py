@@ -15,7 +15,10 @@ WEIGHT_FREE_RULES = ("ours",) + baseline_names()
 #: The rules that read a trained model's weights (``allocator.pruning.baselines.WEIGHT_RULES``; a test holds the two
 #: equal, this module stays free of torch).
 WEIGHT_BASED_RULES = ("global-magnitude", "lamp", "synflow", "rd")
-ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES
+#: ``ours`` with a data objective (``allocator.formulation.distortion``): per seed, the dense model's distortion curves on
+#: a calibration batch of training images, then ``allocate(objective=...)`` at the cell's budget and constraints.
+DATA_OBJECTIVE_RULES = ("ours-distortion", "ours-guarded")
+ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES + DATA_OBJECTIVE_RULES
 
 # How cells are computed, not what they measure: a run may be resumed with another engine.
 ENGINE_FIELDS = frozenset({"threads", "sparse_finetune", "save_models"})
