@@ -155,6 +155,7 @@ def test_regions_on_2d_slices_never_exceed_the_program_bound():
     block = ConvGeometry(2, 2, 3, 4, padding=1)
     grid = np.stack(np.meshgrid(np.linspace(0, 1, 120), np.linspace(0, 1, 120)), -1).reshape(-1, 2)
     caught = 0
+    pool_rng = np.random.default_rng(11)
     for _ in range(100):
         t0, b0 = _pruned_conv(rng, stem, rng.uniform(0.3, 1.0))
         t1, b1 = _pruned_conv(rng, block, float(rng.choice([0.0, 0.05, 0.15, 0.3, 0.6])))
@@ -183,4 +184,15 @@ def test_regions_on_2d_slices_never_exceed_the_program_bound():
 
         assert math.log(count) <= bound([Relu(0, 32), Residual(1, 32, 2, 32, shortcut_rank=32)]) + 1e-9
         caught += math.log(count) > bound([Relu(0, 32), Relu(1, 32), Relu(2, 32)]) + 1e-9
+        # a pooled net on the same slice: argmax of max(0, window) per window, then a pruned ReLU layer
+        p0, q0 = _pruned_conv(pool_rng, stem, pool_rng.uniform(0.2, 1.0))
+        linear = pool_rng.normal(size=(3, 8)) * (pool_rng.random((3, 8)) < 0.7)
+        z = x @ p0.T + q0
+        windows = _pool_windows(2, 4, 4, 2)
+        pieces = np.concatenate((np.zeros((len(x), windows.shape[0], 1)), z[:, windows]), axis=2)
+        pooled = pieces.max(axis=2)
+        pre = pooled @ linear.T
+        count = len({row.tobytes() for row in _patterns([pieces.argmax(axis=2).astype(np.int8), pre > 0])})
+        ranks = [_rank(p0 @ directions), _rank(linear)]
+        assert math.log(count) <= bound([ReluMaxPool(0, 32, 8, 4), Relu(1, 3)]) + 1e-9
     assert caught >= 2, f"the plain-chain ResNet was caught {caught} times on 2-D slices"

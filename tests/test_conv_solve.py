@@ -252,3 +252,47 @@ def test_the_lagrangian_certificate_holds_on_pooled_and_residual_cnns():
     _, best, _ = exhaustive_search(problem, ExactObjective(problem), grid_for(problem, 12))
     upper = lagrangian_upper_bound(problem)
     assert upper is not None and upper.ln_bound >= best - 1e-9
+
+
+@pytest.mark.torch
+def test_the_translator_reads_common_idioms_and_refuses_unproven_pools_and_relus():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from allocator.pruning.fx_program import translate
+
+    class ViewIdiom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+            self.fc = nn.Linear(2 * 3 * 3, 3)
+
+        def forward(self, x):
+            h = F.avg_pool2d(F.relu(self.conv(x)), kernel_size=2)
+            return self.fc(h.view(h.size(0), -1))
+
+    network = translate(ViewIdiom(), (1, 6, 6))
+    assert [type(s).__name__ for s in network.bound_program] == ["Relu", "Cap", "Cap", "Relu"]
+
+    class PaddedPool(ViewIdiom):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2 * 4 * 4, 3)  # a padded 2x2 pool of 6x6 gives 4x4
+
+        def forward(self, x):
+            return self.fc(F.avg_pool2d(F.relu(self.conv(x)), 2, padding=1).flatten(1))
+
+    with pytest.raises(InvalidInputError, match="without padding"):
+        translate(PaddedPool(), (1, 6, 6))
+
+    class InputRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(16, 4), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(torch.relu(x).flatten(1))))
+
+    with pytest.raises(InvalidInputError, match="no ReLU has rectified"):
+        translate(InputRelu(), (1, 4, 4))

@@ -131,6 +131,8 @@ def allocate(
     baseline_results = {rule.name: _baseline(rule, problem, bound_exact, raw_baselines) for rule in rules}
     baseline_starts = [(f"baseline:{name}", _units_of(problem, result.kept)) for name, result in baseline_results.items()
                        if result.kept is not None]
+    if data_objective is not None and "reference_kept" in data_objective:  # guarded: the bound's answer meets the floor
+        baseline_starts.append(("bound objective", _units_of(problem, data_objective.pop("reference_kept"))))
     if problem.blocks:
         decision = _decide(problem, exact, levels, solutions, options, exhaustive_limit, polish_starts, say, deadline,
                            baseline_starts)
@@ -142,12 +144,14 @@ def allocate(
              if problem.blocks and data_objective is None else None)
     ln_bound = decision.value if data_objective is None else bound_exact.of_units(decision.units)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
-        upper is None and bool(problem.blocks), model.name in MONOTONE_MODELS
-        or (model.name == "structural" and not model.reduce_variance))
+        upper is None and bool(problem.blocks) and data_objective is None,
+        (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance))
+        and not model.paper_p0)
     if upper is not None:
         caveat = certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier) + (
             "; " + caveat if caveat else "")
-    stability = _stability(network, model, problem.kept_per_layer(decision.units), baseline_results)
+    stability = (_stability(network, model, problem.kept_per_layer(decision.units), baseline_results)
+                 if network.is_chain else None)  # a CNN's conv tables for a fresh seed would cost minutes
     if stability is not None:
         caveat = (caveat + "; " if caveat else "") + certificate.stability_sentence(stability)
     kept_per_layer = problem.kept_per_layer(decision.units)
@@ -172,7 +176,7 @@ def allocate(
         solve_seconds=time.perf_counter() - started,
         baselines=baseline_results,
         ln_bound_standard_error=ln_bound_standard_error(network, [k / w for k, w in zip(kept_per_layer, network.weights)],
-                                                        model),
+                                                        model, deadline=max(deadline, time.perf_counter() + 0.5)),
         stability=stability,
         saturation_density=(saturation_density(network, model, deadline=max(deadline, time.perf_counter() + 0.5)) if objective == "bound" and model.name != "structural"
                             and any(p and i in network.bound_layers for i, p in enumerate(network.prunable)) else None),
@@ -208,7 +212,8 @@ def _data_objective(name: str, curves: DistortionCurves | None, guard_nats: floa
     reference = allocate(**bound_args, kept=budget.kept, baselines=())
     menu_best = reference.mip.objective if reference.mip is not None and math.isfinite(reference.mip.objective) else None
     details.update(guard_nats=float(guard_nats), bound_optimum=reference.ln_bound,
-                   ln_floor=reference.ln_bound - guard_nats, bound_status=str(reference.status))
+                   ln_floor=reference.ln_bound - guard_nats, bound_status=str(reference.status),
+                   reference_kept=reference.kept)
     return DistortionObjective(problem, curves, bound_exact, reference.ln_bound - guard_nats,
                                None if menu_best is None else menu_best - guard_nats), details
 

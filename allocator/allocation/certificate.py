@@ -74,7 +74,8 @@ def program_sentence(without_upper_bound: bool, monotone_model: bool = True) -> 
     the rank model's laws grow with the density (else a missing certificate is the model's doing, not time's)."""
     reason = ("its time share (half the solve's time, 1 s at least) ended before one multiplier was evaluated; "
               "allocator.formulation.upper_bound computes it without a deadline" if monotone_model else
-              "this rank model's laws are not known to grow with the density (the stratified structural estimate)")
+              "this rank model's laws are not known to grow with the density (the stratified structural estimate), "
+              "or lose mass (paper_p0)")
     return ("conv rank laws are Monte-Carlo estimates (generic rank mod 2^61-1, common random numbers; a density "
             "between menu levels takes the next level up)"
             + (f"; no upper-bound certificate: {reason}" if without_upper_bound else ""))

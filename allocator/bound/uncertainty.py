@@ -27,11 +27,12 @@ from allocator.bound.recursion import ln_expected_bound_from_laws
 from allocator.network import Network
 
 BOOTSTRAP_REPLICATES = 200
+MIN_REPLICATES = 20  # a deadline never cuts the bootstrap below this many replicates
 BOOTSTRAP_SEED = 20_261_201
 
 
 def ln_bound_standard_error(network: Network, densities: Sequence[float], model: RankModel,
-                            replicates: int = BOOTSTRAP_REPLICATES) -> float | None:
+                            replicates: int = BOOTSTRAP_REPLICATES, deadline: float | None = None) -> float | None:
     """``SE(ln E[B])`` in nats (module docstring); ``None`` when no law is Monte-Carlo (every conv the bound sees
     has a Monte-Carlo law, under any model but ``dense``)."""
     specs = network.layers
@@ -49,7 +50,11 @@ def ln_bound_standard_error(network: Network, densities: Sequence[float], model:
             groups.setdefault(shape, []).append(position)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     values = []
-    for _ in range(replicates):
+    import time
+
+    for replicate in range(replicates):
+        if deadline is not None and replicate >= MIN_REPLICATES and time.perf_counter() > deadline:
+            break  # the caller's time limit: the replicates done so far (at least MIN_REPLICATES)
         ln_pmfs = [law.ln_pmf for law in laws]
         for positions in groups.values():
             samples = laws[positions[0]].samples or 1

@@ -191,6 +191,9 @@ class Network:
                 raise InvalidInputError(f"layer {name} has {cols} inputs, not a multiple of its kernel size "
                                         f"{math.prod(kernel)} ({kernel!r})")
         object.__setattr__(self, "kernels", kernels)
+        if any(c is not None for c in convs) and not self.program:
+            raise InvalidInputError("convs describe the convolutions of a bound program: give program (and "
+                                    "layer_shapes) too, e.g. through allocator.network.ProgramBuilder")
         if self.program:
             if not shapes:
                 raise InvalidInputError("a network with a program needs layer_shapes (its weight matrices)")

@@ -67,7 +67,10 @@ class _Graph:
 
     @staticmethod
     def users(node: fx.Node) -> list[fx.Node]:
-        return [user for user in node.users if user.op != "call_function" or user.target is not getattr]
+        """The nodes that use ``node``'s value (``getattr`` and ``x.size()`` only read its shape: not counted)."""
+        return [user for user in node.users
+                if not (user.op == "call_function" and user.target is getattr)
+                and not (user.op == "call_method" and user.target in ("size", "dim"))]
 
     def only_user(self, node: fx.Node) -> fx.Node:
         users = self.users(node)
@@ -203,8 +206,20 @@ def translate(model: nn.Module, input_shape: tuple[int, ...], *, include_output_
     """The bound program of ``model`` on inputs of ``input_shape`` ``(C, H, W)`` (module docstring).
 
     Raises:
-        InvalidInputError: a node or a structure the translator cannot prove, named.
+        InvalidInputError: a node or a structure the translator cannot prove, named (an unexpected failure while
+            reading the graph too, as one line).
     """
+    try:
+        return _translate(model, input_shape, include_output_layer)
+    except InvalidInputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a graph the reader did not expect: one line, not a traceback
+        raise InvalidInputError(f"{type(model).__name__}: the fx translator could not read the graph "
+                                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                                f"accepted: {ACCEPTED}") from None
+
+
+def _translate(model: nn.Module, input_shape: tuple[int, ...], include_output_layer: bool) -> Network:
     if len(input_shape) != 3:
         raise InvalidInputError(f"input shape {input_shape!r}: a CNN's bound program needs (C, H, W)")
     graph = _Graph(model, torch.zeros(1, *input_shape))
@@ -214,10 +229,12 @@ def translate(model: nn.Module, input_shape: tuple[int, ...], *, include_output_
         raise InvalidInputError(f"{type(model).__name__} takes {len(inputs)} inputs; the translator reads one")
     builder = ProgramBuilder(tuple(int(v) for v in input_shape))  # type: ignore[arg-type]
     current = inputs[0]
+    rectified = False  # whether the current signal has passed a ReLU (pools and flattens keep that)
     while True:
         users = graph.users(current)
         if len(users) == 2:
             current = _residual(graph, builder, current)
+            rectified = True
             continue
         node = graph.only_user(current)
         module = graph.module(node)
@@ -246,11 +263,14 @@ def translate(model: nn.Module, input_shape: tuple[int, ...], *, include_output_
                                         f"ReLU (after an optional BatchNorm) unless it is in a residual block")
             builder.conv(name, channels, kernel, stride=stride, padding=padding, bias=bias, batch_norm=batch_norm,
                          pool=None if pool is None else pool[0], pool_stride=None if pool is None else pool[1])
-            current = end
+            current, rectified = end, True
         elif isinstance(module, nn.Linear):
             after = graph.users(node)
             name = f"{node.target}.weight"
             if len(after) == 1 and after[0].op == "output":
+                if len(builder.shape) != 1 or builder.shape[0] != module.in_features:
+                    raise InvalidInputError(f"classifier {node.target!r} takes {module.in_features} features, the "
+                                            f"graph gives {builder.shape}")
                 builder.output(name, module.out_features, bias=module.bias is not None)
                 break
             end = after[0] if len(after) == 1 else None
@@ -261,11 +281,19 @@ def translate(model: nn.Module, input_shape: tuple[int, ...], *, include_output_
                                         f"{_name(after[0]) if after else 'nothing'}; a Linear must meet a ReLU unless "
                                         f"it is the classifier (the last node)")
             if len(builder.shape) == 3:
-                builder.flatten()
+                raise InvalidInputError(f"linear {node.target!r} gets a {builder.shape} activation; flatten it first")
+            if builder.shape[0] != module.in_features:
+                raise InvalidInputError(f"linear {node.target!r} takes {module.in_features} features, the graph gives "
+                                        f"{builder.shape[0]}")
             builder.linear(name, module.out_features, bias=module.bias is not None)
-            current = end
-        elif graph.is_relu(node) or graph.is_noop(node):
-            current = node  # a ReLU of a rectified activation, dropout, identity: no change
+            current, rectified = end, True
+        elif graph.is_noop(node):
+            current = node  # dropout, identity: no change
+        elif graph.is_relu(node):
+            if not rectified:
+                raise InvalidInputError(f"ReLU {_name(node)} acts on a signal no ReLU has rectified yet (the input, or "
+                                        f"a pool or flatten of it): its hyperplanes are not in the bound's program")
+            current = node  # a ReLU of a rectified activation: no change
         elif isinstance(module, nn.AdaptiveAvgPool2d) or (node.op == "call_function"
                                                            and node.target is F.adaptive_avg_pool2d):
             size = module.output_size if module is not None else (node.args[1] if len(node.args) > 1
@@ -275,10 +303,19 @@ def translate(model: nn.Module, input_shape: tuple[int, ...], *, include_output_
             builder.global_avg_pool()
             current = node
         elif isinstance(module, nn.AvgPool2d) or (node.op == "call_function" and node.target is F.avg_pool2d):
-            kernel = module.kernel_size if module is not None else node.args[1]
-            stride = (module.stride if module is not None else (node.args[2] if len(node.args) > 2 else None)) or kernel
-            if not isinstance(kernel, int) or not isinstance(stride, int):
-                raise InvalidInputError(f"average pool {_name(node)}: only square windows given as one integer")
+            if module is not None:
+                kernel, stride = module.kernel_size, module.stride or module.kernel_size
+                plain = module.padding in (0, (0, 0)) and not module.ceil_mode and module.divisor_override is None
+            else:
+                args = list(node.args) + [None] * 6
+                kernel = node.kwargs.get("kernel_size", args[1])
+                stride = node.kwargs.get("stride", args[2]) or kernel
+                plain = (node.kwargs.get("padding", args[3] or 0) in (0, (0, 0))
+                         and not node.kwargs.get("ceil_mode", args[4] or False)
+                         and node.kwargs.get("divisor_override", None) is None)
+            if not plain or not isinstance(kernel, int) or not isinstance(stride, int):
+                raise InvalidInputError(f"average pool {_name(node)}: only square windows given as one integer, "
+                                        f"without padding, ceil_mode or divisor_override")
             builder.avg_pool(kernel, stride)
             current = node
         elif (isinstance(module, nn.Flatten) or (node.op == "call_function" and node.target in _FLATTEN)
