@@ -222,7 +222,8 @@ def _worded(sentence: str, data_objective: dict | None) -> str:
     """A search sentence said of the data objective when it is the one searched (the sentences name ln E[B])."""
     if data_objective is None:
         return sentence
-    for said, meant in (("the surrogate's optimum", "the objective's optimum"),
+    guard = " (the guard held on the bound's surrogate, not the exact bound)" if "ln_floor" in data_objective else ""
+    for said, meant in (("the surrogate's optimum", f"the objective's optimum{guard}"),
                         ("exact ln E[B] optimal over the menu", "the exact objective optimal over the menu"),
                         ("local search with the true ln E[B]", "local search with the exact objective")):
         sentence = sentence.replace(said, meant)
