@@ -11,20 +11,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from typing import Sequence
 
 import torch
 
-
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from experiments.timing import median_seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         x = torch.randn(128, c_in * cells, size, size, requires_grad=True)
         separate = [torch.nn.Conv2d(c_in, c_out, 3, padding=1) for _ in range(cells)]
         xs = [torch.randn(128, c_in, size, size, requires_grad=True) for _ in range(cells)]
-        together = _median_seconds(lambda: grouped(x).sum().backward(), args.repeats)
-        alone = _median_seconds(lambda: [conv(xi).sum().backward() for conv, xi in zip(separate, xs)], args.repeats)
+        together = median_seconds(lambda: grouped(x).sum().backward(), args.repeats)
+        alone = median_seconds(lambda: [conv(xi).sum().backward() for conv, xi in zip(separate, xs)], args.repeats)
         print(f"   {c_in:>2}->{c_out:<2} on {size}x{size}: grouped {together * 1000:6.1f} ms, separate "
               f"{alone * 1000:6.1f} ms, separate/grouped {alone / together:.2f}x")
 
@@ -75,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             loss(params, buffers, x, y).sum().backward()
             optimiser.step()
 
-        alone = _median_seconds(one_at_a_time, args.repeats)
-        together = _median_seconds(together_step, args.repeats)
+        alone = median_seconds(one_at_a_time, args.repeats)
+        together = median_seconds(together_step, args.repeats)
         print(f"   {factory.__name__}: vmap {together * 1000:6.1f} ms, one at a time {alone * 1000:6.1f} ms, "
               f"one-at-a-time/vmap {alone / together:.2f}x")
     return 0

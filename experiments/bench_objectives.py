@@ -14,21 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from typing import Sequence
 
 import numpy as np
 import torch
 
-
-def _median(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from experiments.timing import median_seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = entry.build()
         network = network_of(entry)
         names = [n for n, p in zip(network.names, network.prunable) if p]
-        seconds = _median(lambda: measure_distortion(model, names, inputs, levels=100), args.repeats)
+        seconds = median_seconds(lambda: measure_distortion(model, names, inputs, levels=100), args.repeats)
         goal = 30 if name.startswith("mlp") else 120
         print(f"1. distortion curves of {name} ({len(names)} layers x about 100 levels, 1024 images): "
               f"{seconds:.1f} s (goal < {goal} s)")
@@ -62,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = entry.build()
         names = [n for n, p in zip(entry.network.names, entry.network.prunable) if p]
         budget = max(len(names), round(0.001 * entry.network.prunable_weights))
-        seconds = _median(lambda: synflow_kept(model, names, budget, entry.input_shape), args.repeats)
+        seconds = median_seconds(lambda: synflow_kept(model, names, budget, entry.input_shape), args.repeats)
         print(f"2. SynFlow allocation of {name} at density 0.001 (100 rounds): {seconds:.2f} s (goal < 5 s)")
     network = Network.from_arch([784] + [300] * 9 + [10])
     curves = {}
@@ -76,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def solve() -> None:
         result["a"] = allocate(network, density=0.005, objective="guarded", distortion=distortion)
 
-    seconds = _median(solve, args.repeats)
+    seconds = median_seconds(solve, args.repeats)
     a = result["a"]
     print(f"3. guarded solve of 784-300x9-10 at density 0.005: {seconds:.1f} s (goal < 10 s); status {a.status}, "
           f"guard met {a.objective['guard_met']}, ln E[B] {a.ln_bound:.2f} (floor {a.objective['ln_floor']:.2f})")
