@@ -15,7 +15,22 @@ from allocator.study.run_folder import read_cell
 from allocator.study.statistics import group_cells, mean_and_std, paired_comparison
 
 CSV_FIELDS = ["seed", "density", "allocation", "criterion", "test_accuracy", "test_accuracy_pruned", "test_loss",
-              "ln_bound", "dense_test_accuracy", "finetune_best_epoch", "seconds"]
+              "ln_bound", "dense_test_accuracy", "finetune_best_epoch", "seconds", "effective_fraction"]
+
+
+def effective_fraction(cell: dict) -> float | None:
+    """Kept weights on some input-to-output path, over all kept prunable weights (``None`` where not recorded).
+
+    Example:
+        >>> effective_fraction({"kept": {"fc1.weight": 46, "fc2.weight": 42},
+        ...                     "effective_kept": {"fc1.weight": 34, "fc2.weight": 20, "fc3.weight": 150}})
+        0.6136363636363636
+    """
+    effective, kept = cell.get("effective_kept"), cell.get("kept")
+    if not effective or not kept:
+        return None
+    total = sum(kept.values())
+    return sum(effective.get(name, 0) for name in kept) / total if total else None
 
 
 def load_cells(folder: str | Path) -> list[dict]:
@@ -33,6 +48,8 @@ def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
     out = Path(out_dir)
     cells = load_cells(out)
     rows = [c for c in cells if "test_accuracy" in c and c["criterion"] == config.criterion]
+    for cell in rows:
+        cell["effective_fraction"] = effective_fraction(cell)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -42,8 +59,10 @@ def summarise(out_dir: str | Path, config: ValidateConfig) -> dict[str, object]:
     table = []
     for (density, rule), members in sorted(groups.items()):
         mean, std = mean_and_std([m["test_accuracy"] for m in members])
+        fractions = [m["effective_fraction"] for m in members if m["effective_fraction"] is not None]
         table.append({"density": density, "allocation": rule, "seeds": len(members), "mean_accuracy": mean,
-                      "std_accuracy": std, "ln_bound": statistics.fmean(m["ln_bound"] for m in members)})
+                      "std_accuracy": std, "ln_bound": statistics.fmean(m["ln_bound"] for m in members),
+                      "effective_fraction": statistics.fmean(fractions) if fractions else None})
     paired = _paired(groups, "uniform", rows)
     versus = {rule: _paired(groups, rule, rows) for rule in sorted({c["allocation"] for c in rows} - {"ours"})}
     summary = {"config": {**run_identity(config), "densities": list(config.densities),

@@ -8,10 +8,13 @@ import math
 def format_summary(summary: dict[str, object]) -> str:
     """A validation summary (``summary.summarise``) as a table per (density, allocation) and the paired
     differences ours - uniform in percentage points."""
-    lines = [f"{'density':>10}  {'allocation':<18}{'seeds':>6}{'test acc %':>12}{'± std':>8}{'ln E[B]':>10}"]
+    lines = [f"{'density':>10}  {'allocation':<18}{'seeds':>6}{'test acc %':>12}{'± std':>8}{'ln E[B]':>10}"
+             f"{'effective %':>13}"]
     for row in summary["table"]:  # type: ignore[union-attr]
         lines.append(f"{row['density']:>10g}  {row['allocation']:<18}{row['seeds']:>6}{100 * row['mean_accuracy']:>12.2f}"
-                     f"{100 * row['std_accuracy']:>8.2f}{row['ln_bound']:>10.2f}")
+                     f"{100 * row['std_accuracy']:>8.2f}{row['ln_bound']:>10.2f}"
+                     + (f"{100 * row['effective_fraction']:>13.1f}" if row.get("effective_fraction") is not None
+                        else f"{'-':>13}"))
     versus = summary.get("paired_ours_minus") or {"uniform": summary["paired_ours_minus_uniform"]}
     for rule, paired in versus.items():  # type: ignore[union-attr]
         if not paired:
