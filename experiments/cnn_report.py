@@ -99,6 +99,38 @@ def plot(rows: Sequence[tuple[str, dict]], path: Path) -> None:
     save_figure(figure, path)
 
 
+def timing(root: Path, folders: Sequence[Path]) -> list[str]:
+    """Measured seconds per model (dense training from ``dense/seed*.json``, cells from their records) and a
+    projection to the full profile of ``experiments.cnn_study`` (labelled as one: linear in the epochs)."""
+    import json
+
+    from experiments.cnn_study import ALLOCATIONS, DENSITIES, QUICK
+
+    lines = ["## Time", "", "Measured on this 2-core CPU machine, one torch thread per task (two tasks at a time).", "",
+             "| model | seeds | dense training s (median) | cells | cell s (median) | projected full profile, core-h |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    total = 0.0
+    for folder in folders:
+        model = folder.parts[-2]
+        dense = [json.loads(p.read_text()).get("train_seconds") for p in (folder / "dense").glob("seed*.json")]
+        dense = [d for d in dense if d]
+        cells = [c for c in load_cells(folder) if "test_accuracy" in c]
+        if not cells:
+            continue
+        cell_s = statistics.median(c.get("seconds", 0.0) for c in cells)
+        dense_s = statistics.median(dense) if dense else math.nan
+        # full profile: 5 seeds, 15 dense + 15 fine-tuning epochs, every density x rule (quick: 5 + 3 epochs)
+        full = 5 * ((dense_s * 15 / QUICK["epochs"] if dense else 0.0)
+                    + len(DENSITIES) * len(ALLOCATIONS) * cell_s * 15 / QUICK["finetune_epochs"]) / 3600
+        total += full
+        lines.append(f"| {model} | {len({c['seed'] for c in cells})} | {dense_s:.0f} | {len(cells)} | {cell_s:.0f} | "
+                     f"{full:.1f} |")
+    lines += ["", f"Projected full profile ({len(DENSITIES)} densities x {len(ALLOCATIONS)} rules x 5 seeds, 15 + 15 "
+              f"epochs): about {total:.0f} core-hours, {total / 2:.0f} h on 2 cores (a projection, linear in the "
+              "epochs, from the quick profile's medians; the issue's goal is 6 h).", ""]
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="experiments/results/cnn-quick")
@@ -146,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ph = "n/a" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}"
         lines.append(f"| {m} | {r['density']:g} | {r['rule']}{same} | {r['pairs']} | {100 * r['mean']:+.2f} | "
                      f"{r['wins']}/{r['pairs']} | {p} | {ph} |")
+    lines += timing(root, folders)
     plot(rows, root / "ours_minus_rules.png")
     lines += ["", "Differences per model: [ours_minus_rules.png](ours_minus_rules.png).", "",
               f"Cells took {seconds / 60:.1f} min of one core in all (pruning, fine-tuning, evaluation; dense training "
