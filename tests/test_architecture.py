@@ -203,10 +203,11 @@ def test_the_layering_contract_holds():
 def test_validate_rules_come_from_the_registries():
     from allocator.allocation import baseline_names
     from allocator.pruning.baselines import WEIGHT_RULES
-    from allocator.study.config import ALLOCATION_RULES, WEIGHT_BASED_RULES
+    from allocator.study.config import ALLOCATION_RULES, DATA_OBJECTIVE_RULES, WEIGHT_BASED_RULES
 
     assert WEIGHT_BASED_RULES == tuple(WEIGHT_RULES)
-    assert ALLOCATION_RULES == ("ours",) + baseline_names() + tuple(WEIGHT_RULES)
+    assert DATA_OBJECTIVE_RULES == ("ours-distortion", "ours-guarded")
+    assert ALLOCATION_RULES == ("ours",) + baseline_names() + tuple(WEIGHT_RULES) + DATA_OBJECTIVE_RULES
 
 
 def _imports(path):
