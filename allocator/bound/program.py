@@ -47,16 +47,11 @@ def _pad(values: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate((values, np.full(size - values.size, values[-1])))
 
 
-def _ln_partial_binomial_sums(n: int, top: int) -> np.ndarray:
+def ln_partial_binomial_sums(n: int, top: int) -> np.ndarray:
     """``ln S_n(c)`` for ``c = 0..top`` (``S_n(c) = 2^n`` for ``c >= n``), by ``lgamma`` (``n`` may be huge)."""
     j = np.arange(min(top, n) + 1, dtype=float)
     ln_c = math.lgamma(n + 1) - np.array([math.lgamma(v + 1) + math.lgamma(n - v + 1) for v in j])
     return _pad(np.logaddexp.accumulate(ln_c), top + 1)
-
-
-def _ln_min_law(ln_pmf: np.ndarray, top: int) -> np.ndarray:
-    """The law of ``min(k, top)``."""
-    return fold_ln_pmf(ln_pmf, top)
 
 
 def _ln_shifted_sum(ln_pmf: np.ndarray, shortcut: np.ndarray | int) -> np.ndarray:
@@ -70,13 +65,11 @@ def _ln_shifted_sum(ln_pmf: np.ndarray, shortcut: np.ndarray | int) -> np.ndarra
 
 
 def ln_expected_bound_of_program(input_width: int, program: Sequence[Step], domains: Sequence[int],
-                                 ln_pmf_of: Callable[[int], np.ndarray],
-                                 start: int | None = None, ln_tail: np.ndarray | None = None) -> float:
+                                 ln_pmf_of: Callable[[int], np.ndarray]) -> float:
     """``ln E[B]`` (nats) of ``program``; ``ln_pmf_of(layer)`` is weight layer ``layer``'s rank law.
 
-    ``domains`` are ``Network.domains`` of the program. ``start``/``ln_tail`` resume from a cached
-    ``ln N_start`` (``ln_program_suffix``)."""
-    ln_n = ln_program_suffix(program, domains, ln_pmf_of, 0, start, ln_tail)
+    ``domains`` are ``Network.domains`` of the program (``ln_program_suffix`` resumes from a cached suffix)."""
+    ln_n = ln_program_suffix(program, domains, ln_pmf_of)
     return float(ln_n[input_width if input_width < ln_n.size else -1])
 
 
@@ -93,7 +86,7 @@ def ln_step(step: Step, domain: int, ln_next: np.ndarray, ln_pmf_of: Callable[[i
         ln_pmf = fold_ln_pmf(ln_pmf_of(step.layer), min(domain, step.width))
         top = ln_pmf.size - 1
         pieces = step.windows * math.comb(step.window_size + 1, 2)
-        ln_factor = np.minimum(_ln_partial_binomial_sums(pieces, top), step.windows * math.log(step.window_size + 1))
+        ln_factor = np.minimum(ln_partial_binomial_sums(pieces, top), step.windows * math.log(step.window_size + 1))
         c = np.arange(top + 1)
         ln_g = ln_factor + ln_next[np.minimum(np.minimum(c, step.windows), ln_next.size - 1)]
         return _pad(ln_expect_over_rank(ln_pmf, ln_g), domain + 1)
@@ -105,7 +98,7 @@ def _ln_residual(step: Residual, domain: int, ln_next: np.ndarray,
     top_y = min(domain, step.width)
     ln_hy = ln_h_of_layer(step.width, top_y, _pad(ln_next, step.width + 1))  # h_y(c), c = 0..min(D, n_y)
     ln_first = fold_ln_pmf(ln_pmf_of(step.first), min(domain, step.first_width))
-    ln_sh = _ln_partial_binomial_sums(step.first_width, ln_first.size - 1)  # S_{n_h}(c), c = 0..K1
+    ln_sh = ln_partial_binomial_sums(step.first_width, ln_first.size - 1)  # S_{n_h}(c), c = 0..K1
     d = np.arange(domain + 1)
     ln_hy_of_d = ln_hy[np.minimum(d, top_y)]
     if step.shortcut_rank is not None and step.shortcut_rank >= top_y:  # kappa >= min(D, n_y): the skip covers it
@@ -115,7 +108,7 @@ def _ln_residual(step: Residual, domain: int, ln_next: np.ndarray,
                                   else fold_ln_pmf(ln_pmf_of(step.shortcut_layer), domain))  # type: ignore[arg-type]
     terms = []
     for k1 in np.flatnonzero(np.isfinite(ln_first)):
-        ln_e = _ln_min_law(ln_second, int(k1))  # min(k1, k2)
+        ln_e = fold_ln_pmf(ln_second, int(k1))  # the law of min(k1, k2)
         ln_kappa = fold_ln_pmf(_ln_shifted_sum(ln_e, shortcut), top_y)  # min(n_y, D, kappa)
         inner = _pad(ln_expect_over_rank(ln_kappa, ln_hy[: ln_kappa.size]), domain + 1)
         terms.append(ln_first[k1] + ln_sh[np.minimum(d, k1)] + inner)

@@ -25,7 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from allocator.formulation.objective import breakpoints, interpolate, ln_partial_binomial_sums
+from allocator.bound.program import ln_partial_binomial_sums
+from allocator.formulation.objective import breakpoints, interpolate
 from allocator.network import Cap, Network, Relu, ReluMaxPool
 
 
@@ -37,21 +38,12 @@ class _Piece:
 
 def _binomial_piece(width: int, cap: int) -> _Piece:
     points = breakpoints(cap)
-    if width <= 20_000:
-        return _Piece(points, ln_partial_binomial_sums(width)[points])
-    j = np.arange(cap + 1, dtype=float)
-    ln_c = math.lgamma(width + 1) - np.array([math.lgamma(v + 1) + math.lgamma(width - v + 1) for v in j])
-    return _Piece(points, np.logaddexp.accumulate(ln_c)[points])
+    return _Piece(points, ln_partial_binomial_sums(width, cap)[points])
 
 
 def _pool_piece(windows: int, window_size: int, cap: int) -> _Piece:
-    pieces = windows * math.comb(window_size + 1, 2)
-    top = min(cap, pieces)
-    j = np.arange(top + 1, dtype=float)
-    ln_c = math.lgamma(pieces + 1) - np.array([math.lgamma(v + 1) + math.lgamma(pieces - v + 1) for v in j])
-    ln_s = np.logaddexp.accumulate(ln_c)
-    ln_s = np.concatenate((ln_s, np.full(cap - top, ln_s[-1])))
     points = breakpoints(cap)
+    ln_s = ln_partial_binomial_sums(windows * math.comb(window_size + 1, 2), cap)
     return _Piece(points, np.minimum(ln_s[points], windows * math.log(window_size + 1)))
 
 
