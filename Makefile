@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup data data-mnist demo test test-slow bench paper1 clean
+.PHONY: setup data data-mnist demo test test-slow test-interop interop-envs bench paper1 clean
 
 setup: $(STAMP) data
 
@@ -50,10 +50,29 @@ demo: setup
 # The layering contract first (pyproject's [tool.importlinter]: no import runs up the pipeline), then the tests.
 test: setup
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q -m "not slow" allocator tests
+	$(BIN)/python -m pytest -q -m "not slow and not interop" allocator tests
 
 test-slow: setup  # includes the Ray test when the ray extra is installed
-	$(BIN)/python -m pytest -q -m slow tests
+	$(BIN)/python -m pytest -q -m "slow and not interop" tests
+
+# Interop: each real pruning tool in its own environment (their pins conflict with one another), the project
+# installed into each; torch.nn.utils.prune and torch.ao run in the main one. Minutes the first time.
+INTEROP := .venv-interop
+INTEROP_TOOLS := nni llmcompressor sparseml-legacy
+
+$(INTEROP)/%/.installed: pyproject.toml tests/interop/%.txt tests/interop/constraints.txt
+	@test -x $(INTEROP)/$*/bin/python || $(PYTHON) -m venv $(INTEROP)/$*
+	$(INTEROP)/$*/bin/python -m pip install --quiet --upgrade pip
+	$(INTEROP)/$*/bin/python -m pip install --quiet -e '.[torch,test]' -r tests/interop/$*.txt -c tests/interop/constraints.txt
+	@touch $@
+
+interop-envs: $(foreach tool,$(INTEROP_TOOLS),$(INTEROP)/$(tool)/.installed)
+
+# Every export applied by the real tool to registry models at several budgets, then checked by `allocator verify`.
+test-interop: setup interop-envs
+	$(BIN)/python -m pytest -q -m interop tests/interop --tool torch
+	@for tool in $(INTEROP_TOOLS); do \
+	  echo "== $$tool"; $(INTEROP)/$$tool/bin/python -m pytest -q -m interop tests/interop --tool $$tool || exit 1; done
 
 bench: setup
 	$(BIN)/python -m experiments.bench_bound
@@ -66,4 +85,4 @@ paper1: setup data-mnist
 	$(BIN)/python -m experiments.paper1_report
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(INTEROP) build *.egg-info

@@ -167,18 +167,26 @@ def densities_option(values: list[tuple[str | None, float]] | None, flag: str) -
 
 
 def export_option(text: str) -> tuple[str, str]:
-    from allocator.allocation.exporters import EXPORTERS
+    from allocator.allocation.exporters import EXPORTERS, RENAMED, check_export_path
+    from allocator.errors import InvalidInputError
 
     kind, sep, path = text.partition("=")
     if not sep or kind not in EXPORTERS or not path:
+        hint = f" ({kind} was renamed: {RENAMED[kind]})" if kind in RENAMED else ""
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not FORMAT=FILE with FORMAT one of {', '.join(EXPORTERS)} (e.g. nni=config_list.json)"
+            f"{text!r} is not FORMAT=FILE with FORMAT one of {', '.join(EXPORTERS)} (e.g. nni=config_list.json){hint}"
         )
+    try:
+        check_export_path(kind, path)
+    except InvalidInputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return kind, path
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``allocator`` parser with its sub-commands."""
+    from allocator.allocation.exporters import EXPORTERS
+
     parser = Parser(prog="allocator", description="Layerwise sparsity allocation from a linear-region bound.")
     parser.add_argument("--version", action="version", version=f"allocator {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -262,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "constraints")
     solve.add_argument("--out", help="write the allocation file (JSON) here")
     solve.add_argument("--export", type=export_option, action="append", metavar="FORMAT=FILE",
-                       help="also write torch-prune, nni, sparseml or rigl format (repeatable)")
+                       help="also write another tool's format (repeatable): " + ", ".join(EXPORTERS)
+                       + "; see allocator export --help")
     solve.add_argument("--json", action="store_true", help="print the allocation document on stdout")
     solve.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     solve.set_defaults(command_name="solve")
@@ -336,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     regions.add_argument("--json", action="store_true")
     regions.add_argument("--quiet", action="store_true")
     regions.set_defaults(command_name="regions")
+
+    from allocator.cli.interop import add_interop_commands
+
+    add_interop_commands(commands)
 
     models = commands.add_parser("models", help="list the registered model names")
     models.set_defaults(command_name="models")

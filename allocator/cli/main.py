@@ -16,6 +16,7 @@ from typing import Sequence
 from allocator.bound import RankModel, expected_bound
 from allocator.bound.rank import DEFAULT_STRUCTURAL_SAMPLES
 from allocator.cli.arguments import UsageError, build_parser, densities_option
+from allocator.cli.interop import cmd_export, cmd_verify
 from allocator.cli.format import format_allocation, format_bound, format_regions
 from allocator.io_utils import write_all
 from allocator.errors import AllocatorError
@@ -446,7 +447,7 @@ def _cmd_regions(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"bound": _cmd_bound, "solve": _cmd_solve, "validate": _cmd_validate, "regions": _cmd_regions,
-            "models": _cmd_models}
+            "models": _cmd_models, "export": cmd_export, "verify": cmd_verify}
 
 
 def _stdout_closed() -> bool:
