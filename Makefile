@@ -40,8 +40,10 @@ data-mnist:
 
 demo: setup
 	$(BIN)/allocator solve --model mlp-2x100 --density 0.001 --out runs/demo/mlp-2x100-d0.001.json \
-	  --export torch-prune=runs/demo/torch-prune.json --export nni=runs/demo/nni-config-list.json \
-	  --export sparseml=runs/demo/sparseml-recipe.yaml --export rigl=runs/demo/rigl-sparsity-map.json
+	  --export torch-prune=runs/demo/torch-prune.json --export torch-ao=runs/demo/torch-ao.json \
+	  --export nni=runs/demo/nni.json --export llm-compressor=runs/demo/llm-compressor.yaml \
+	  --export sparseml-legacy=runs/demo/sparseml-legacy.yaml --export jaxpruner=runs/demo/jaxpruner.json \
+	  --export rigl=runs/demo/rigl.json
 	$(BIN)/allocator solve --model lenet5 --density 0.01 --out runs/demo/lenet5-d0.01.json --cache-dir runs/demo
 	$(BIN)/allocator validate --model mlp-2x100 --dataset fashion-mnist --density 0.001 --seeds 2 \
 	  --epochs 3 --finetune-epochs 3 --allocations ours,uniform --out runs/demo/validate-quick \

@@ -58,3 +58,9 @@ def pytest_collection_modifyitems(config, items):
             problems.append(f"{item.nodeid}: 'pure' together with {sorted(groups - {'pure'})}")
     if problems:
         raise pytest.UsageError("test markers:\n" + "\n".join(problems))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--tool", default="torch",
+                     help="interop tests: the tool whose environment this is (torch, nni, llmcompressor, "
+                          "sparseml-legacy)")

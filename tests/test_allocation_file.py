@@ -6,13 +6,6 @@ from allocator import InvalidInputError, Network
 from allocator.allocation import Constraints, allocate
 from allocator.allocation.file import content_hash, dumps, from_document, load, save, to_document
 from allocator.counts import kept_from_density
-from allocator.allocation.exporters import (
-    export_text,
-    nni_config_list,
-    rigl_custom_sparsity_map,
-    sparseml_recipe,
-    torch_prune_amounts,
-)
 
 pytestmark = pytest.mark.solver
 
@@ -67,44 +60,6 @@ def test_edited_file_is_refused(allocation, tmp_path):
     other["version"] = 99
     with pytest.raises(InvalidInputError, match="version 99 is not supported"):
         from_document(other)
-
-
-def test_exporters_agree_with_the_counts(allocation):
-    by_name = {layer.name: layer for layer in allocation.layers}
-    amounts = torch_prune_amounts(allocation)
-    assert set(amounts) == {"fc1", "fc2", "fc3"}  # the classifier is not pruned
-    for module, entry in amounts.items():
-        layer = by_name[f"{module}.weight"]
-        assert entry == {"name": "weight", "amount": layer.weights - layer.kept, "kept": layer.kept}
-        assert isinstance(entry["amount"], int)
-    nni = nni_config_list(allocation)
-    assert [entry["op_names"] for entry in nni] == [["fc1"], ["fc2"], ["fc3"]]
-    assert nni[0]["sparse_ratio"] == by_name["fc1.weight"].sparsity
-    rigl = rigl_custom_sparsity_map(allocation)
-    assert rigl == {name: layer.sparsity for name, layer in by_name.items() if layer.prunable}
-    recipe = sparseml_recipe(allocation)
-    assert recipe.count("!GMPruningModifier") == 3
-    assert f"final_sparsity: {by_name['fc2.weight'].sparsity!r}" in recipe
-    assert json.loads(export_text(allocation, "nni")) == nni
-    with pytest.raises(InvalidInputError, match="export format 'onnx' is unknown"):
-        export_text(allocation, "onnx")
-
-
-@pytest.mark.torch
-def test_torch_prune_amounts_apply_exactly(allocation):
-    """The exported int amounts, given to torch.nn.utils.prune, leave exactly the allocated counts."""
-    torch = pytest.importorskip("torch")
-    from torch.nn.utils import prune
-
-    from allocator.models.mlp import MLP
-
-    torch.manual_seed(0)
-    model = MLP(300, (60, 40, 30), 10)
-    for module, entry in torch_prune_amounts(allocation).items():
-        prune.l1_unstructured(getattr(model, module), entry["name"], amount=entry["amount"])
-    for layer in allocation.layers[:3]:
-        module = getattr(model, layer.name.split(".")[0])
-        assert int(module.weight_mask.sum()) == layer.kept
 
 
 def test_malformed_files_are_refused_with_a_clear_error(allocation, tmp_path):

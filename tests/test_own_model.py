@@ -51,8 +51,8 @@ def test_solve_exports_keyed_by_the_models_own_names_apply_in_torch_prune(capsys
                                                          "head.weight"]
         exported = json.loads((tmp_path / f"tp{suffix}.json").read_text())
         model = MyMLP()
-        for module, entry in exported.items():  # the real tool, as the README says
-            prune.l1_unstructured(model.get_submodule(module), entry["name"], amount=entry["amount"])
+        for module, entry in exported["modules"].items():  # the real tool, as the README says
+            prune.l1_unstructured(model.get_submodule(module), **entry["kwargs"])
         for name, layer in allocation["layers"].items():
             realised = int(torch.count_nonzero(model.get_submodule(name.rpartition(".")[0]).weight))
             assert realised == layer["kept"], name

@@ -17,6 +17,7 @@ pass the masks to count it.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -62,6 +63,9 @@ def load_tensors(path: str | Path, *, trust_pickle: bool = False) -> dict[str, t
     if not path.is_file():
         raise InvalidInputError(f"pruned model {str(path)!r} is not a file; accepted: a torch.save file of a state "
                                 f"dict, a model or masks")
+    if not zipfile.is_zipfile(path):
+        raise InvalidInputError(f"{str(path)!r} is not a torch.save file (not a zip archive); accepted: files of "
+                                f"torch.save (torch >= 1.6) holding a state dict, a model or masks")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
