@@ -72,9 +72,9 @@ interop-envs: $(foreach tool,$(INTEROP_TOOLS),$(INTEROP)/$(tool)/.installed)
 
 # Every export applied by the real tool to registry models at several budgets, then checked by `allocator verify`.
 test-interop: setup interop-envs
-	$(BIN)/python -m pytest -q -m interop tests/interop --tool torch
+	$(BIN)/python -m pytest -q -p no:warnings -m interop tests/interop --tool torch
 	@for tool in $(INTEROP_TOOLS); do \
-	  echo "== $$tool"; $(INTEROP)/$$tool/bin/python -m pytest -q -m interop tests/interop --tool $$tool || exit 1; done
+	  echo "== $$tool"; $(INTEROP)/$$tool/bin/python -m pytest -q -p no:warnings -m interop tests/interop --tool $$tool || exit 1; done
 
 bench: setup
 	$(BIN)/python -m experiments.bench_bound
