@@ -91,6 +91,36 @@ def _move(values: Sequence[int], donor: int, receiver: int, step: int) -> list[i
     return moved
 
 
+def _screen(problem: AllocationProblem, objective: ExactObjective, values: Sequence[int], best: float, step: int
+            ) -> tuple[list[float], list[float]]:
+    """Each block's exact gain from ``+step`` units and loss from ``-step`` (``-inf`` / ``inf`` outside its range).
+
+    On a chain whose blocks are single layers, all ``2 B`` values come from one adjoint pass
+    (``ExactObjective.single_changes``: O(depth) in all); otherwise one evaluation each."""
+    blocks = problem.blocks
+    if all(not block.is_tied for block in blocks):
+        kept = problem.kept_per_layer(values)
+        changes = [(block.members[0], values[b] + sign * step) for b, block in enumerate(blocks) for sign in (1, -1)]
+        changes = [(layer, value) if 0 <= value <= problem.network.weights[layer] else (layer, kept[layer])
+                   for layer, value in changes]
+        screened = objective.single_changes(kept, changes)
+        if screened is not None:
+            gains = [screened[2 * b] - best if values[b] + step <= block.hi else -math.inf
+                     for b, block in enumerate(blocks)]
+            losses = [best - screened[2 * b + 1] if values[b] - step >= block.lo else math.inf
+                      for b, block in enumerate(blocks)]
+            return gains, losses
+    gains, losses = [], []
+    for b, block in enumerate(blocks):
+        up = _move(values, b, b, 0)
+        up[b] += step
+        down = _move(values, b, b, 0)
+        down[b] -= step
+        gains.append(objective.of_units(up) - best if up[b] <= block.hi else -math.inf)
+        losses.append(best - objective.of_units(down) if down[b] >= block.lo else math.inf)
+    return gains, losses
+
+
 def local_search(
     problem: AllocationProblem,
     objective: ExactObjective,
@@ -125,15 +155,8 @@ def local_search(
             report(f"exact polish: {stats.moves} moves, {stats.evaluations} evaluations, step {step}, "
                    f"ln E[B] {best:.4f} nats")
         rounds += 1
-        gains, losses = [], []
-        for b, block in enumerate(blocks):
-            up = _move(values, b, b, 0)
-            up[b] += step
-            down = _move(values, b, b, 0)
-            down[b] -= step
-            gains.append(objective.of_units(up) - best if up[b] <= block.hi else -math.inf)
-            losses.append(best - objective.of_units(down) if down[b] >= block.lo else math.inf)
-            stats.evaluations += 2
+        gains, losses = _screen(problem, objective, values, best, step)
+        stats.evaluations += 2 * len(blocks)
         candidates = sorted(
             ((gains[r] - losses[d], d, r) for d in range(len(blocks)) for r in range(len(blocks)) if d != r),
             reverse=True,

@@ -107,6 +107,48 @@ def ln_n_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_next: np.ndarray
     return np.concatenate((ln_n, np.full(cols - m, ln_n[-1])))
 
 
+def ln_adjoint_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_row: np.ndarray) -> np.ndarray:
+    """The adjoint (transposed) step: ``ln R'`` on ``0..width`` with ``sum_d R(d) N(l, d) = sum_d' R'(d') N(l+1, d')``
+    for every ``N(l+1, .)``, from ``ln R`` on ``0..cols``. O(width) like the forward step.
+
+    The step is linear, ``N(l, .) = Q H N(l+1, .)`` with (``m = min(width, cols)``, ``T(c) = sum_{k>=c} P(k)``)
+    ``Q[d, c] = P(c)`` for ``c < d``, ``Q[d, d] = T(d)``, rows ``d > m`` equal to row ``m``; ``H[c, c] = S(min(c, n-c))``
+    and ``H[c, d'] = C(n, d')`` for ``n - c <= d' <= c - 1`` (the window of the module docstring). So, with ``R~`` the
+    row folded onto ``0..m`` (``R~(m) = sum_{d>=m} R(d)``),
+
+        u(c)   = P(c) sum_{d>c} R~(d) + R~(c) T(c),
+        R'(d') = u(d') S(min(d', n - d'))  [d' <= m]  +  C(n, d') sum_{c = max(d'+1, n-d')}^{m} u(c).
+
+    With ``R_1 = e_{n0}`` and ``R_{l+1}`` its adjoint step, ``E[B] = sum_d R_l(d) N(l, d)`` for every ``l``: a
+    change to layer ``l`` alone is then evaluated in O(width) from the current ``R_l`` and ``N(l+1, .)``.
+    """
+    n = width
+    ln_pmf = np.asarray(ln_pmf, dtype=float)
+    m = min(width, cols)
+    if ln_pmf.shape != (m + 1,) or ln_row.shape != (cols + 1,):
+        raise ValueError(f"a {width} x {cols} layer needs a law of {m + 1} and a row of {cols + 1} entries")
+    folded = ln_row[: m + 1].copy()
+    if cols > m:
+        folded[m] = np.logaddexp.reduce(ln_row[m:])
+    tail = _running_logsumexp(ln_pmf[::-1])[::-1]  # T(c)
+    above = np.concatenate((_running_logsumexp(folded[::-1])[::-1][1:], [_NEG_INF]))  # sum_{d>c} R~(d)
+    ln_u = np.logaddexp(ln_pmf + above, folded + tail)
+    ln_c = ln_binomial_row(n)
+    ln_s = _running_logsumexp(ln_c)
+    ln_u_suffix = np.concatenate((_running_logsumexp(ln_u[::-1])[::-1], [_NEG_INF]))  # index m+1: empty sum
+    d = np.arange(n + 1)
+    start = np.minimum(np.maximum(d + 1, n - d), m + 1)
+    ln_out = ln_c + ln_u_suffix[start]
+    diagonal = d[: m + 1]
+    ln_out[: m + 1] = np.logaddexp(ln_out[: m + 1], ln_u + ln_s[np.minimum(diagonal, n - diagonal)])
+    return ln_out
+
+
+def ln_pairing(ln_row: np.ndarray, ln_column: np.ndarray) -> float:
+    """``ln sum_d R(d) N(d)`` of a row and a column in log space (the two on the same dimensions)."""
+    return float(np.logaddexp.reduce(ln_row + ln_column))
+
+
 def expected_bound_exact(
     input_width: int, widths: Sequence[int], pmfs: Sequence[Sequence[Fraction | int]]
 ) -> Fraction:

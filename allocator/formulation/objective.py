@@ -21,7 +21,7 @@ from allocator.formulation.problem import AllocationProblem
 from allocator.bound.engine import at_least_one_region
 from allocator.bound.rank import RankLaw, ln_binomial_row
 from allocator.bound.program import ln_program_suffix
-from allocator.bound.recursion import ln_n_of_layer
+from allocator.bound.recursion import ln_adjoint_of_layer, ln_n_of_layer, ln_pairing
 
 
 def ln_partial_binomial_sums(n: int) -> np.ndarray:
@@ -138,6 +138,59 @@ class ExactObjective:
             ln_next = ln_n_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, ln_next)
             self.cache.put(("suffix",) + key_kept[position:], ln_next, ln_next.nbytes)
         return at_least_one_region(float(ln_next[network.input_width]), self.problem.rank_model)
+
+    def _suffixes(self, kept: Sequence[int]) -> list[np.ndarray]:
+        """``ln N(p, .)`` for bound positions ``p = 0..P`` (``N(P, .) = 1``) of ``kept``, through the suffix cache."""
+        network = self.problem.network
+        key_kept = tuple(kept[layer] for layer in self._layers)
+        suffixes: list[np.ndarray] = [np.zeros(0)] * len(self._layers) + [np.zeros(self._widths[-1] + 1)]
+        for position in range(len(self._layers) - 1, -1, -1):
+            key = ("suffix",) + key_kept[position:]
+            cached = self.cache.get(key)
+            if cached is None:
+                layer = self._layers[position]
+                cols = network.input_width if position == 0 else self._widths[position - 1]
+                cached = ln_n_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf,
+                                       suffixes[position + 1])
+                self.cache.put(key, cached, cached.nbytes)
+            suffixes[position] = cached
+        return suffixes
+
+    def single_changes(self, kept: Sequence[int], changes: Sequence[tuple[int, int]]) -> list[float] | None:
+        """``ln E[B]`` (nats) of ``kept`` with weight layer ``layer`` alone set to ``value``, for each
+        ``(layer, value)`` of ``changes``; ``None`` for a program (there: ``of_kept`` per change).
+
+        One pass down the layers gives the adjoint rows ``R_p`` (``recursion.ln_adjoint_of_layer``: ``E[B] =
+        R_p . N(p, .)`` at every position ``p``); a change at position ``p`` is then ``R_p . N~(p, .)`` with
+        ``N~(p, .)`` one forward step from the unchanged ``N(p + 1, .)``: O(width) per change instead of O(depth).
+        """
+        network = self.problem.network
+        if not network.is_chain:
+            return None
+        self.evaluations += 1
+        suffixes = self._suffixes(kept)
+        position_of = {layer: position for position, layer in enumerate(self._layers)}
+        rows: list[np.ndarray] = []
+        row = np.full(network.input_width + 1, -np.inf)
+        row[network.input_width] = 0.0
+        wanted = max((position_of.get(layer, -1) for layer, _ in changes), default=-1)
+        for position in range(wanted + 1):
+            rows.append(row)
+            if position < wanted:
+                layer = self._layers[position]
+                cols = network.input_width if position == 0 else self._widths[position - 1]
+                row = ln_adjoint_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, row)
+        base = at_least_one_region(float(suffixes[0][network.input_width]), self.problem.rank_model)
+        values = []
+        for layer, value in changes:
+            position = position_of.get(layer)
+            if position is None or value == kept[layer]:
+                values.append(base)
+                continue
+            cols = network.input_width if position == 0 else self._widths[position - 1]
+            changed = ln_n_of_layer(self._widths[position], cols, self.law(layer, value).ln_pmf, suffixes[position + 1])
+            values.append(at_least_one_region(ln_pairing(rows[position], changed), self.problem.rank_model))
+        return values
 
     def _of_kept_program(self, kept: Sequence[int]) -> float:
         """The program's ``ln E[B]``, ``ln N_s`` cached under the kept counts of the layers of steps ``s..`` (the

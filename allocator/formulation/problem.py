@@ -11,6 +11,8 @@ before any model is built or solved.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -274,9 +276,21 @@ class AllocationProblem:
         density = units / sum(weights)
         return tuple(kept_from_density(min(1.0, density), w) for w in weights)
 
+    @functools.cached_property
+    def _single_members(self) -> tuple[int, ...] | None:
+        """The layer of each block when no block is tied (the fast path of ``kept_per_layer``), else ``None``."""
+        if any(block.is_tied for block in self.blocks):
+            return None
+        return tuple(block.members[0] for block in self.blocks)
+
     def kept_per_layer(self, units: Sequence[int]) -> tuple[int, ...]:
         """Kept count of every weight layer (non-prunable layers at all their weights) for block ``units``."""
         kept = list(self.fixed_kept)
+        single = self._single_members
+        if single is not None:
+            for member, value in zip(single, units):
+                kept[member] = value
+            return tuple(int(k) for k in kept)  # type: ignore[arg-type]
         for block, value in zip(self.blocks, units):
             for member, count in zip(block.members, self.member_kept(block, value)):
                 kept[member] = count

@@ -42,10 +42,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from allocator.bound.program import ln_step
-from allocator.bound.recursion import ln_n_of_layer
+from allocator.bound.recursion import ln_h_of_layer
 from allocator.formulation.problem import AllocationProblem
 
 MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
+#: The intervals' laws kept between multipliers, bytes (beyond it they are rebuilt per multiplier, in chunks).
+STACK_BYTES = 256 * 2**20
+#: Entries of one chunk of interval laws when they are not kept (about 16 MiB of float64).
+CHUNK_ENTRIES = 2**21
 
 
 class _OutOfTime(Exception):
@@ -140,26 +144,57 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                 value -= multiplier * ranges[layer][0]
         return multiplier * budget + value
 
+    stacks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    stacked_bytes = [0]
+
+    def interval_rows(layer: int) -> tuple[list[int], list[int]]:
+        grid = grids[layer]
+        intervals = [(grid[0], grid[0])] if len(grid) == 1 else list(zip(grid[:-1], grid[1:]))
+        return [low for low, _ in intervals], [high for _, high in intervals]
+
+    def stacked(layer: int, rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The laws ``P_{b_i}`` of a layer's intervals as rows, their tails ``sum_{k>=c} P(k)`` and the ``a_i``; kept
+        for the next multiplier while they fit in ``STACK_BYTES``."""
+        if layer in stacks:
+            pmfs, tails, lows = stacks[layer]
+            return pmfs[rows], tails[rows], lows[rows]
+        lows, highs = interval_rows(layer)
+        pmfs = np.vstack([model.law_for(specs[layer], high / specs[layer].weights,
+                                        cap=network.rank_caps[layer]).ln_pmf for high in highs[rows]])
+        tails = np.logaddexp.accumulate(pmfs[:, ::-1], axis=1)[:, ::-1]
+        chosen = np.asarray(lows[rows], dtype=float)
+        if rows == slice(None) and stacked_bytes[0] + 2 * pmfs.nbytes <= STACK_BYTES:
+            stacks[layer] = (pmfs, tails, chosen)
+            stacked_bytes[0] += 2 * pmfs.nbytes
+        return pmfs, tails, chosen
+
     def ln_ub(multiplier: float) -> float:
+        """All intervals of a layer at once: ``h_l`` depends on ``U(l+1, .)`` only, so it is computed once per layer
+        and the expectation over each interval's law is a row of one array (``recursion.ln_expect_over_rank``)."""
         if not network.is_chain:
             return ln_ub_program(multiplier)
         widths = [network.widths[l] for l in bound_layers]
         ln_next = np.zeros(widths[-1] + 1)
         for position in range(len(bound_layers) - 1, -1, -1):
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise _OutOfTime
             layer = bound_layers[position]
             cols = network.input_width if position == 0 else widths[position - 1]
-            grid = grids[layer]
-            cost = network.prunable[layer]
-            best = None
-            intervals = [(grid[0], grid[0])] if len(grid) == 1 else list(zip(grid[:-1], grid[1:]))
-            for low, high in intervals:
-                if deadline is not None and time.perf_counter() >= deadline:
-                    raise _OutOfTime
-                candidate = ln_n_of_layer(widths[position], cols, ln_pmf(layer, high), ln_next)
-                if cost:
-                    candidate = candidate - multiplier * low
-                best = candidate if best is None else np.maximum(best, candidate)
-            ln_next = best
+            m = min(widths[position], cols)
+            ln_h = ln_h_of_layer(widths[position], m, ln_next)
+            count = len(interval_rows(layer)[0])
+            chunk = count if layer in stacks else max(1, CHUNK_ENTRIES // (m + 1))
+            best = np.full(m + 1, -np.inf)
+            for start in range(0, count, chunk):
+                rows = slice(None) if chunk >= count else slice(start, start + chunk)
+                pmfs, tails, lows = stacked(layer, rows)
+                weighted = np.logaddexp.accumulate(pmfs + ln_h, axis=1)  # sum_{k<=c} P(k) h(k)
+                below = np.concatenate((np.full((pmfs.shape[0], 1), -np.inf), weighted[:, :-1]), axis=1)
+                values = np.logaddexp(below, ln_h + tails)
+                if network.prunable[layer]:
+                    values = values - multiplier * lows[:, None]
+                best = np.maximum(best, values.max(axis=0))
+            ln_next = np.concatenate((best, np.full(cols - m, best[-1])))
         value = float(ln_next[network.input_width])
         for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
             if network.prunable[layer] and layer not in bound_layers:
