@@ -6,6 +6,7 @@ torch.ao.pruning, which come with torch, run here too."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from hypothesis import given
@@ -212,10 +213,9 @@ def test_export_command_and_its_snippets_prune_exactly_in_torch(capsys, mlp_case
     allocation, path, _, folder = mlp_case
     for kind in ("torch-prune", "torch-ao"):
         out_path = folder / f"{kind}.json"
-        status, out, err = run(capsys, "export", path, "--format", kind, "--out", out_path, "--snippet")
-        assert status == 0, err
-        snippet = out.split("\n", 1)[1]
-        assert snippet.startswith(f"export_path = {str(out_path)!r}")
+        status, snippet, err = run(capsys, "export", path, "--format", kind, "--out", out_path, "--snippet")
+        assert status == 0 and f"wrote {out_path}" in err, err
+        assert snippet.startswith(f"export_path = {str(out_path)!r}")  # stdout: the snippet alone
         torch.manual_seed(1)
         model = get_model("mlp-2x100").build()
         exec(compile(snippet, kind, "exec"), {"model": model})
@@ -224,6 +224,8 @@ def test_export_command_and_its_snippets_prune_exactly_in_torch(capsys, mlp_case
         pruned = folder / f"{kind}.pt"
         torch.save(model.state_dict(), pruned)
         assert run(capsys, "verify", path, pruned)[0] == 0
+    status, _, err = run(capsys, "export", path, "--format", "nni", "--snippet")
+    assert status == 2 and "--snippet with --out FILE" in err
     status, out, err = run(capsys, "export", path, "--format", "sparseml-legacy", "--out", folder / "r.txt")
     assert status == 2 and "ending in .yaml or .yml" in err
     status, _, err = run(capsys, "solve", "--arch", "784,100,10", "--density", "0.1",
@@ -240,3 +242,87 @@ def test_the_readme_shows_every_snippet_as_the_tool_prints_it():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for kind, snippet in SNIPPETS.items():
         assert snippet in readme, f"README lacks the {kind} snippet of allocator export --snippet"
+
+
+@pytest.mark.pure
+def test_yaml_floats_read_back_as_the_same_double_and_jaxpruners_float32_count():
+    import numpy as np
+    import yaml
+
+    from allocator.allocation.exporters.exact import float32_kept, float32_sparsity
+    from allocator.allocation.exporters.formats import yaml_float
+
+    for value in (5e-05, 1e-05, 0.99, 1.0, 0.0, 0.1 + 0.2, math.nextafter(1.0, 0.0), 2.5e-10):
+        text = yaml_float(value)
+        assert isinstance(yaml.safe_load(text), float) and yaml.safe_load(text) == value, text
+    rng = np.random.default_rng(0)
+    for weights in (1, 7, 150, 78400, 9_437_184):
+        for kept in {1, weights, *(int(k) for k in rng.integers(1, weights + 1, 200))}:
+            sparsity = float32_sparsity(weights, kept)
+            assert sparsity is not None and float32_kept(weights, sparsity) == kept, (weights, kept)
+            assert float(np.float32(sparsity)) == sparsity  # JaxPruner's float32 reads exactly this value
+    assert float32_sparsity(102_760_448, 12_345_677) is None  # float32 steps of 8 near 1e8: out of reach
+
+
+@pytest.mark.solver
+def test_tool_limits_are_refused_by_name(nested_allocation):
+    from dataclasses import replace
+
+    from allocator import InvalidInputError
+    from allocator.allocation.exporters import export_text
+
+    huge = replace(nested_allocation, layers=(replace(nested_allocation.layers[0], weights=102_760_448,
+                                                      kept=12_345_677),) + nested_allocation.layers[1:])
+    with pytest.raises(InvalidInputError, match="cannot be realised by JaxPruner's float32 count"):
+        export_text(huge, "jaxpruner")
+    dense = replace(nested_allocation, layers=tuple(replace(layer, kept=layer.weights)
+                                                    for layer in nested_allocation.layers))
+    with pytest.raises(InvalidInputError, match="SparseML refuses a recipe without modifiers"):
+        export_text(dense, "sparseml-legacy")
+    empty = replace(nested_allocation, layers=(replace(nested_allocation.layers[0], kept=0),)
+                    + nested_allocation.layers[1:])
+    recipe = export_text(empty, "sparseml-legacy")  # SparseML refuses 1.0: the double below it, which rounds to all
+    assert f"final_sparsity: {math.nextafter(1.0, 0.0)!r}" in recipe
+
+
+@pytest.mark.torch
+@pytest.mark.solver
+def test_verify_reads_torch_ao_models_and_says_what_a_state_dict_lacks(capsys, mlp_case):
+    import torch
+    from torch.ao.pruning import WeightNormSparsifier
+
+    from allocator.allocation.exporters import export_text
+    from allocator.models import get_model
+
+    allocation, path, _, folder = mlp_case
+    torch.manual_seed(2)
+    model = get_model("mlp-2x100").build()
+    config = json.loads(export_text(allocation, "torch-ao"))["config"]
+    sparsifier = WeightNormSparsifier(sparse_block_shape=(1, 1), zeros_per_block=1)
+    sparsifier.prepare(model, config)
+    sparsifier.step()  # masks made, not squashed
+    state = folder / "ao-state.pt"
+    torch.save(model.state_dict(), state)
+    status, out, _ = run(capsys, "verify", path, state, "--quiet")
+    assert status == 1 and out.count("squash_mask()") == 2, out  # fc1, fc2: dense originals, masks not saved
+    sparsifier.squash_mask()
+    torch.save(model.state_dict(), state)
+    assert run(capsys, "verify", path, state)[0] == 0
+    from torch.nn.utils import prune
+
+    hooked = get_model("mlp-2x100").build()  # a whole model still under torch.nn.utils.prune's hooks
+    for layer in allocation.layers:
+        prune.l1_unstructured(hooked.get_submodule(layer.name[:-7]), "weight", amount=layer.weights - layer.kept)
+    torch.save(hooked, folder / "hooked.pt")
+    status, out, err = run(capsys, "verify", path, folder / "hooked.pt", "--trust-pickle")
+    assert status == 0 and "all 3 tensors realise" in out, out + err
+    masks = {"fc1": {"weight": torch.ones(100, 784)}}  # NNI masks only what it prunes; fc3 is dense by allocation
+    (folder / "few-masks.pt").unlink(missing_ok=True)
+    torch.save(masks, folder / "few-masks.pt")
+    status, out, _ = run(capsys, "verify", path, folder / "few-masks.pt", "--masks", "--quiet")
+    assert status == 1 and "MISMATCH fc1.weight: realised 78400" in out and "fc3" not in out
+    assert "MISMATCH fc2.weight: no mask named 'fc2.weight'" in out
+    bad = {"fc1.weight_orig": torch.ones(100, 784), "fc1.weight_mask": torch.ones(10, 10)}
+    torch.save(bad, folder / "bad-mask.pt")
+    status, out, err = run(capsys, "verify", path, folder / "bad-mask.pt", "--quiet")
+    assert status == 1 and "the mask has 100 entries and the weights 78400" in out and "Traceback" not in out + err

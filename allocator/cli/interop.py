@@ -20,7 +20,8 @@ def add_interop_commands(commands: argparse._SubParsersAction) -> None:
                                                     in EXPORTERS.items()))
     export.add_argument("--out", help="write the export here (default: print it)")
     export.add_argument("--snippet", action="store_true",
-                        help="print the Python that applies the export to a torch `model` in its tool")
+                        help="with --out: print the Python that applies the export to a torch `model` in its tool "
+                             "(stdout holds the snippet alone)")
     export.set_defaults(command_name="export")
 
     verify = commands.add_parser("verify", help="check a pruned model's kept weights against an allocation file")
@@ -37,19 +38,22 @@ def add_interop_commands(commands: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from allocator.allocation.exporters import check_export_path, check_format, export_text, snippet_for
     from allocator.allocation.file import load
+    from allocator.errors import InvalidInputError
     from allocator.io_utils import write_all
 
     kind = check_format(args.format)
+    if args.snippet and not args.out:
+        raise InvalidInputError("--snippet applies the file that --out writes; accepted: --snippet with --out FILE")
     if args.out:
         check_export_path(kind, args.out)
     allocation = load(args.allocation)
     text = export_text(allocation, kind)
-    if args.out:
-        write_all({args.out: text})
-        print(f"  wrote {args.out} ({kind})")
-    elif not args.snippet:
+    if not args.out:
         print(text, end="")
-    if args.snippet:
+        return 0
+    write_all({args.out: text})
+    print(f"  wrote {args.out} ({kind})", file=sys.stderr)
+    if args.snippet:  # stdout holds the snippet alone: `... --snippet > apply.py` is runnable
         print(snippet_for(kind, args.out), end="")
     return 0
 

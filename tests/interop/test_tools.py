@@ -46,6 +46,7 @@ def _cases():
         ("lenet-300-100", {"density": 0.1, "constraints": pin("fc2.weight", 300 * 100, 1000)}),  # 1979 of 30000
         ("lenet5", {"density": 0.05, "constraints": pin("conv1.weight", 150, 10)}),  # a conv: 22 of 150
         ("lenet5", {"density": 0.01}),
+        ("mlp-2x100", {"density": 0.01, "constraints": Constraints(min_kept=0, pinned={"fc2.weight": 1e-5})}),  # fc2 kept 0
     ]
 
 
@@ -74,7 +75,8 @@ def test_the_tool_is_installed_in_its_environment(tool):
     print(f"{tool}: {DISTRIBUTIONS[tool]} {version}")
 
 
-def test_the_budgets_include_counts_that_trap_truncating_tools(allocations):
+def test_the_budgets_include_counts_that_trap_truncating_tools_and_a_layer_kept_at_0(allocations):
+    assert any(layer.kept == 0 for _, allocation in allocations for layer in allocation.layers)
     traps = [(name, layer.name, layer.kept) for name, allocation in allocations for layer in allocation.layers
              if layer.kept < layer.weights and naive_trap(layer.weights, layer.kept)]
     assert len(traps) >= 2, traps  # the pins above: without them this file would not test the nudged sparsity

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 #: The most nextafter steps tried before giving up (a tensor of more than 2^52 weights would need more).
 MAX_STEPS = 64
 
@@ -52,3 +54,41 @@ def truncated_pruned(weights: int, sparsity: float) -> int:
 def rounded_pruned(weights: int, sparsity: float) -> int:
     """How many weights a rounding tool prunes: ``round(weights * sparsity)`` (torch, SparseML, torch.ao)."""
     return round(weights * sparsity)
+
+
+def below_one_sparsity(weights: int, kept: int) -> float:
+    """``exact_sparsity``, except that a fully pruned layer gets the double just below 1 (SparseML refuses a
+    sparsity of 1.0); ``round(weights * s) == weights`` still holds below 2^52 weights."""
+    sparsity = exact_sparsity(weights, kept)
+    if kept == 0:
+        sparsity = math.nextafter(1.0, 0.0)
+        if round(weights * sparsity) != weights:  # pragma: no cover - only beyond 2^52 weights
+            raise ValueError(f"no sparsity below 1 prunes all {weights} weights when rounded")
+    return sparsity
+
+
+def float32_kept(weights: int, sparsity: float) -> int:
+    """JaxPruner's kept count (``mask_calculator``, jitted, so in float32): ``max(1, round(n * (1 - s)))``, with
+    ``round`` half to even as ``jnp.round``; ``s == 0`` keeps everything."""
+    s32 = np.float32(sparsity)
+    if s32 == 0:
+        return weights
+    product = np.float32(weights) * (np.float32(1.0) - s32)
+    return max(1, int(np.round(product)))
+
+
+def float32_sparsity(weights: int, kept: int, max_steps: int = 256) -> float | None:
+    """A float32 sparsity (returned as the double equal to it) with ``float32_kept(weights, s) == kept``, searched
+    outward from the float32 nearest ``(weights - kept) / weights``; ``None`` when none within ``max_steps``
+    float32 steps does (JaxPruner cannot realise ``kept``: ``kept == 0``, or a tensor too large for float32)."""
+    if kept == weights:
+        return 0.0
+    start = np.float32(exact_sparsity(weights, kept))
+    up, down = start, start
+    for _ in range(max_steps):
+        for candidate in (up, down):
+            if 0 < candidate <= 1 and float32_kept(weights, float(candidate)) == kept:
+                return float(candidate)
+        up = np.nextafter(up, np.float32(2.0), dtype=np.float32)
+        down = np.nextafter(down, np.float32(0.0), dtype=np.float32)
+    return None

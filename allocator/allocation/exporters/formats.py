@@ -26,7 +26,7 @@ import json
 import re
 from typing import Any
 
-from allocator.allocation.exporters.exact import exact_sparsity
+from allocator.allocation.exporters.exact import below_one_sparsity, exact_sparsity, float32_sparsity
 from allocator.allocation.record import Allocation, LayerAllocation
 from allocator.errors import InvalidInputError
 
@@ -87,6 +87,16 @@ def nni(allocation: Allocation) -> dict[str, Any]:
     return _envelope(allocation, "nni", "NNI 3.0 LevelPruner", "config_list", config_list)
 
 
+def yaml_float(value: float) -> str:
+    """``value`` as a YAML float that PyYAML reads back as this very double: ``repr``, with ``.0`` added to a
+    mantissa without a dot (YAML 1.1 reads ``5e-05`` as a string; SparseML then refuses it)."""
+    text = repr(float(value))
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
 def _count_comments(allocation: Allocation) -> list[str]:
     from allocator.allocation.file import to_document
 
@@ -112,13 +122,13 @@ def llm_compressor(allocation: Allocation) -> str:
     lines = ["# llm-compressor recipe exported by allocator: per-layer sparsity (fraction pruned), exact counts"]
     lines += _count_comments(allocation) + ["pruning_stage:"]
     for key, layer in zip(_group_keys(layers), layers):
-        sparsity = sparsity_of(layer)
+        sparsity = yaml_float(sparsity_of(layer))
         lines += [
             f"  {key}:",
             "    MagnitudePruningModifier:",
             f"      targets: [{json.dumps(module_name(layer))}]",
-            f"      init_sparsity: {sparsity!r}",
-            f"      final_sparsity: {sparsity!r}",
+            f"      init_sparsity: {sparsity}",
+            f"      final_sparsity: {sparsity}",
             "      start: 0",
             "      end: 1",
             "      update: 1",
@@ -132,22 +142,23 @@ def llm_compressor(allocation: Allocation) -> str:
 def sparseml_legacy(allocation: Allocation, *, end_epoch: float = 1.0) -> str:
     """A SparseML 1.8 recipe: each layer pruned to its sparsity at epoch 0 and held there."""
     lines = ["# SparseML 1.8 recipe exported by allocator (sparseml[torch]==1.8.0, sparsezoo==1.8.0, setuptools<81)"]
+    if not pruned_layers(allocation):
+        raise InvalidInputError("the allocation prunes no weight, and SparseML refuses a recipe without modifiers; "
+                                "accepted: an allocation that prunes at least one layer")
     lines += _count_comments(allocation) + ["version: 1.1.0", "", "pruning_modifiers:"]
     for layer in pruned_layers(allocation):
-        sparsity = sparsity_of(layer)
+        sparsity = yaml_float(below_one_sparsity(layer.weights, layer.kept))  # SparseML refuses 1.0
         lines += [
             "  - !GMPruningModifier",
             f"    params: [{json.dumps(layer.name)}]",
-            f"    init_sparsity: {sparsity!r}",
-            f"    final_sparsity: {sparsity!r}",
+            f"    init_sparsity: {sparsity}",
+            f"    final_sparsity: {sparsity}",
             "    start_epoch: 0.0",
             f"    end_epoch: {float(end_epoch)!r}",
             "    update_frequency: 1.0",
             "    leave_enabled: true",
             "    mask_type: unstructured",
         ]
-    if not pruned_layers(allocation):
-        lines[-1] = "pruning_modifiers: []"
     return "\n".join(lines) + "\n"
 
 
@@ -167,13 +178,22 @@ def tf_scope(name: str) -> str:
 def jaxpruner(allocation: Allocation) -> dict[str, Any]:
     """``custom_sparsity_map``: flax path -> sparsity for every weight layer (0.0 where nothing is pruned).
 
-    JaxPruner keeps ``max(1, round(n * (1 - s)))`` weights of a tensor, so a layer allocated 0 weights is refused.
+    JaxPruner computes a tensor's kept count in float32 (``max(1, round(n * (1 - s)))``, jitted): each sparsity is
+    the float32 value that realises the kept count there (``exact.float32_sparsity``). A layer kept at 0, or a
+    tensor too large for float32 to hit its count (above about 2^24 weights), is refused.
     """
-    empty = [layer.name for layer in allocation.layers if layer.kept == 0]
-    if empty:
-        raise InvalidInputError(f"layer {empty[0]!r} keeps 0 weights, which JaxPruner cannot realise (it keeps at "
-                                f"least one weight per tensor); accepted: allocations with kept >= 1 on every layer")
-    mapping = {flax_path(layer.name): sparsity_of(layer) for layer in allocation.layers}
+    mapping = {}
+    for layer in allocation.layers:
+        if layer.kept == 0:
+            raise InvalidInputError(f"layer {layer.name!r} keeps 0 weights, which JaxPruner cannot realise (it keeps "
+                                    f"at least one weight per tensor); accepted: allocations with kept >= 1 on every "
+                                    f"layer")
+        sparsity = float32_sparsity(layer.weights, layer.kept)
+        if sparsity is None:
+            raise InvalidInputError(f"layer {layer.name!r}: {layer.kept} kept of {layer.weights} weights cannot be "
+                                    f"realised by JaxPruner's float32 count; accepted: tensors below about 2^24 "
+                                    f"weights (or another export)")
+        mapping[flax_path(layer.name)] = sparsity
     return _envelope(allocation, "jaxpruner", "JaxPruner (flax parameter paths; source only, not on PyPI)",
                      "custom_sparsity_map", mapping)
 
