@@ -15,7 +15,7 @@ from allocator.allocation.search import exhaustive_search, fill, local_search, t
 from allocator.bound.rank import RankModel
 from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.errors import InvalidInputError, SolverError
-from allocator.formulation.mip import block_menu, build_model
+from allocator.formulation.mip import block_menu, build_model, default_levels
 from allocator.formulation.memory import check_memory
 from allocator.formulation.distortion import DEFAULT_GUARD_NATS, DistortionCurves, DistortionObjective
 from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective, surrogate_value
@@ -58,7 +58,7 @@ def allocate(
     rank_model: RankModel | str = "binomial",
     constraints: Constraints | None = None,
     objective: str = "bound",
-    levels: int = 100,
+    levels: int | None = None,
     solutions: int = 3,
     solver_options: SolverOptions | None = None,
     baselines: Sequence[str] = DEFAULT_BASELINES,
@@ -75,9 +75,10 @@ def allocate(
     """Choose integer kept counts per prunable layer maximising ``objective`` (``ln E[B]``) under a global budget.
 
     Steps: validate (every infeasibility that arithmetic reveals is raised here, naming the constraint);
-    solve the MIP over ``levels`` log-spaced menu levels per block (``allocator.formulation.mip``), re-solving
-    with no-good cuts for up to ``solutions`` distinct answers (each re-solve limited to twice the first solve's
-    time); when the menu has at most ``exhaustive_limit`` budget-feasible combinations, also search it
+    solve the MIP over ``levels`` log-spaced menu levels per block (``allocator.formulation.mip``; default
+    ``default_levels``: 100, fewer past 20 blocks so that the menu has at most 2000 binaries), re-solving with
+    no-good cuts for up to ``solutions`` distinct answers (each re-solve limited to twice the first solve's time;
+    none when the first took over ``RESOLVE_FIRST_SOLVE_S``); when the menu has at most ``exhaustive_limit`` budget-feasible combinations, also search it
     exhaustively; fill each answer and the constrained-uniform start to the budget, polish the ``polish_starts``
     best of them with the exact objective (``allocator.allocation.search``), keep the best, then apply the
     tie-break towards uniform. Every baseline is held to the same budget and constraints (its raw counts repaired
@@ -106,12 +107,13 @@ def allocate(
     """
     say = progress or (lambda message: None)
     model = RankModel(rank_model) if isinstance(rank_model, str) else rank_model
-    _check_search_settings(levels, solutions, polish_starts)
+    _check_search_settings(100 if levels is None else levels, solutions, polish_starts)
     rules = [get_baseline(name) for name in baselines] + list((extra_baselines or {}).values())
     options = solver_options or SolverOptions()
     budget = make_budget(network, density=density, sparsity=sparsity, kept=kept, compression=compression)
     constraints, floors = conv_floors(network, budget, constraints or Constraints(), conv_floor)
     problem = AllocationProblem.build(network, budget, model, constraints)
+    levels = default_levels(len(problem.blocks)) if levels is None else levels
     prepare_rank_tables(network, model, say)
     started = time.perf_counter()
     check_memory(problem, cache_bytes, levels)
@@ -268,6 +270,10 @@ def _stability(network: Network, model: RankModel, kept: Sequence[int],
     return {"fresh_seed": fresh.seed, "ln_bound": ours, "standard_error_nats": ours_error, "against": against}
 
 
+#: Re-solves (extra polish starts) only after a first MIP solve faster than this, seconds.
+RESOLVE_FIRST_SOLVE_S = 1.0
+
+
 def _check_search_settings(levels: int, solutions: int, polish_starts: int) -> None:
     for label, value, least, meaning in (("levels", levels, 2, " (menu levels per layer)"),
                                           ("solutions", solutions, 1, ""), ("polish_starts", polish_starts, 1, "")):
@@ -343,7 +349,9 @@ def _solve_mip(problem: AllocationProblem, exact: ExactObjective, levels: int, s
     starts: list[Start] = []
     for index in range(solutions):
         remaining = max(0.05, min(options.time_limit_s, deadline - time.perf_counter()))
-        if first is not None:  # re-solves only add polish starts: each gets twice the first solve's time
+        if first is not None:  # re-solves only add polish starts: each gets twice the first solve's time, and
+            if first.seconds > RESOLVE_FIRST_SOLVE_S:  # none after a slow first solve (deep networks: the polish
+                break                                  # from the first answer and the baselines does as well)
             remaining = min(deadline - time.perf_counter(), max(0.5, 2.0 * first.seconds))
             if remaining <= 0.05:
                 break

@@ -225,7 +225,7 @@ class Network:
         """``L``, the number of weight layers (the classifier included)."""
         return len(self.widths)
 
-    @property
+    @functools.cached_property
     def shapes(self) -> tuple[tuple[int, int], ...]:
         """``(n_l, n_{l-1})`` for every weight layer: rows are outputs, columns inputs."""
         if self.layer_shapes:
@@ -233,12 +233,12 @@ class Network:
         previous = (self.input_width,) + self.widths[:-1]
         return tuple((rows, cols) for rows, cols in zip(self.widths, previous))
 
-    @property
+    @functools.cached_property
     def weights(self) -> tuple[int, ...]:
         """Number of weights ``n_l * n_{l-1}`` of every weight layer."""
         return tuple(rows * cols for rows, cols in self.shapes)
 
-    @property
+    @functools.cached_property
     def prunable_weights(self) -> int:
         """Total weights over the prunable layers: the denominator of a global density."""
         return sum(w for w, p in zip(self.weights, self.prunable) if p)
