@@ -76,7 +76,7 @@ def allocate(
 
     Steps: validate (every infeasibility that arithmetic reveals is raised here, naming the constraint);
     solve the MIP over ``levels`` log-spaced menu levels per block (``allocator.formulation.mip``; default
-    ``default_levels``: 100, fewer past 20 blocks so that the menu has at most 2000 binaries), re-solving with
+    ``default_levels``: 100, fewer past 10 blocks so that the menu has at most 1000 binaries), re-solving with
     no-good cuts for up to ``solutions`` distinct answers (each re-solve limited to twice the first solve's time;
     none when the first took over ``RESOLVE_FIRST_SOLVE_S``); when the menu has at most ``exhaustive_limit`` budget-feasible combinations, also search it
     exhaustively; fill each answer and the constrained-uniform start to the budget, polish the ``polish_starts``
@@ -142,7 +142,9 @@ def allocate(
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
     # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
     spent = time.perf_counter() - started
-    upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)))
+    upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
+                                    focus=problem.kept_per_layer(decision.units),
+                                    multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units))
              if problem.blocks and data_objective is None else None)
     ln_bound = decision.value if data_objective is None else bound_exact.of_units(decision.units)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
@@ -268,6 +270,21 @@ def _stability(network: Network, model: RankModel, kept: Sequence[int],
         against[name] = {"advantage_nats": ours - theirs, "standard_error_nats": error,
                          "resolved": abs(ours - theirs) > 2 * error}
     return {"fresh_seed": fresh.seed, "ln_bound": ours, "standard_error_nats": ours_error, "against": against}
+
+
+def _marginal_nats_per_weight(problem: AllocationProblem, exact: ExactObjective, units: Sequence[int]) -> float | None:
+    """The median over free layers of ``ln E[B]`` gained by one more kept weight at ``units`` (chains only: one
+    adjoint pass, ``ExactObjective.single_changes``); the Lagrangian bound's first multiplier to try."""
+    if any(block.is_tied for block in problem.blocks):
+        return None
+    kept = problem.kept_per_layer(units)
+    layers = [block.members[0] for block, value in zip(problem.blocks, units) if value < block.hi]
+    values = exact.single_changes(kept, [(layer, kept[layer] + 1) for layer in layers]) if layers else None
+    if not values:
+        return None
+    base = exact.of_kept(kept)
+    gains = sorted(max(0.0, value - base) for value in values)
+    return gains[len(gains) // 2] or None
 
 
 #: Re-solves (extra polish starts) only after a first MIP solve faster than this, seconds.

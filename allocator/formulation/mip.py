@@ -60,12 +60,13 @@ class BuiltModel:
         )
 
 
-#: Menu levels per block by default, and the most binaries the default menu may have in all: past 20 blocks the
+#: Menu levels per block by default, and the most binaries the default menu may have in all: past 10 blocks the
 #: levels shrink (to at least ``MIN_LEVELS``), because HiGHS time grows with depth x levels while the exact polish,
 #: which moves single weights, makes up what a coarser menu misses (measured: 784-100x100-10 at density 0.001 gives
-#: the same ln E[B] from 5, 20 and 100 levels, with HiGHS at 2.9, 5.9 and 11.5 s).
+#: the same ln E[B] from 5, 20 and 100 levels, with HiGHS at 2.9, 5.9 and 11.5 s; 3072-1000x50-10 at 0.0001 the same
+#: from 10, 20 and 40 levels, HiGHS 3.7, 3.3 and 13.4 s).
 DEFAULT_LEVELS = 100
-MENU_BINARIES = 2000
+MENU_BINARIES = 1000
 MIN_LEVELS = 10
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -65,21 +66,33 @@ class UpperBound:
     evaluations: int
 
 
-def _grid(lo: int, hi: int, levels: int) -> list[int]:
-    """Every integer of ``[lo, hi]`` when there are at most ``levels``, else ``levels`` geometric points with both ends."""
+#: Around the allocation the bound is asked about, every integer within this many of its kept count is a grid point.
+FOCUS_WINDOW = 64
+
+
+def _grid(lo: int, hi: int, levels: int, focus: int | None = None) -> list[int]:
+    """Every integer of ``[lo, hi]`` when there are at most ``levels``, else ``levels`` geometric points with both
+    ends, plus every integer within ``FOCUS_WINDOW`` of ``focus`` (an interval ``[a, b]`` costs up to
+    ``lambda (b - a)`` nats; near the answer the relaxation's choices lie, and there it then costs nothing)."""
     if hi - lo + 1 <= levels:
         return list(range(lo, hi + 1))
     points = {lo, hi}
     points.update(int(round(v)) for v in np.geomspace(max(lo, 1), hi, num=levels))
+    if focus is not None:
+        points.update(range(max(lo, focus - FOCUS_WINDOW), min(hi, focus + FOCUS_WINDOW) + 1))
     return sorted(p for p in points if lo <= p <= hi)
 
 
 def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
-                           deadline: float | None = None) -> UpperBound | None:
+                           deadline: float | None = None, focus: Sequence[int] | None = None,
+                           multiplier_hint: float | None = None) -> UpperBound | None:
     """The module docstring's bound, minimised over ``lambda`` (``None`` for a rank model that is not known to be
     stochastically monotone in the density, such as the stratified structural estimate). The search over
     ``lambda`` stops at ``deadline`` (a ``time.perf_counter()`` value) with the best multiplier so far (every
-    multiplier gives a valid bound, later ones only a tighter one); ``None`` when not one finished."""
+    multiplier gives a valid bound, later ones only a tighter one); ``None`` when not one finished. ``focus``: kept
+    counts per weight layer (the answer) around which the grid lists every integer (``_grid``). ``multiplier_hint``:
+    where to look for the best ``lambda`` first (the answer's marginal nats per kept weight: at the optimum of the
+    relaxation every layer's marginal value equals ``lambda``); without it a grid from 1e-6 to 20."""
     model = problem.rank_model
     if model.name not in MONOTONE_MODELS and not (model.name == "structural" and not model.reduce_variance):
         return None
@@ -100,7 +113,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     floor_total = sum(lo for (lo, _), p in zip(ranges, network.prunable) if p)
     ranges = [(lo, min(hi, problem.budget.kept - (floor_total - lo))) if p else (lo, hi)
               for (lo, hi), p in zip(ranges, network.prunable)]
-    grids = [_grid(lo, hi, levels) for lo, hi in ranges]
+    grids = [_grid(lo, hi, levels, None if focus is None else focus[layer]) for layer, (lo, hi) in enumerate(ranges)]
     laws: dict[tuple[int, int], np.ndarray] = {}
 
     def ln_pmf(layer: int, kept: int) -> np.ndarray:
@@ -211,7 +224,11 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                 return math.inf
         return tried[multiplier]
 
-    for multiplier in [0.0] + list(np.geomspace(1e-6, 20.0, 10)):
+    if multiplier_hint is not None and math.isfinite(multiplier_hint) and multiplier_hint > 0:
+        start = [multiplier_hint * f for f in (1.0, 0.5, 2.0, 0.25, 4.0)] + [0.0]  # near the hint first
+    else:
+        start = [0.0] + list(np.geomspace(1e-6, 20.0, 10))
+    for multiplier in start:
         evaluate(float(multiplier))
     if not tried:
         return None
