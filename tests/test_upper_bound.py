@@ -27,6 +27,8 @@ def test_never_below_the_exhaustive_integer_optimum(widths, n0, classes, share, 
     _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=400_000)
     upper = lagrangian_upper_bound(problem)
     assert upper.ln_bound >= optimum - 1e-9
+    focused = lagrangian_upper_bound(problem, levels=3, focus=[w // 3 for w in network.weights], multiplier_hint=share)
+    assert focused.ln_bound >= optimum - 1e-9  # a coarse grid, a focus and a hint move the bound, never below
 
 
 def test_never_below_random_feasible_allocations_on_larger_networks():
@@ -36,6 +38,10 @@ def test_never_below_random_feasible_allocations_on_larger_networks():
                                       Constraints(min_kept=2))
     objective = ExactObjective(problem)
     upper = lagrangian_upper_bound(problem)
+    coarse = lagrangian_upper_bound(problem, levels=12)
+    focus = [max(2, k // 2) for k in network.weights]
+    focused = lagrangian_upper_bound(problem, levels=12, focus=focus, multiplier_hint=0.3)
+    upper = type(upper)(min(upper.ln_bound, coarse.ln_bound, focused.ln_bound), 0.0, 0)  # each must hold: the least
     prunable = [i for i, p in enumerate(network.prunable) if p]
     for _ in range(300):
         shares = rng.dirichlet(np.ones(len(prunable)))
