@@ -103,7 +103,8 @@ def _screen(problem: AllocationProblem, objective: ExactObjective, values: Seque
         changes = [(block.members[0], values[b] + sign * step) for b, block in enumerate(blocks) for sign in (1, -1)]
         changes = [(layer, value) if 0 <= value <= problem.network.weights[layer] else (layer, kept[layer])
                    for layer, value in changes]
-        screened = objective.single_changes(kept, changes)
+        single_changes = getattr(objective, "single_changes", None)  # the bound's objective has it; data ones not
+        screened = single_changes(kept, changes) if single_changes is not None else None
         if screened is not None:
             gains = [screened[2 * b] - best if values[b] + step <= block.hi else -math.inf
                      for b, block in enumerate(blocks)]
