@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a CNN's convolutions inside the bound and pruned too (the allocation covers every "
                                "conv and linear layer, convs floored at the uniform share); default paper 1's "
                                "convention: convs frozen and unpruned, n0 = their flattened output")
+    validate.add_argument("--respend-dead", action="store_true",
+                          help="MLPs: after pruning, trade each kept weight on no input-to-output path for the best "
+                               "pruned weight between live units (the same kept count per layer; cells record how "
+                               "many as 'respent')")
     validate.add_argument("--batch-size", type=positive_int, default=128)
     validate.add_argument("--lr", type=float, default=0.01)
     validate.add_argument("--select-on", choices=("validation", "test", "last"), default="validation",

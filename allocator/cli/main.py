@@ -402,6 +402,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         rank_model=args.rank_model, threads=args.threads, label=args.label,
         koopman_steps=args.koopman_steps, koopman_stride=args.koopman_stride,
         sparse_finetune=not args.dense_finetune, freeze_features=args.freeze_features,
+        respend_dead=args.respend_dead,
         convs_inside=args.convs_inside,
     )
     config.check()

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -83,6 +83,21 @@ def prune_from_dense(build: Callable[[], nn.Module], dense_state: dict[str, torc
     pruned.load_state_dict(dense_state)
     prune_to_counts(pruned, layer_scores, kept)
     return pruned
+
+
+def _respent_scores(chain: Sequence[str], shapes: Sequence[tuple[int, int]], scores: Mapping[str, torch.Tensor],
+                    kept: Mapping[str, int]) -> tuple[dict[str, torch.Tensor], int]:
+    """Scores whose top ``kept[name]`` per tensor are the criterion's masks with dead weights traded for live ones
+    (``allocator.pruning.effective.respend_dead``; the same count per layer), and how many were traded. A layer of
+    the chain that is not pruned (the classifier) keeps every weight."""
+    from allocator.pruning.effective import respend_dead
+    from allocator.pruning.masks import mask_from_scores
+
+    masks = [mask_from_scores(scores[name], kept[name]).bool() if name in kept else torch.ones(shape, dtype=torch.bool)
+             for name, shape in zip(chain, shapes)]
+    chain_scores = [scores[name] if name in kept else torch.zeros(shape) for name, shape in zip(chain, shapes)]
+    respent, traded = respend_dead(chain_scores, masks)
+    return {name: mask.float().reshape(scores[name].shape) for name, mask in zip(chain, respent) if name in kept}, traded
 
 
 def finetune_cell(model: nn.Module, build: Callable[[], nn.Module], data: Tensors, config: TrainConfig, seed: int, *,
@@ -208,7 +223,10 @@ class SeedCells:
             return None
         if self._scores is None:  # the dense model is the same for every cell of the seed
             self._scores = scores(config.criterion, self.model, self.prunable, self.context)
-        pruned = prune_from_dense(self.entry.build, self.dense_state, self._scores, kept)
+        cell_scores = self._scores
+        if config.respend_dead:
+            cell_scores, cell["respent"] = _respent_scores(self.network.names, self.network.shapes, self._scores, kept)
+        pruned = prune_from_dense(self.entry.build, self.dense_state, cell_scores, kept)
         cell["test_accuracy_pruned"] = evaluate(pruned, self.data.test_x, self.data.test_y)[1]
         prepared = _Prepared(path, cell, pruned, kept, start)
         self._by_kept[key] = prepared

@@ -50,6 +50,7 @@ class ValidateConfig:
     allocation_files: tuple[str, ...] = ()  # solved allocations, each validated as rule "file-<stem>" at its density
     save_models: bool = False  # keep every fine-tuned pruned model (masks made permanent) under models/
     convs_inside: bool = False  # a CNN's convs inside the bound and pruned (default: frozen, paper 1's convention)
+    respend_dead: bool = False  # trade kept weights on no input-output path for live ones (MLPs; same counts)
 
     def file_rules(self) -> dict[str, str]:
         """``{"file-<stem>": path}`` for every allocation file."""
@@ -115,6 +116,10 @@ class ValidateConfig:
             raise InvalidInputError(f"convs_inside: model {self.model} has no convolution to put inside the bound")
         if self.convs_inside:
             self.entry().conv_network  # a CNN the fx translator cannot prove is refused here, by name
+        if self.respend_dead and (self.entry().conv_builder is not None or self.criterion in KOOPMAN_CRITERIA):
+            raise InvalidInputError(f"respend_dead traces paths through a chain of linear layers: model {self.model} "
+                                    f"{'has convolutions' if self.entry().conv_builder is not None else 'with a Koopman criterion is not supported'}; "
+                                    f"accepted: an MLP with a weight-score criterion (magnitude, random, gradient, lamp)")
         if self.freeze_features:
             from allocator.pruning.finetune.batched import check_chain
 

@@ -1,0 +1,59 @@
+"""Re-spending dead weights: the same kept count per layer, no fewer effective weights, and a validate run that
+records what it traded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.torch
+def test_respend_keeps_the_counts_and_never_loses_effective_weights():
+    import torch
+
+    from allocator.pruning.effective import effective_counts, respend_dead
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(30, 40), (20, 30), (10, 20), (5, 10)]
+    for trial in range(40):
+        scores = [torch.rand(shape, generator=generator) for shape in shapes]
+        density = [0.02, 0.05, 0.1, 0.3][trial % 4]
+        masks = [torch.rand(shape, generator=generator) < density for shape in shapes]
+        before = effective_counts([m.float() for m in masks])
+        respent, traded = respend_dead(scores, masks)
+        after = effective_counts([m.float() for m in respent])
+        assert [int(m.sum()) for m in respent] == [int(m.sum()) for m in masks]
+        assert sum(after) >= sum(before)
+        if traded == 0:
+            assert after == before
+        # the fixed point: where a dead weight is left, its layer has no pruned weight between live units
+        reached = [torch.ones(shapes[0][1], dtype=torch.bool)]
+        for mask in respent:
+            reached.append((mask & reached[-1][None, :]).any(dim=1))
+        reaching = [torch.ones(shapes[-1][0], dtype=torch.bool)]
+        for mask in reversed(respent):
+            reaching.insert(0, (mask & reaching[0][:, None]).any(dim=0))
+        for layer, mask in enumerate(respent):
+            live = reaching[layer + 1][:, None] & reached[layer][None, :]
+            if int((mask & ~live).sum()) > 0:
+                assert int((~mask & live).sum()) == 0, (trial, layer)
+
+
+@pytest.mark.study
+def test_validate_respends_dead_weights_with_the_same_counts(capsys, tmp_path, idx_dir):
+    from allocator.cli.main import main
+
+    out = tmp_path / "run"
+    argv = ["validate", "--model", "mlp-2x100", "--dataset", f"idx:{idx_dir}", "--density", "0.002", "--seeds", "1",
+            "--epochs", "1", "--finetune-epochs", "1", "--allocations", "ours,uniform", "--respend-dead",
+            "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert cells and all("respent" in cell for cell in cells)
+    for cell in cells:
+        total = sum(cell["kept"].values())
+        assert sum(cell["effective_kept"][name] for name in cell["kept"]) <= total
+    assert any(cell["respent"] > 0 for cell in cells)
+    assert main(argv[:-3] + ["--model", "lenet5", "--out", str(tmp_path / "cnn")]) == 2  # refused: convolutions
+    assert "respend_dead traces paths through a chain" in capsys.readouterr().err
