@@ -100,9 +100,14 @@ def test_the_cell_rules_with_data_objectives_spend_the_budget_and_keep_the_guard
     reference = allocate(network, density=0.001)
     calibration = torch.randn(64, *entry.input_shape)
     prunable = [n for n, p in zip(network.names, network.prunable) if p]
-    for rule in ("ours-distortion", "ours-guarded"):
+    for rule, guard in (("ours-distortion", None), ("ours-guarded", 1.0), ("ours-guarded:0.1", 0.1),
+                        ("ours-guarded:5", 5.0)):
         kept = kept_for_rule(rule, reference, model, prunable, calibration=calibration)
         assert sum(kept.values()) == reference.budget.kept
-        if rule == "ours-guarded":
+        if guard is not None:
             densities = [kept.get(n, w) / w for n, w in zip(network.names, network.weights)]
-            assert ln_expected_bound(network, densities) >= reference.ln_bound - 1.0 - 1e-9
+            assert ln_expected_bound(network, densities) >= reference.ln_bound - guard - 1e-9, rule
+    from allocator.study.config import ValidateConfig
+
+    with pytest.raises(InvalidInputError, match="the guard 'x' is not a number of nats >= 0"):
+        ValidateConfig(allocations=("ours", "ours-guarded:x")).check()

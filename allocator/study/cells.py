@@ -28,7 +28,7 @@ from allocator.pruning.finetune.config import TrainConfig, TrainResult
 from allocator.pruning.finetune.sparse import finetune
 from allocator.pruning.finetune.training import Tensors, evaluate, train
 from allocator.pruning.masks import prune_to_counts, realised_counts
-from allocator.study.config import WEIGHT_FREE_RULES, ValidateConfig
+from allocator.study.config import WEIGHT_FREE_RULES, ValidateConfig, guard_of
 from allocator.study.run_folder import cell_id, read_cell
 from allocator.study.progress import Progress
 from allocator.study.seeds import derive_seed
@@ -37,7 +37,7 @@ Say = Callable[[str], None]
 
 
 def _data_objective_kept(objective: str, allocation, model: nn.Module, prunable: Sequence[str],
-                         calibration) -> dict[str, int]:
+                         calibration, guard_nats: float | None = None) -> dict[str, int]:
     """``ours`` with a data objective: this seed's dense model's distortion curves on ``calibration``, then the
     allocation at ``allocation``'s budget, rank model and constraints (its conv floors included)."""
     from allocator.allocation import allocate
@@ -46,9 +46,10 @@ def _data_objective_kept(objective: str, allocation, model: nn.Module, prunable:
     if calibration is None:
         raise InvalidInputError(f"rule ours-{objective} needs a calibration batch of training inputs")
     curves = measure_distortion(model, list(prunable), calibration, extra=[allocation.budget.density])
+    extra = {} if guard_nats is None else {"guard_nats": guard_nats}
     result = allocate(allocation.network, kept=allocation.budget.kept, rank_model=allocation.rank_model,
                       constraints=allocation.constraints, objective=objective, distortion=curves, baselines=(),
-                      conv_floor=None)
+                      conv_floor=None, **extra)
     return {layer.name: layer.kept for layer in result.layers if layer.prunable}
 
 
@@ -73,6 +74,8 @@ def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[st
                                 allocation.budget.kept, input_shape)
     if rule in ("ours-distortion", "ours-guarded"):
         return _data_objective_kept(rule.removeprefix("ours-"), allocation, model, prunable, calibration)
+    if guard_of(rule) is not None:
+        return _data_objective_kept("guarded", allocation, model, prunable, calibration, guard_of(rule))
     return weight_rule_kept(rule, model, prunable, allocation.budget.kept, input_shape, calibration)
 
 

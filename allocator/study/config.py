@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from allocator.allocation.baselines import baseline_names
@@ -18,6 +19,23 @@ WEIGHT_BASED_RULES = ("global-magnitude", "lamp", "synflow", "rd")
 #: ``ours`` with a data objective (``allocator.formulation.distortion``): per seed, the dense model's distortion curves on
 #: a calibration batch of training images, then ``allocate(objective=...)`` at the cell's budget and constraints.
 DATA_OBJECTIVE_RULES = ("ours-distortion", "ours-guarded")
+#: ``ours-guarded:TAU``: the guarded objective with its own guard of TAU nats (the default rule uses 1 nat).
+GUARD_PREFIX = "ours-guarded:"
+
+
+def guard_of(rule: str) -> float | None:
+    """The guard (nats) of an ``ours-guarded:TAU`` rule, ``None`` for another rule; a bad TAU is refused."""
+    if not rule.startswith(GUARD_PREFIX):
+        return None
+    text = rule[len(GUARD_PREFIX):]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise InvalidInputError(f"allocation {rule!r}: the guard {text!r} is not a number of nats >= 0 "
+                                f"(e.g. ours-guarded:3)")
+    return value
 ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES + DATA_OBJECTIVE_RULES
 
 # How cells are computed, not what they measure: a run may be resumed with another engine.
@@ -87,8 +105,9 @@ class ValidateConfig:
             raise InvalidInputError(f"allocation files {list(self.allocation_files)} repeat a file name; give each a "
                                     f"distinct name (its rule is file-<name>)")
         for rule in self.allocations:
-            if rule not in ALLOCATION_RULES and rule not in files:
-                raise InvalidInputError(f"allocation {rule!r} is unknown; accepted: {', '.join(ALLOCATION_RULES)}"
+            if rule not in ALLOCATION_RULES and rule not in files and guard_of(rule) is None:
+                raise InvalidInputError(f"allocation {rule!r} is unknown; accepted: {', '.join(ALLOCATION_RULES)}, "
+                                        f"{GUARD_PREFIX}TAU"
                                         + (f", {', '.join(files)}" if files else ""))
         for rule, density in self.file_densities().items():
             if rule not in self.allocations or density not in self.densities:

@@ -25,8 +25,9 @@ Say = Callable[[str], None]
 
 
 def cell_id(seed: int, density: float, rule: str, criterion: str) -> str:
-    """The file stem of one cell: ``seed<S>-d<density>-<rule>-<criterion>``."""
-    return f"seed{seed}-d{density!r}-{rule}-{criterion}"
+    """The file stem of one cell: ``seed<S>-d<density>-<rule>-<criterion>`` (a ``:`` in a rule, as in
+    ``ours-guarded:3``, written ``@``: file names stay portable)."""
+    return f"seed{seed}-d{density!r}-{rule.replace(':', '@')}-{criterion}"
 
 
 def read_cell(path: Path) -> dict | None:
