@@ -56,3 +56,31 @@ def test_single_changes_equal_full_evaluations(rank_model):
             changed = list(kept)
             changed[layer] = value
             assert got == pytest.approx(objective.of_kept(changed), rel=1e-11, abs=1e-11), (layer, value)
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("rank_model", ["binomial", "structural"])
+def test_pair_moves_equal_full_evaluations(rank_model):
+    rng = np.random.default_rng(2)
+    network = Network.from_arch("50,30,25,30,20,10")
+    problem = AllocationProblem.build(network, make_budget(network, density=0.2), RankModel(rank_model))
+    objective = ExactObjective(problem)
+    layers = [0, 1, 3, 4]  # a subset, out of order in the bound's positions is fine
+    for _ in range(4):
+        kept = [int(rng.integers(0, w + 1)) for w in network.weights]
+        step = int(rng.integers(1, 40))
+        moves = objective.pair_moves(kept, step, [3, 0, 4, 1])
+        expected = 0
+        for donor in layers:
+            for receiver in layers:
+                if donor == receiver:
+                    continue
+                if kept[donor] - step < 0 or kept[receiver] + step > network.weights[receiver]:
+                    assert (donor, receiver) not in moves
+                    continue
+                changed = list(kept)
+                changed[donor] -= step
+                changed[receiver] += step
+                assert moves[(donor, receiver)] == pytest.approx(objective.of_kept(changed), rel=1e-11, abs=1e-11)
+                expected += 1
+        assert len(moves) == expected

@@ -180,6 +180,27 @@ def local_search(
     return values, best, stats
 
 
+#: How far below the acceptance line a batch-evaluated move must be to be skipped without an exact evaluation:
+#: far above the two evaluations' rounding difference (about 1e-12 relative), so the decisions are those of
+#: evaluating every move exactly.
+SCREEN_SLACK_NATS = 1e-6
+
+
+def _pair_screen(problem: AllocationProblem, objective: ExactObjective, values: Sequence[int], step: int
+                 ) -> dict[tuple[int, int], float] | None:
+    """``ln E[B]`` of every ``step`` move between two blocks, keyed by block indices, from one batch
+    (``ExactObjective.pair_moves``); ``None`` where blocks are tied or the objective has no batch form."""
+    pair_moves = getattr(objective, "pair_moves", None)
+    if pair_moves is None or any(block.is_tied for block in problem.blocks):
+        return None
+    layers = [block.members[0] for block in problem.blocks]
+    moves = pair_moves(problem.kept_per_layer(values), step, layers)
+    if moves is None:
+        return None
+    block_of = {layer: b for b, layer in enumerate(layers)}
+    return {(block_of[d], block_of[r]): value for (d, r), value in moves.items()}
+
+
 def toward_uniform(
     problem: AllocationProblem,
     objective: ExactObjective,
@@ -200,6 +221,8 @@ def toward_uniform(
     while step >= 1 and not _expired(deadline):
         moved = False
         order = sorted(range(len(values)), key=lambda b: values[b] / weights[b])
+        screened: dict[tuple[int, int], float] | None = None  # batch values, once exact trials keep failing
+        rejected, batched = 0, False
         for donor in reversed(order):
             for receiver in order:
                 if donor == receiver:
@@ -211,7 +234,13 @@ def toward_uniform(
                 trial = _move(values, donor, receiver, step)
                 if not problem.is_feasible(trial):
                     continue
+                if not batched and rejected >= len(values):  # a sloped objective: many moves fail, so value
+                    screened, batched = _pair_screen(problem, objective, values, step), True  # them all at once
+                if screened is not None and (donor, receiver) in screened and (
+                        screened[(donor, receiver)] < reference - tolerance_nats - SCREEN_SLACK_NATS):
+                    continue  # the batch value is far below the line: the exact one is too
                 value = objective.of_units(trial)
+                rejected += 1
                 if value >= reference - tolerance_nats:
                     values, current, moved = trial, value, True
                     break

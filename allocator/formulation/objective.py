@@ -170,16 +170,8 @@ class ExactObjective:
         self.evaluations += 1
         suffixes = self._suffixes(kept)
         position_of = {layer: position for position, layer in enumerate(self._layers)}
-        rows: list[np.ndarray] = []
-        row = np.full(network.input_width + 1, -np.inf)
-        row[network.input_width] = 0.0
         wanted = max((position_of.get(layer, -1) for layer, _ in changes), default=-1)
-        for position in range(wanted + 1):
-            rows.append(row)
-            if position < wanted:
-                layer = self._layers[position]
-                cols = network.input_width if position == 0 else self._widths[position - 1]
-                row = ln_adjoint_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, row)
+        rows = self._adjoint_rows(kept, wanted + 1)
         base = at_least_one_region(float(suffixes[0][network.input_width]), self.problem.rank_model)
         values = []
         for layer, value in changes:
@@ -191,6 +183,74 @@ class ExactObjective:
             changed = ln_n_of_layer(self._widths[position], cols, self.law(layer, value).ln_pmf, suffixes[position + 1])
             values.append(at_least_one_region(ln_pairing(rows[position], changed), self.problem.rank_model))
         return values
+
+    def _adjoint_rows(self, kept: Sequence[int], depth: int) -> list[np.ndarray]:
+        """The adjoint rows ``R_p`` for positions ``p = 0..depth - 1`` (``single_changes``)."""
+        network = self.problem.network
+        row = np.full(network.input_width + 1, -np.inf)
+        row[network.input_width] = 0.0
+        rows = []
+        for position in range(depth):
+            rows.append(row)
+            if position < depth - 1:
+                layer = self._layers[position]
+                cols = network.input_width if position == 0 else self._widths[position - 1]
+                row = ln_adjoint_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, row)
+        return rows
+
+    def pair_moves(self, kept: Sequence[int], step: int, layers: Sequence[int]
+                   ) -> dict[tuple[int, int], float] | None:
+        """``ln E[B]`` after moving ``step`` kept weights from layer ``d`` to layer ``r``, for every ordered pair of
+        distinct ``layers`` whose counts stay within ``[0, weights]``, keyed ``(d, r)``; ``None`` for a program or a
+        layer outside the bound (there: one ``of_kept`` per move).
+
+        For positions ``p < q``: ``E = R_p . T~_p (T_{p+1} .. T_{q-1}) T~_q N(q + 1, .)``. For each deeper position
+        ``q`` the two changed vectors ``T~_q N(q + 1, .)`` (``-step``, ``+step``) are carried up through the unchanged
+        steps, and at every shallower layer of ``layers`` paired with ``R_p`` after its own change: O(depth) steps per
+        ``q``, O(depth^2) for all pairs, instead of O(depth) per pair.
+        """
+        network = self.problem.network
+        if not network.is_chain:
+            return None
+        position_of = {layer: position for position, layer in enumerate(self._layers)}
+        if any(layer not in position_of for layer in layers):
+            return None
+        self.evaluations += 1
+        weights = network.weights
+        suffixes = self._suffixes(kept)
+        ordered = sorted(set(layers), key=position_of.get)
+        if len(ordered) < 2:
+            return {}
+        rows = self._adjoint_rows(kept, position_of[ordered[-1]] + 1)
+
+        def forward(position: int, count: int, vector: np.ndarray) -> np.ndarray:
+            layer = self._layers[position]
+            cols = network.input_width if position == 0 else self._widths[position - 1]
+            return ln_n_of_layer(self._widths[position], cols, self.law(layer, count).ln_pmf, vector)
+
+        def value(position: int, vector: np.ndarray) -> float:
+            return at_least_one_region(ln_pairing(rows[position], vector), self.problem.rank_model)
+
+        moves: dict[tuple[int, int], float] = {}
+        for index, deep in enumerate(ordered[1:], start=1):
+            q = position_of[deep]
+            lower = kept[deep] - step >= 0
+            upper = kept[deep] + step <= weights[deep]
+            donated = forward(q, kept[deep] - step, suffixes[q + 1]) if lower else None   # deep gives
+            received = forward(q, kept[deep] + step, suffixes[q + 1]) if upper else None  # deep takes
+            shallow = set(ordered[:index])
+            lowest = position_of[ordered[0]]
+            for p in range(q - 1, lowest - 1, -1):
+                layer = self._layers[p]
+                if layer in shallow:
+                    if donated is not None and kept[layer] + step <= weights[layer]:
+                        moves[(deep, layer)] = value(p, forward(p, kept[layer] + step, donated))
+                    if received is not None and kept[layer] - step >= 0:
+                        moves[(layer, deep)] = value(p, forward(p, kept[layer] - step, received))
+                if p > lowest:
+                    donated = None if donated is None else forward(p, kept[layer], donated)
+                    received = None if received is None else forward(p, kept[layer], received)
+        return moves
 
     def _of_kept_program(self, kept: Sequence[int]) -> float:
         """The program's ``ln E[B]``, ``ln N_s`` cached under the kept counts of the layers of steps ``s..`` (the
