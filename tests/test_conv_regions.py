@@ -196,3 +196,39 @@ def test_regions_on_2d_slices_never_exceed_the_program_bound():
         ranks = [_rank(p0 @ directions), _rank(linear)]
         assert math.log(count) <= bound([ReluMaxPool(0, 32, 8, 4), Relu(1, 3)]) + 1e-9
     assert caught >= 2, f"the plain-chain ResNet was caught {caught} times on 2-D slices"
+
+
+def test_a_weak_skip_caps_the_residual_rank_and_the_oracle_sees_a_wrong_cap():
+    """The residual rank cap kappa = min(n_y, min(k1, k2) + rank S) where the skip is not the identity: a selection
+    (rank 13 of 25: the positions an option-A style shortcut carries, the rest zero) and a pruned 1x1-conv shortcut
+    with its own rank. The bound holds on every segment; the same bound told the selection has rank 0 is caught
+    below the counted regions (so a cap that ignored the skip's rank would be seen)."""
+    rng = np.random.default_rng(17)
+    stem = ConvGeometry(1, 1, 3, 5, padding=1)
+    block = ConvGeometry(1, 1, 3, 5, padding=1)
+    shortcut = ConvGeometry(1, 1, 1, 5)
+    selection = np.diag((np.arange(25) % 2 == 0).astype(float))  # every other position carried: rank 13
+    caught = 0
+    for trial in range(200):
+        t0, b0 = _pruned_conv(rng, stem, rng.uniform(0.5, 1.0))
+        t1, b1 = _pruned_conv(rng, block, float(rng.choice([0.0, 0.0, 0.1, 0.3])))  # 0: the skip alone carries
+        t2, b2 = _pruned_conv(rng, block, float(rng.choice([0.0, 0.1, 0.3])))
+        s3, _ = _pruned_conv(rng, shortcut, 1.0)
+        a, c = rng.normal(size=25) * 3, rng.normal(size=25) * 3
+        ranks = [_rank(t0 @ (c - a)[:, None]), _rank(t1), _rank(t2), _rank(s3)]
+        counted = _count_regions(_residual_net(t0, b0, t1, b1, t2, b2, selection), a, c)
+        assert math.log(counted) <= _bound([Relu(0, 25), Residual(1, 25, 2, 25, shortcut_rank=13)], ranks) + 1e-9
+        wrong = _bound([Relu(0, 25), Residual(1, 25, 2, 25, shortcut_rank=0)], ranks)  # the skip's rank ignored
+        caught += math.log(counted) > wrong + 1e-9
+        counted = _count_regions(_residual_net(t0, b0, t1, b1, t2, b2, s3), a, c)
+        assert math.log(counted) <= _bound([Relu(0, 25), Residual(1, 25, 2, 25, shortcut_layer=3)], ranks) + 1e-9
+    assert caught >= 3, f"a cap ignoring the skip's rank was caught {caught} times: the oracle is too weak"
+
+
+def _residual_net(t0, b0, t1, b1, t2, b2, skip):
+    """ReLU stem, then a basic block whose skip is the matrix ``skip`` (identity, selection or a 1x1 conv)."""
+    def net(walk, x, s):
+        h, hs = walk.relu(t0 @ x + b0, t0 @ s)
+        g, gs = walk.relu(t1 @ h + b1, t1 @ hs)
+        walk.relu(t2 @ g + b2 + skip @ h, t2 @ gs + skip @ hs)
+    return net
