@@ -54,24 +54,36 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def comparisons(folder: Path) -> list[dict[str, object]]:
-    """Ours against every other rule at every density of one run folder."""
+def comparison_rows(rows: Sequence[tuple[str, dict]]) -> list[str]:
+    """One markdown table row per (model, comparison): density, rule, pairs, mean difference, wins, p, p (Holm)."""
+    lines = []
+    for m, r in rows:
+        same = " (same allocation)" if r["identical"] else ""
+        p = "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}"
+        ph = "n/a" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}"
+        lines.append(f"| {m} | {r['density']:g} | {r['rule']}{same} | {r['pairs']} | {100 * r['mean']:+.2f} | "
+                     f"{r['wins']}/{r['pairs']} | {p} | {ph} |")
+    return lines
+
+
+def comparisons(folder: Path, reference: str = "ours") -> list[dict[str, object]]:
+    """``reference`` (ours) against every other rule at every density of one run folder (paired seeds)."""
     cells = [c for c in load_cells(folder) if "test_accuracy" in c]
     by_key: dict[tuple[float, str], dict[int, dict]] = {}
     for cell in cells:
         by_key.setdefault((cell["density"], cell["allocation"]), {})[cell["seed"]] = cell
     out = []
     for (density, rule), other in sorted(by_key.items()):
-        ours = by_key.get((density, "ours"))
-        if rule == "ours" or ours is None:
+        mine = by_key.get((density, reference))
+        if rule == reference or mine is None:
             continue
-        seeds = sorted(set(ours) & set(other))
-        diffs = [ours[s]["test_accuracy"] - other[s]["test_accuracy"] for s in seeds]
+        seeds = sorted(set(mine) & set(other))
+        diffs = [mine[s]["test_accuracy"] - other[s]["test_accuracy"] for s in seeds]
         if not diffs:
             continue
         out.append({"density": density, "rule": rule, "pairs": len(seeds), "mean": statistics.fmean(diffs),
                     "p": _paired_p_value(diffs), "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
-                    "identical": all(ours[s]["kept"] == other[s]["kept"] for s in seeds)})
+                    "identical": all(mine[s].get("kept") == other[s].get("kept") for s in seeds)})
     return out
 
 
@@ -172,12 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"- no detectable difference: {len(rows) - len(wins) - len(losses)}", "",
              "| model | density | vs | pairs | ours - rule (pp) | ours won | p | p (Holm) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for m, r in rows:
-        same = " (same allocation)" if r["identical"] else ""
-        p = "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}"
-        ph = "n/a" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}"
-        lines.append(f"| {m} | {r['density']:g} | {r['rule']}{same} | {r['pairs']} | {100 * r['mean']:+.2f} | "
-                     f"{r['wins']}/{r['pairs']} | {p} | {ph} |")
+    lines += comparison_rows(rows)
     lines += timing(root, folders)
     plot(rows, root / "ours_minus_rules.png")
     lines += ["", "Differences per model: [ours_minus_rules.png](ours_minus_rules.png).", "",

@@ -24,12 +24,7 @@ def effective_counts(weights: Sequence[torch.Tensor]) -> list[int]:
         [1, 1]
     """
     masks = [w.detach() != 0 for w in weights]
-    reached = [torch.ones(masks[0].shape[1], dtype=torch.bool)]
-    for mask in masks:
-        reached.append((mask & reached[-1][None, :]).any(dim=1))
-    reaching = [torch.ones(masks[-1].shape[0], dtype=torch.bool)]
-    for mask in reversed(masks):
-        reaching.insert(0, (mask & reaching[0][:, None]).any(dim=0))
+    reached, reaching = _reachability(masks)
     return [int((mask & reaching[l + 1][:, None] & reached[l][None, :]).sum()) for l, mask in enumerate(masks)]
 
 
