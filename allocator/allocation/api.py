@@ -76,7 +76,7 @@ def allocate(
 
     Steps: validate (every infeasibility that arithmetic reveals is raised here, naming the constraint);
     solve the MIP over ``levels`` log-spaced menu levels per block (``allocator.formulation.mip``; default
-    ``default_levels``: 100, fewer past 10 blocks so that the menu has at most 1000 binaries), re-solving with
+    ``default_levels``: 100, fewer past 10 blocks: about 1000 binaries in all, more past 100 blocks where the floor of 10 levels holds), re-solving with
     no-good cuts for up to ``solutions`` distinct answers (each re-solve limited to twice the first solve's time;
     none when the first took over ``RESOLVE_FIRST_SOLVE_S``); when the menu has at most ``exhaustive_limit`` budget-feasible combinations, also search it
     exhaustively; fill each answer and the constrained-uniform start to the budget, polish the ``polish_starts``
@@ -284,7 +284,8 @@ def _marginal_nats_per_weight(problem: AllocationProblem, exact: ExactObjective,
         return None
     base = exact.of_kept(kept)
     gains = sorted(max(0.0, value - base) for value in values)
-    return gains[len(gains) // 2] or None
+    middle = gains[len(gains) // 2]
+    return middle if middle > 1e-9 else None  # below: rounding noise of a saturated bound
 
 
 #: Re-solves (extra polish starts) only after a first MIP solve faster than this, seconds.

@@ -25,6 +25,8 @@ from allocator.formulation.objective import ExactObjective
 from allocator.formulation.problem import AllocationProblem
 
 IMPROVEMENT_NATS = 1e-12
+#: Candidate moves are ranked by their screened score rounded to this many decimals (nats).
+RANK_DECIMALS = 9
 
 
 @dataclass
@@ -158,8 +160,9 @@ def local_search(
         rounds += 1
         gains, losses = _screen(problem, objective, values, best, step)
         stats.evaluations += 2 * len(blocks)
-        candidates = sorted(
-            ((gains[r] - losses[d], d, r) for d in range(len(blocks)) for r in range(len(blocks)) if d != r),
+        candidates = sorted(  # rounded: the screen's two ways of valuing a move agree to ~1e-14, not bitwise
+            ((round(gains[r] - losses[d], RANK_DECIMALS), d, r) for d in range(len(blocks)) for r in range(len(blocks))
+             if d != r),
             reverse=True,
         )
         improved = False

@@ -237,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--tie", action="append", metavar="NAME,NAME[,...]", help="layers sharing one density")
     solve.add_argument("--flops-budget", type=float, help="most multiply-adds per example over the prunable layers")
     solve.add_argument("--levels", type=positive_int, default=None,
-                       help="menu levels per layer in the MIP (default 100; fewer past 10 layers, at least 10: at "
-                            "most 1000 binaries in all)")
+                       help="menu levels per layer in the MIP (default 100; fewer past 10 layers, about 1000 "
+                            "binaries in all, at least 10 levels)")
     solve.add_argument("--solutions", type=positive_int, default=3, help="MIP solutions polished (no-good cuts)")
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
     solve.add_argument("--objective", choices=("bound", "distortion", "guarded"), default="bound",

@@ -60,7 +60,8 @@ class BuiltModel:
         )
 
 
-#: Menu levels per block by default, and the most binaries the default menu may have in all: past 10 blocks the
+#: Menu levels per block by default, and the binaries the default menu aims at in all (each menu also holds its
+#: block's bounds and uniform level, and the floor of ``MIN_LEVELS`` holds past 100 blocks): past 10 blocks the
 #: levels shrink (to at least ``MIN_LEVELS``), because HiGHS time grows with depth x levels while the exact polish,
 #: which moves single weights, makes up what a coarser menu misses (measured: 784-100x100-10 at density 0.001 gives
 #: the same ln E[B] from 5, 20 and 100 levels, with HiGHS at 2.9, 5.9 and 11.5 s; 3072-1000x50-10 at 0.0001 the same

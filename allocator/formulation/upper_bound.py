@@ -49,6 +49,8 @@ from allocator.formulation.problem import AllocationProblem
 MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
 #: The intervals' laws kept between multipliers, bytes (beyond it they are rebuilt per multiplier, in chunks).
 STACK_BYTES = 256 * 2**20
+#: A multiplier hint below this (nats per weight) is rounding noise of a saturated bound: not used.
+HINT_FLOOR = 1e-9
 #: Entries of one chunk of interval laws when they are not kept (about 16 MiB of float64).
 CHUNK_ENTRIES = 2**21
 
@@ -199,6 +201,8 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
             chunk = count if layer in stacks else max(1, CHUNK_ENTRIES // (m + 1))
             best = np.full(m + 1, -np.inf)
             for start in range(0, count, chunk):
+                if start and deadline is not None and time.perf_counter() >= deadline:
+                    raise _OutOfTime
                 rows = slice(None) if chunk >= count else slice(start, start + chunk)
                 pmfs, tails, lows = stacked(layer, rows)
                 weighted = np.logaddexp.accumulate(pmfs + ln_h, axis=1)  # sum_{k<=c} P(k) h(k)
@@ -224,8 +228,8 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                 return math.inf
         return tried[multiplier]
 
-    if multiplier_hint is not None and math.isfinite(multiplier_hint) and multiplier_hint > 0:
-        start = [multiplier_hint * f for f in (1.0, 0.5, 2.0, 0.25, 4.0)] + [0.0]  # near the hint first
+    if multiplier_hint is not None and math.isfinite(multiplier_hint) and multiplier_hint > HINT_FLOOR:
+        start = [multiplier_hint * f for f in (1.0, 0.5, 2.0, 0.25, 4.0)] + [0.0] + list(np.geomspace(1e-6, 20.0, 4))
     else:
         start = [0.0] + list(np.geomspace(1e-6, 20.0, 10))
     for multiplier in start:
