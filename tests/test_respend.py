@@ -57,3 +57,39 @@ def test_validate_respends_dead_weights_with_the_same_counts(capsys, tmp_path, i
     assert any(cell["respent"] > 0 for cell in cells)
     assert main(argv[:-3] + ["--model", "lenet5", "--out", str(tmp_path / "cnn")]) == 2  # refused: convolutions
     assert "respend_dead traces paths through a chain" in capsys.readouterr().err
+
+
+@pytest.mark.pure
+def test_the_expected_effective_count_of_random_masks_matches_enumeration():
+    import itertools
+
+    import numpy as np
+
+    from allocator.network.paths import effective_counts, expected_random_effective
+
+    shapes, kept = [(2, 3), (2, 2), (1, 2)], [2, 2, 1]
+    layers = []
+    for (rows, cols), count in zip(shapes, kept):
+        options = []
+        for chosen in itertools.combinations(range(rows * cols), count):
+            flat = np.zeros(rows * cols, dtype=bool)
+            flat[list(chosen)] = True
+            options.append(flat.reshape(rows, cols))
+        layers.append(options)
+    total, draws = np.zeros(3), 0
+    for masks in itertools.product(*layers):  # every equally likely draw, exactly
+        total += effective_counts(list(masks))
+        draws += 1
+    exact = total / draws
+    sampled = expected_random_effective(shapes, kept, samples=20000, seed=1)
+    assert np.allclose(sampled, exact, atol=0.03), (sampled, exact)
+    assert expected_random_effective([(5000, 5000)] * 2, [10, 10]) is None  # too large: not computed
+
+
+@pytest.mark.solver
+def test_solve_shows_the_share_on_paths_if_random(capsys):
+    from allocator.cli.main import main
+
+    assert main(["solve", "--arch", "784,100,100,10", "--density", "0.001", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "on paths if random" in out and " %" in out

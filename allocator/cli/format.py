@@ -87,6 +87,17 @@ def _data_objective_line(allocation) -> str:
     return text
 
 
+def _random_effective(allocation) -> list[float] | None:
+    """Chains: the mean kept weights per layer on input-to-output paths if the kept weights were chosen at random
+    (``allocator.network.paths.expected_random_effective``, 16 draws); ``None`` for a CNN or a very large chain."""
+    from allocator.network.paths import expected_random_effective
+
+    network = allocation.network
+    if not network.is_chain:
+        return None
+    return expected_random_effective(network.shapes, allocation.kept)
+
+
 def format_allocation(allocation, compare: Sequence[str]) -> str:
     """The allocation as a per-layer table beside the baselines in ``compare``, then every baseline's ``ln E[B]``,
     the MIP's report, the status and the certificate."""
@@ -122,7 +133,9 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
                          f"has no opinion)")
     lines.append("")
     sees = allocation.bound_drop_nats is not None
-    header = ["layer", "shape", "weights", "ours kept", "density", "sparsity"] + (["bound sees"] if sees else [])
+    effective = _random_effective(allocation)
+    header = (["layer", "shape", "weights", "ours kept", "density", "sparsity"] + (["bound sees"] if sees else [])
+              + (["on paths if random"] if effective else []))
     for name in shown:
         header += [f"{name} kept", "density"]
     rows = [header]
@@ -135,23 +148,30 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
             drop = allocation.bound_drop_nats[index]
             row.append("-" if drop is None else "n/a (time)" if math.isnan(drop) else
                        (f"yes ({drop:.3g})" if allocation.bound_sees(index) else "no"))
+        if effective:
+            row.append(f"{100 * effective[index] / layer.kept:.1f} %" if layer.kept else "-")
         for name in shown:
             kept = baselines[name].kept[index]
             row += [str(kept), f"{kept / layer.weights:.4g}"]
         rows.append(row)
     total = ["prunable total", "", str(budget.prunable_weights), str(allocation.kept_total),
              f"{allocation.kept_total / budget.prunable_weights:.4g}",
-             f"{1 - allocation.kept_total / budget.prunable_weights:.6g}"] + ([""] if sees else [])
+             f"{1 - allocation.kept_total / budget.prunable_weights:.6g}"] + ([""] if sees else []) + (
+                 [""] if effective else [])
     for name in shown:
         kept = sum(k for k, layer in zip(baselines[name].kept, allocation.layers) if layer.prunable)
         total += [str(kept), f"{kept / budget.prunable_weights:.4g}"]
     rows.append(total)
     flags.append("")
-    groups = [3] + [6 + sees + 2 * i for i in range(len(shown))]
+    groups = [3] + [6 + sees + bool(effective) + 2 * i for i in range(len(shown))]
     lines += [line + flag for line, flag in zip(_table(rows, "<>>" + ">" * (len(header) - 3), groups), flags)]
     if sees:
         lines.append("  bound sees: whether halving the layer's kept count lowers ln E[B] (by how many nats); 'no': the "
                      "bound is blind to this layer at this budget")
+    if effective:
+        lines.append("  on paths if random: of the layer's kept weights, the share on some input-to-output path of kept "
+                     "weights when they are drawn at random (mean of 16 draws); a criterion's choice differs, see "
+                     "validate's 'effective %'")
     cap = allocation.constraints.flops_budget
     if cap is not None:
         used = _flops(allocation, allocation.kept)

@@ -13,9 +13,12 @@ from typing import Mapping, Sequence
 
 import torch
 
+from allocator.network import paths
+from allocator.network.paths import reachability
+
 
 def effective_counts(weights: Sequence[torch.Tensor]) -> list[int]:
-    """Effective kept weights per matrix of a linear chain (module docstring).
+    """Effective kept weights per matrix of a linear chain (``allocator.network.paths``), kept = non-zero.
 
     Example:
         >>> w1 = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0]])   # 2 inputs -> 3 units
@@ -23,9 +26,7 @@ def effective_counts(weights: Sequence[torch.Tensor]) -> list[int]:
         >>> effective_counts([w1, w2])                               # unit 2's weight is dead; unit 1 is not reached
         [1, 1]
     """
-    masks = [w.detach() != 0 for w in weights]
-    reached, reaching = _reachability(masks)
-    return [int((mask & reaching[l + 1][:, None] & reached[l][None, :]).sum()) for l, mask in enumerate(masks)]
+    return paths.effective_counts([(w.detach() != 0).cpu().numpy() for w in weights])
 
 
 def effective_kept(parameters: Mapping[str, torch.Tensor], chain: Sequence[str]) -> dict[str, int]:
@@ -34,14 +35,9 @@ def effective_kept(parameters: Mapping[str, torch.Tensor], chain: Sequence[str])
 
 
 def _reachability(masks: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per layer boundary: the units reached from the inputs and the units that reach the outputs."""
-    reached = [torch.ones(masks[0].shape[1], dtype=torch.bool)]
-    for mask in masks:
-        reached.append((mask & reached[-1][None, :]).any(dim=1))
-    reaching = [torch.ones(masks[-1].shape[0], dtype=torch.bool)]
-    for mask in reversed(masks):
-        reaching.insert(0, (mask & reaching[0][:, None]).any(dim=0))
-    return reached, reaching
+    """``allocator.network.paths.reachability`` of torch masks, as torch tensors."""
+    reached, reaching = reachability([mask.cpu().numpy() for mask in masks])
+    return [torch.from_numpy(r) for r in reached], [torch.from_numpy(r) for r in reaching]
 
 
 def respend_dead(scores: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], max_rounds: int = 20
