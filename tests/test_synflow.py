@@ -100,3 +100,31 @@ def test_solve_lists_synflow_beside_the_other_rules(capsys):
     assert "synflow" in out and "igq" in out
     assert main(["solve", "--arch", "784,100,100,10", "--density", "0.001", "--baselines", "synflow"]) == 2
     assert "needs --model" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+def test_alpha_pruning_fits_known_tails_and_gives_heavier_tails_more_weights():
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from allocator.pruning.alpha import alpha_kept, power_law_alpha, spectrum
+
+    rng = np.random.default_rng(3)
+    for exponent in (2.5, 3.0, 4.0):  # Pareto samples of known tail exponent
+        sample = (1 - rng.random(3000)) ** (-1 / (exponent - 1))
+        assert abs(power_law_alpha(sample) - exponent) < 0.25, exponent
+    matrix = torch.randn(40, 60, dtype=torch.float64)  # the spectrum is W^T W's: squared singular values
+    assert np.allclose(spectrum(matrix), np.sort(np.linalg.eigvalsh((matrix.T @ matrix).numpy()))[-40:], rtol=1e-8)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(200, 150), nn.ReLU(), nn.Linear(150, 150), nn.ReLU(), nn.Linear(150, 10))
+    with torch.no_grad():  # layer 2: a heavy-tailed spectrum (a few strong directions), layer 0: Gaussian
+        u, _, v = torch.linalg.svd(model[2].weight)
+        model[2].weight.copy_(u @ torch.diag(torch.tensor([30.0 / (i + 1) ** 0.7 for i in range(150)])) @ v)
+    names = ["0.weight", "2.weight"]
+    kept = alpha_kept(model, names, 500)
+    assert sum(kept.values()) == 500
+    assert kept["2.weight"] / 22500 > kept["0.weight"] / 30000  # the heavier tail keeps the higher density
+    ratio = (kept["2.weight"] / 22500) / (kept["0.weight"] / 30000)
+    assert ratio == pytest.approx(5.0, rel=0.02)  # the default spread: a factor of 5 between the extremes

@@ -6,6 +6,8 @@
   per-layer counts. Needs one example's shape (``input_shape``).
 - ``rd`` (Xu et al. 2023): per-layer output-distortion curves on a calibration batch, the exact choice under the
   budget (``allocator.pruning.rd``). Needs the batch (``calibration``).
+- ``alpha`` (Lu et al. 2024): AlphaPruning's heavy-tail exponents of the trained weights' spectra, mapped onto
+  log densities (``allocator.pruning.alpha``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ WEIGHT_RULES: dict[str, tuple[str, str]] = {
     "lamp": ("lamp", "one global LAMP-score threshold (Lee et al. 2021)"),
     "synflow": ("synflow", "SynFlow's counts after 100 data-free rounds on |weights| (Tanaka et al. 2020)"),
     "rd": ("rd", "rate-distortion: per-layer output distortion on a calibration batch, exact choice (Xu et al. 2023)"),
+    "alpha": ("alpha", "AlphaPruning in log density: heavier-tailed weight spectra keep more (Lu et al. 2024)"),
 }
 
 
@@ -43,6 +46,10 @@ def weight_rule_kept(rule: str, model: nn.Module, names: Sequence[str], budget: 
         from allocator.pruning.synflow import synflow_kept
 
         return synflow_kept(model, names, budget, input_shape)
+    if rule == "alpha":
+        from allocator.pruning.alpha import alpha_kept
+
+        return alpha_kept(model, names, budget)
     if rule == "rd":
         if calibration is None:
             raise InvalidInputError("rd needs a calibration batch of training inputs")

@@ -15,7 +15,7 @@ KOOPMAN_CRITERIA = ("kmp", "kgp")
 WEIGHT_FREE_RULES = ("ours",) + baseline_names()
 #: The rules that read a trained model's weights (``allocator.pruning.baselines.WEIGHT_RULES``; a test holds the two
 #: equal, this module stays free of torch).
-WEIGHT_BASED_RULES = ("global-magnitude", "lamp", "synflow", "rd")
+WEIGHT_BASED_RULES = ("global-magnitude", "lamp", "synflow", "rd", "alpha")
 #: ``ours`` with a data objective (``allocator.formulation.distortion``): per seed, the dense model's distortion curves on
 #: a calibration batch of training images, then ``allocate(objective=...)`` at the cell's budget and constraints.
 DATA_OBJECTIVE_RULES = ("ours-distortion", "ours-guarded")
