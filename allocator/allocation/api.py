@@ -142,6 +142,8 @@ def allocate(
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
     # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
     spent = time.perf_counter() - started
+    if problem.blocks and data_objective is None:
+        say(f"certificate: the Lagrangian upper bound (at most {max(1.0, 0.5 * spent):.1f} s)")
     upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
                                     focus=problem.kept_per_layer(decision.units),
                                     multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units))
@@ -323,6 +325,7 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
             proven.append(certificate.exhaustive_skipped_sentence(menu_points, needed))
     starts += list(baseline_starts)  # last: on a tie in value the earlier starts are kept
     units, value, origin, moves, timed_out = _polish(problem, exact, starts, polish_starts, say, deadline)
+    say("tie-break towards uniform density (within 1e-9 nats)")
     final_units, final_value = toward_uniform(problem, exact, units, deadline=deadline)
     timed_out = timed_out or time.perf_counter() > deadline
     proven.append(certificate.polish_timed_out_sentence(options.time_limit_s, moves) if timed_out
