@@ -78,6 +78,7 @@ def test_cli_solves_the_guarded_objective_on_a_models_outputs(capsys, idx_dir, t
                    f"idx:{idx_dir}", "--calibration-size", "128", "--train-epochs", "1", "--out", str(out)])
     text = capsys.readouterr().out
     assert status == 0 and "objective: guarded" in text and "128 calibration images" in text
+    assert "saturation density 0.01668" in text and "the bound is not saturated here" in text
     loaded = load(out)
     assert loaded.objective["name"] == "guarded" and loaded.objective["guard_met"] is True
     assert loaded.ln_bound >= loaded.objective["ln_floor"] - 1e-9

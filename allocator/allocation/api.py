@@ -184,7 +184,7 @@ def allocate(
         ln_bound_standard_error=ln_bound_standard_error(network, [k / w for k, w in zip(kept_per_layer, network.weights)],
                                                         model, deadline=max(deadline, time.perf_counter() + 0.5)),
         stability=stability,
-        saturation_density=(saturation_density(network, model, deadline=max(deadline, time.perf_counter() + 0.5)) if objective == "bound" and model.name != "structural"
+        saturation_density=(saturation_density(network, model, deadline=max(deadline, time.perf_counter() + 0.5)) if model.name != "structural"
                             and any(p and i in network.bound_layers for i, p in enumerate(network.prunable)) else None),
         bound_drop_nats=bound_drop_nats(problem, bound_exact, kept_per_layer, deadline),
         objective=None if data_objective is None else _objective_record(data_objective, exact, kept_per_layer, ln_bound),

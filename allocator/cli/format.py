@@ -124,7 +124,12 @@ def format_allocation(allocation, compare: Sequence[str]) -> str:
                      f"uniform share, rounded down to whole weights; --conv-floor none lifts them): the bound is blind "
                      f"to conv pruning above about 0.01 and would strip them")
     saturation = allocation.saturation_density
-    if saturation is not None:
+    if saturation is not None and allocation.objective is not None:  # a data objective: the bound only guards it
+        state = "saturated here" if budget.density >= saturation else "not saturated here"
+        lines.append(f"saturation density {saturation:.4g} (above it uniform reaches the dense bound): the bound is "
+                     f"{state}" + (", so its guard leaves the data objective almost free" if budget.density >= saturation
+                                   else ", so its guard can bind"))
+    elif saturation is not None:
         if budget.density >= saturation:
             lines.append(f"the bound is saturated: at global densities >= {saturation:.4g} uniform already reaches the "
                          f"dense bound, so the bound has no opinion here and the answer is the tie-break towards uniform")
