@@ -33,8 +33,8 @@ def analyse(folder: Path) -> dict[str, object]:
     for cell in cells:
         groups.setdefault((cell["density"], cell["allocation"]), []).append(cell)
     densities = sorted({d for d, _ in groups}, reverse=True)
-    rules = sorted({r for _, r in groups}, key=lambda r: ("ours", "uniform", "erk", "global-magnitude", "lamp").index(r)
-                   if r in ("ours", "uniform", "erk", "global-magnitude", "lamp") else 9)
+    first = ("ours", "uniform", "erk", "global-magnitude", "lamp")  # then the others by name: the same order every run
+    rules = sorted({r for _, r in groups}, key=lambda r: (first.index(r) if r in first else len(first), r))
     mean = {k: statistics.fmean(c["test_accuracy"] for c in v) for k, v in groups.items()}
     spread = {k: statistics.stdev([c["test_accuracy"] for c in v]) if len(v) > 1 else 0.0 for k, v in groups.items()}
     bound = {k: v[0]["ln_bound"] for k, v in groups.items()}
