@@ -93,3 +93,44 @@ def test_solve_shows_the_share_on_paths_if_random(capsys):
     assert main(["solve", "--arch", "784,100,100,10", "--density", "0.001", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "on paths if random" in out and " %" in out
+
+
+@pytest.mark.torch
+def test_channel_level_effective_counts_of_a_sequential_cnn():
+    import numpy as np
+    import torch
+
+    from allocator.network.paths import effective_counts, effective_counts_sequential
+
+    rng = np.random.default_rng(5)
+    chain = [rng.random((6, 8)) < 0.3, rng.random((5, 6)) < 0.3, rng.random((3, 5)) < 0.5]
+    assert effective_counts_sequential(chain) == effective_counts(chain)  # no conv: the chain's own count
+    conv1 = np.zeros((2, 1, 3, 3), bool)
+    conv1[0, 0, 1, 1] = conv1[1, 0, 0, 0] = True                  # both channels fed
+    conv2 = np.zeros((3, 2, 3, 3), bool)
+    conv2[0, 0, :, :] = True                                      # channel 0 -> 0 (9 taps)
+    conv2[2, 1, 0, 0] = True                                      # channel 1 -> 2, which feeds nothing
+    fc = np.zeros((4, 3 * 4), bool)
+    fc[0, 0:4] = True                                             # reads channel 0's four positions
+    fc[1, 4:8] = True                                             # channel 1: reached by nothing
+    head = np.ones((2, 4), bool)
+    assert effective_counts_sequential([conv1, conv2, fc, head]) == [1, 9, 4, 2]  # head: only fc unit 0 is reached
+    with pytest.raises(ValueError, match="a linear layer of 10 inputs after 3 channels"):
+        effective_counts_sequential([conv2, np.ones((2, 10), bool)])
+    del torch
+
+
+@pytest.mark.study
+def test_validate_a_cnn_with_its_convs_inside_records_channel_level_effective_weights(capsys, tmp_path, idx_dir):
+    from allocator.cli.main import main
+
+    out = tmp_path / "cnn"
+    assert main(["validate", "--model", "lenet5", "--dataset", f"idx:{idx_dir}", "--density", "0.02", "--seeds", "1",
+                 "--epochs", "1", "--finetune-epochs", "1", "--allocations", "ours,uniform", "--convs-inside",
+                 "--quiet", "--out", str(out)]) == 0
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert len(cells) == 2
+    for cell in cells:
+        assert cell["effective_level"] == "channel" and set(cell["kept"]) <= set(cell["effective_kept"])
+        assert all(cell["effective_kept"][name] <= kept for name, kept in cell["kept"].items())
+        assert sum(cell["effective_kept"][name] for name in cell["kept"]) > 0

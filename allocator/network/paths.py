@@ -65,3 +65,45 @@ def expected_random_effective(shapes: Sequence[tuple[int, int]], kept: Sequence[
             masks.append(flat.reshape(rows, cols))
         totals += effective_counts(masks)
     return [float(v) for v in totals / samples]
+
+
+def _unit_graph(masks: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per layer, the adjacency between its input and output *units* and the kept weights behind each edge: a conv
+    kernel ``(O, I, kh, kw)`` joins channels (an edge where any tap is kept), a linear layer right after a conv joins
+    the conv's channels to its outputs (its inputs are the channel-major flattening, ``in / O_prev`` per channel)."""
+    adjacency, counts = [], []
+    previous_channels = None
+    for mask in masks:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim == 4:
+            weight_counts = mask.reshape(mask.shape[0], mask.shape[1], -1).sum(axis=2)
+            previous_channels = mask.shape[0]
+        elif mask.ndim == 2 and previous_channels is not None and mask.shape[1] != previous_channels:
+            if mask.shape[1] % previous_channels:
+                raise ValueError(f"a linear layer of {mask.shape[1]} inputs after {previous_channels} channels")
+            weight_counts = mask.reshape(mask.shape[0], previous_channels, -1).sum(axis=2)
+            previous_channels = None
+        else:
+            weight_counts = mask.astype(np.int64)
+            previous_channels = None
+        adjacency.append(weight_counts > 0)
+        counts.append(weight_counts)
+    return adjacency, counts
+
+
+def effective_counts_sequential(masks: Sequence[np.ndarray]) -> list[int]:
+    """Effective kept weights of a sequential CNN (convs, pools, flatten, linear layers; no skips) at channel level:
+    a kept conv tap counts when its input channel is reached and its output channel reaches the output, through the
+    channel graph of the kernels (pooling keeps channels; the flatten maps each linear input to its channel). An
+    upper estimate of the exact count: it ignores that a tap may join positions no path uses. On a linear chain it
+    equals ``effective_counts``.
+
+    Example (a conv whose second output channel feeds nothing, then a linear layer on 2 channels x 2 positions):
+        >>> conv = np.ones((2, 1, 3, 3), bool)
+        >>> fc = np.array([[1, 1, 0, 0]], bool)                 # only channel 0's positions are read
+        >>> effective_counts_sequential([conv, fc])
+        [9, 2]
+    """
+    adjacency, counts = _unit_graph(masks)
+    reached, reaching = reachability(adjacency)
+    return [int((count * (reaching[l + 1][:, None] & reached[l][None, :])).sum()) for l, count in enumerate(counts)]

@@ -28,6 +28,7 @@ from allocator.pruning.finetune.config import TrainConfig, TrainResult
 from allocator.pruning.finetune.sparse import finetune
 from allocator.pruning.finetune.training import Tensors, evaluate, train
 from allocator.pruning.masks import prune_to_counts, realised_counts
+from allocator.network import Residual
 from allocator.study.config import WEIGHT_FREE_RULES, ValidateConfig, guard_of
 from allocator.study.run_folder import cell_id, read_cell
 from allocator.study.progress import Progress
@@ -285,6 +286,14 @@ class SeedCells:
 
             names = self.network.names
             cell["effective_kept"] = effective_kept({n: tensor(pruned, n) for n in names}, names)
+        elif not any(isinstance(step, Residual) for step in self.network.bound_program):  # a sequential CNN:
+            from allocator.network.paths import effective_counts_sequential  # at channel level (an upper estimate)
+            from allocator.pruning.tensors import tensor
+
+            names = self.network.names
+            masks = [(tensor(pruned, n).detach() != 0).cpu().numpy() for n in names]
+            cell["effective_kept"] = dict(zip(names, effective_counts_sequential(masks)))
+            cell["effective_level"] = "channel"
         if batch:
             cell["batched_cells"] = batch[1]
         if self.config.save_models:
