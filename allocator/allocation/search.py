@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import time
@@ -160,13 +161,13 @@ def local_search(
         rounds += 1
         gains, losses = _screen(problem, objective, values, best, step)
         stats.evaluations += 2 * len(blocks)
-        candidates = sorted(  # rounded: the screen's two ways of valuing a move agree to ~1e-14, not bitwise
+        candidates = heapq.nlargest(  # = sorted(..., reverse=True)[:k]; rounded: the screen's two ways of valuing
+            pairs_per_round,          # a move agree to ~1e-14, not bitwise
             ((round(gains[r] - losses[d], RANK_DECIMALS), d, r) for d in range(len(blocks)) for r in range(len(blocks))
              if d != r),
-            reverse=True,
         )
         improved = False
-        for score, donor, receiver in candidates[:pairs_per_round]:
+        for score, donor, receiver in candidates:
             if not math.isfinite(score):
                 break
             trial = _move(values, donor, receiver, step)
