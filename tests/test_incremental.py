@@ -84,3 +84,25 @@ def test_pair_moves_equal_full_evaluations(rank_model):
                 assert moves[(donor, receiver)] == pytest.approx(objective.of_kept(changed), rel=1e-11, abs=1e-11)
                 expected += 1
         assert len(moves) == expected
+
+
+@pytest.mark.pure
+def test_top_pairs_equal_sorting_every_pair_ties_and_infinities_included():
+    import math
+
+    from allocator.allocation.search import RANK_DECIMALS, top_pairs
+
+    rng = np.random.default_rng(4)
+    for trial in range(400):
+        n = int(rng.integers(2, 30))
+        gains = list(np.round(rng.normal(size=n), int(rng.integers(1, 4))))  # coarse values: many ties
+        losses = list(np.round(rng.normal(size=n), int(rng.integers(1, 4))))
+        for _ in range(int(rng.integers(0, 4))):
+            gains[int(rng.integers(0, n))] = -math.inf
+            losses[int(rng.integers(0, n))] = math.inf
+        if trial % 5 == 0:  # values within the rounding of each other
+            gains = [g + float(rng.normal()) * 1e-11 if math.isfinite(g) else g for g in gains]
+        count = int(rng.integers(1, 8))
+        every = sorted(((round(gains[r] - losses[d], RANK_DECIMALS), d, r) for d in range(n) for r in range(n)
+                        if d != r), reverse=True)[:count]
+        assert top_pairs(gains, losses, count) == every, trial

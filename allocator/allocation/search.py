@@ -125,6 +125,26 @@ def _screen(problem: AllocationProblem, objective: ExactObjective, values: Seque
     return gains, losses
 
 
+def top_pairs(gains: Sequence[float], losses: Sequence[float], count: int) -> list[tuple[float, int, int]]:
+    """``sorted(((round(gains[r] - losses[d], RANK_DECIMALS), d, r) for d != r), reverse=True)[:count]`` without
+    listing all pairs: a pair of the top ``count`` has its receiver among those whose gain is within the rounding of
+    the ``count + 1``-th largest (else ``count`` pairs with the same donor and better receivers, at most one of them
+    the donor itself, come first), and its donor likewise among the smallest losses; the rounded scores are
+    monotone in each, so only ties within the rounding need the margin. Rounded: the screen's two ways of valuing a
+    move agree to ~1e-14, not bitwise."""
+    n = len(gains)
+    margin = 2 * 10.0 ** -RANK_DECIMALS
+    if n > count + 1:
+        gain_cut = sorted(gains, reverse=True)[count] - margin
+        loss_cut = sorted(losses)[count] + margin
+        receivers = [r for r in range(n) if gains[r] >= gain_cut]
+        donors = [d for d in range(n) if losses[d] <= loss_cut]
+    else:
+        receivers = donors = list(range(n))
+    return heapq.nlargest(count, ((round(gains[r] - losses[d], RANK_DECIMALS), d, r)
+                                  for d in donors for r in receivers if d != r))
+
+
 def local_search(
     problem: AllocationProblem,
     objective: ExactObjective,
@@ -161,11 +181,7 @@ def local_search(
         rounds += 1
         gains, losses = _screen(problem, objective, values, best, step)
         stats.evaluations += 2 * len(blocks)
-        candidates = heapq.nlargest(  # = sorted(..., reverse=True)[:k]; rounded: the screen's two ways of valuing
-            pairs_per_round,          # a move agree to ~1e-14, not bitwise
-            ((round(gains[r] - losses[d], RANK_DECIMALS), d, r) for d in range(len(blocks)) for r in range(len(blocks))
-             if d != r),
-        )
+        candidates = top_pairs(gains, losses, pairs_per_round)
         improved = False
         for score, donor, receiver in candidates:
             if not math.isfinite(score):
