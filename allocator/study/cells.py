@@ -329,8 +329,9 @@ class SeedCells:
         duplicate.update({key: cell[key] for key in ("test_accuracy_pruned", "test_accuracy", "test_loss",
                                                      "finetune_best_epoch")})
         duplicate.update({"seconds": 0.0, "same_counts_as": {"density": cell["density"], "allocation": cell["allocation"]}})
-        if "model_file" in cell:  # the same masks and weights: one saved model serves both cells
-            duplicate["model_file"] = cell["model_file"]
+        for key in ("model_file", "effective_kept", "effective_level", "respent"):  # the same masks and weights:
+            if key in cell:                                                    # one saved model, the same paths
+                duplicate[key] = cell[key]
         atomic_write_text(path, json.dumps(duplicate))
         self.say(f"seed {self.seed} density {duplicate['density']:g} {duplicate['allocation']}: same counts as "
                  f"{cell['allocation']} at {cell['density']:g}, test acc {100 * float(cell['test_accuracy']):.2f} %")
