@@ -11,12 +11,11 @@ rule the same way (its own Holm correction), since the guarded objective is the 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Sequence
 
 from allocator.io_utils import atomic_write_text
-from experiments.cnn_report import comparison_rows, comparisons, holm
+from experiments.cnn_report import comparison_rows, comparisons, holm_split
 from experiments.paper1_report import analyse, section
 
 DEFAULT_FOLDERS = ("experiments/results/quick-paired-mlp-2x100", "experiments/results/quick-paired-lenet-300-100")
@@ -24,12 +23,7 @@ DEFAULT_FOLDERS = ("experiments/results/quick-paired-mlp-2x100", "experiments/re
 
 def family(title: str, reference: str, rows: list[tuple[str, dict]]) -> list[str]:
     """One Holm family: counts of wins and losses, then every comparison."""
-    adjusted = holm([float(r["p"]) for _, r in rows])
-    for (_, r), p in zip(rows, adjusted):
-        r["p_holm"] = p
-    wins = [(m, r) for m, r in rows if not math.isnan(r["p_holm"]) and r["p_holm"] < 0.05 and r["mean"] > 0]
-    losses = [(m, r) for m, r in rows if not math.isnan(r["p_holm"]) and r["p_holm"] < 0.05 and r["mean"] < 0]
-    tested = sum(not math.isnan(r["p"]) for _, r in rows)
+    wins, losses, tested = holm_split(rows)
 
     def listed(items: list[tuple[str, dict]]) -> str:
         return "".join(f"\n  - {m} at {r['density']:g} vs {r['rule']}: {100 * r['mean']:+.2f} pp ({r['wins']}/"
