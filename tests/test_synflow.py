@@ -128,3 +128,25 @@ def test_alpha_pruning_fits_known_tails_and_gives_heavier_tails_more_weights():
     assert kept["2.weight"] / 22500 > kept["0.weight"] / 30000  # the heavier tail keeps the higher density
     ratio = (kept["2.weight"] / 22500) / (kept["0.weight"] / 30000)
     assert ratio == pytest.approx(5.0, rel=0.02)  # the default spread: a factor of 5 between the extremes
+
+
+@pytest.mark.torch
+def test_alpha_at_full_density_and_tiny_tensors_and_guard_names(tmp_path):
+    import torch
+    from torch import nn
+
+    from allocator.errors import InvalidInputError
+    from allocator.pruning.alpha import alpha_kept
+    from allocator.study.config import ValidateConfig
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(50, 30), nn.ReLU(), nn.Linear(30, 20))
+    assert alpha_kept(model, ["0.weight", "2.weight"], 10**6) == {"0.weight": 1500, "2.weight": 600}  # all kept
+    source = tmp_path / "tiny.py"
+    source.write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 4), "
+                      "nn.ReLU(), nn.Linear(4, 10))\n")
+    with pytest.raises(InvalidInputError, match="1.weight of shape .4, 784. has 4"):
+        ValidateConfig(model=f"{source}:make", allocations=("ours", "alpha")).check()
+    for bad in ("ours-guarded:1_0", "ours-guarded: 1", "ours-guarded:1e-1", "ours-guarded:-1"):
+        with pytest.raises(InvalidInputError, match="plain decimal"):
+            ValidateConfig(allocations=("ours", bad)).check()

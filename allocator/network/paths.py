@@ -53,6 +53,8 @@ def expected_random_effective(shapes: Sequence[tuple[int, int]], kept: Sequence[
         >>> [round(v, 1) for v in expected_random_effective([(2, 2), (2, 2)], [1, 1], samples=4000)]
         [0.5, 0.5]
     """
+    if any(not 0 <= int(count) <= rows * cols for (rows, cols), count in zip(shapes, kept)):
+        raise ValueError(f"kept counts {list(kept)} do not fit the shapes {list(shapes)}")
     if sum(rows * cols for rows, cols in shapes) > RANDOM_EFFECTIVE_MAX_WEIGHTS:
         return None
     rng = np.random.default_rng(seed)

@@ -85,10 +85,12 @@ def alpha_kept(model: nn.Module, names: Sequence[str], budget: int, spread: floa
     span = alphas.max() - alphas.min()
     ranks = (alphas - alphas.min()) / span if span > 0 else np.full(len(alphas), 0.5)
 
-    def kept_at(c: float) -> list[float]:
-        return [min(1.0, math.exp(c - spread * (a - 0.5))) * n for a, n in zip(ranks, sizes)]
+    def kept_at(c: float) -> list[float]:  # min(1, e^x) as e^min(0, x): no overflow however large c grows
+        return [math.exp(min(0.0, c - spread * (a - 0.5))) * n for a, n in zip(ranks, sizes)]
 
     goal = min(budget, sum(sizes))
+    if goal == sum(sizes):
+        return dict(zip(names, sizes))
     low, high = -800.0, 800.0
     for _ in range(200):
         middle = (low + high) / 2

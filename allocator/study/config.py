@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 
 from allocator.allocation.baselines import baseline_names
@@ -28,13 +29,10 @@ def guard_of(rule: str) -> float | None:
     if not rule.startswith(GUARD_PREFIX):
         return None
     text = rule[len(GUARD_PREFIX):]
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else math.nan  # plain decimals: one name per guard
     if not (math.isfinite(value) and value >= 0):
         raise InvalidInputError(f"allocation {rule!r}: the guard {text!r} is not a number of nats >= 0 "
-                                f"(e.g. ours-guarded:3)")
+                                f"(a plain decimal such as ours-guarded:3 or ours-guarded:0.5)")
     return value
 ALLOCATION_RULES = WEIGHT_FREE_RULES + WEIGHT_BASED_RULES + DATA_OBJECTIVE_RULES
 
@@ -139,6 +137,16 @@ class ValidateConfig:
             raise InvalidInputError(f"respend_dead traces paths through a chain of linear layers: model {self.model} "
                                     f"{'has convolutions' if self.entry().conv_builder is not None else 'with a Koopman criterion is not supported'}; "
                                     f"accepted: an MLP with a weight-score criterion (magnitude, random, gradient, lamp)")
+        if "alpha" in self.allocations:  # AlphaPruning fits each prunable tensor's spectrum: refuse tiny ones now
+            from allocator.pruning.alpha import MIN_TAIL
+
+            network = self.entry().bound_network(frozen_convs=not self.convs_inside)
+            for spec, prunable in zip(network.layers, network.prunable):
+                shape = spec.tensor_shape
+                if prunable and min(shape[0], math.prod(shape[1:])) < MIN_TAIL + 1:
+                    raise InvalidInputError(f"allocation 'alpha' fits a power law to each prunable tensor's "
+                                            f"{MIN_TAIL + 1}+ singular values; {spec.name} of shape {tuple(shape)} has "
+                                            f"{min(shape[0], math.prod(shape[1:]))}")
         if self.freeze_features:
             from allocator.pruning.finetune.batched import check_chain
 
