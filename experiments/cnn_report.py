@@ -22,6 +22,7 @@ from typing import Sequence
 from allocator.io_utils import atomic_write_text
 from allocator.study.summary import load_cells
 from experiments.paper1_report import analyse, section
+from experiments.statistics import holm
 
 
 def _paired_p_value(differences: Sequence[float]) -> float:
@@ -35,23 +36,6 @@ def _paired_p_value(differences: Sequence[float]) -> float:
 
     t = statistics.fmean(differences) / (spread / math.sqrt(len(differences)))
     return float(2 * stats.t.sf(abs(t), len(differences) - 1))
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (``nan`` stays ``nan`` and does not count).
-
-    Example:
-        >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
-        [0.03, 0.06, 0.06]
-    """
-    indexed = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
-    m = len(indexed)
-    adjusted = [math.nan] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(indexed):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return adjusted
 
 
 def holm_split(rows: Sequence[tuple[str, dict]]) -> tuple[list, list, int]:

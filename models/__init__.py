@@ -67,6 +67,14 @@ for _inputs, _suffix, _data in ((784, "", "MNIST / Fashion-MNIST"), (3072, "-cif
 _REGISTRY["lenet-300-100"] = _mlp_entry(
     "lenet-300-100", 784, (300, 100), 10, "LeNet-300-100: hidden ReLU layers 300 and 100, 784 inputs"
 )
+# the study's deeper MLPs (issue 14): three equal hidden layers, and four of falling widths
+_REGISTRY["mlp-3x300"] = _mlp_entry(
+    "mlp-3x300", 784, (300, 300, 300), 10, "three hidden ReLU layers of 300, 784 inputs (MNIST / Fashion-MNIST)"
+)
+_REGISTRY["mlp-1000-500-250-100"] = _mlp_entry(
+    "mlp-1000-500-250-100", 784, (1000, 500, 250, 100), 10,
+    "hidden ReLU layers 1000, 500, 250, 100 (unequal widths), 784 inputs (MNIST / Fashion-MNIST)"
+)
 
 
 

@@ -44,3 +44,38 @@ def test_paper1_study_and_report_smoke(tmp_path, idx_dir):
     assert "## mlp-2x100 on mnist (magnitude)" in report and "ours - uniform (pp)" in report
     assert "| mnist | mlp-2x100 | 2 |" in report  # two whole-seed tasks timed from tasks.jsonl
     assert (out / "ours_minus_uniform.png").stat().st_size > 1000
+
+
+def test_the_reports_corrections_and_within_density_correlation_against_independent_computations():
+    import numpy as np
+    from scipy.stats import false_discovery_control
+
+    from experiments.statistics import benjamini_hochberg, holm, within_group_correlation
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = rng.random(int(rng.integers(1, 40))) ** 2
+        assert np.allclose(benjamini_hochberg(list(p)), false_discovery_control(p, method="bh"))
+        assert all(h >= b - 1e-15 for h, b in zip(holm(list(p)), benjamini_hochberg(list(p))))  # Holm is stricter
+    x, y = rng.normal(size=60), rng.normal(size=60)
+    groups = [i % 4 for i in range(60)]
+    y = y + 0.5 * x + np.array(groups) * 3.0  # an effect within groups, plus a large group offset
+    dummies = np.eye(4)[groups]
+    residual_x = x - dummies @ np.linalg.lstsq(dummies, x, rcond=None)[0]
+    residual_y = y - dummies @ np.linalg.lstsq(dummies, y, rcond=None)[0]
+    assert within_group_correlation(x, y, groups) == pytest.approx(np.corrcoef(residual_x, residual_y)[0, 1])
+    assert within_group_correlation(x, np.array(groups, float), groups) != within_group_correlation(x, y, groups)
+    assert np.isnan(within_group_correlation([1, 2], [3, 4], ["a", "b"]))  # nothing varies within a group
+
+
+def test_the_rivals_study_plans_its_grid_and_reuses_paper_1s_folders(capsys, tmp_path):
+    from experiments.rivals_study import main
+
+    assert main(["--dry-run", "--models", "mlp-2x100,lenet-300-100", "--datasets", "fashion-mnist", "--seeds", "2",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "magnitude: 1 data sets x 2 models x 2 seeds x 11 rules" in out and "440 cells, 0 on disk" in out
+    assert "random: 1 data sets x 2 models" in out and "in all: 880 cells, 0 on disk, 880 to run" in out
+    assert main(["--dry-run", "--models", "mlp-2x100", "--datasets", "fashion-mnist", "--seeds", "1",
+                 "--no-control"]) == 0  # paper 1's folder on disk: its recipe is the grid's
+    assert "on disk" in capsys.readouterr().out

@@ -162,10 +162,14 @@ def _print_bound(args: argparse.Namespace, result, network: Network) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from allocator.models import get_model, model_names
 
+    rows = []
     for name in model_names():
         entry = get_model(name)
         shape = "x".join(map(str, entry.input_shape)) + f", {entry.bound_network().n_weight_layers} weight layers"
-        print(f"{name:<18} {entry.network.arch_string() if entry.conv_builder is None else shape:<26} {entry.summary}")
+        rows.append((name, entry.network.arch_string() if entry.conv_builder is None else shape, entry.summary))
+    name_width, arch_width = (max(len(row[i]) for row in rows) for i in (0, 1))
+    for name, arch, summary in rows:
+        print(f"{name:<{name_width}} {arch:<{arch_width}} {summary}")
     return 0
 
 
