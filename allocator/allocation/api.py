@@ -286,8 +286,7 @@ def _marginal_nats_per_weight(problem: AllocationProblem, exact: ExactObjective,
         return None
     base = exact.of_kept(kept)
     gains = sorted(max(0.0, value - base) for value in values)
-    middle = gains[len(gains) // 2]
-    return middle if middle > 1e-9 else None  # below: rounding noise of a saturated bound
+    return gains[len(gains) // 2]  # the bound ignores a hint below its HINT_FLOOR (a saturated bound's noise)
 
 
 #: Re-solves (extra polish starts) only after a first MIP solve faster than this, seconds.

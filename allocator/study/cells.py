@@ -82,8 +82,9 @@ def kept_for_rule(rule: str, allocation, model: nn.Module, prunable: Sequence[st
         return _data_objective_kept("distortion", allocation, model, prunable, calibration)
     if rule == "ours-guarded":  # the guard of the first studies, fixed so that their run folders stay consistent
         return _data_objective_kept("guarded", allocation, model, prunable, calibration, GUARDED_RULE_NATS)
-    if guard_of(rule) is not None:
-        return _data_objective_kept("guarded", allocation, model, prunable, calibration, guard_of(rule))
+    guard = guard_of(rule)
+    if guard is not None:
+        return _data_objective_kept("guarded", allocation, model, prunable, calibration, guard)
     return weight_rule_kept(rule, model, prunable, allocation.budget.kept, input_shape, calibration)
 
 

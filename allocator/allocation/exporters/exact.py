@@ -46,16 +46,6 @@ def exact_sparsity(weights: int, kept: int) -> float:
     return sparsity
 
 
-def truncated_pruned(weights: int, sparsity: float) -> int:
-    """How many weights a truncating tool prunes: ``int(weights * sparsity)`` (NNI, llm-compressor, RigL)."""
-    return int(weights * sparsity)
-
-
-def rounded_pruned(weights: int, sparsity: float) -> int:
-    """How many weights a rounding tool prunes: ``round(weights * sparsity)`` (torch, SparseML, torch.ao)."""
-    return round(weights * sparsity)
-
-
 def below_one_sparsity(weights: int, kept: int) -> float:
     """``exact_sparsity``, except that a fully pruned layer gets the double just below 1 (SparseML refuses a
     sparsity of 1.0); ``round(weights * s) == weights`` still holds below 2^52 weights."""
