@@ -6,8 +6,8 @@ every layer choose its kept count afresh for each incoming dimension ``d``:
     U(L+1, d) = 1,
     U(l, d)   = max_i e^{-lambda a_i} sum_k P_{b_i}(k) h_l(min(d, k); U(l+1, .)),
 
-where ``[a_i, b_i]`` are consecutive points of a grid that covers layer ``l``'s whole range ``[lo_l, hi_l]`` (so
-every integer kept count lies in one interval) and ``h_l`` is the recursion's inner sum (``allocator.bound.
+where ``[a_i, b_i]`` are the intervals ``[g_i, g_{i+1} - 1]`` between consecutive points of a grid ``g`` from
+``lo_l`` to ``hi_l`` and the last point ``[hi_l, hi_l]`` (so every integer kept count lies in one interval) and ``h_l`` is the recursion's inner sum (``allocator.bound.
 recursion``). Claim: for every allocation ``x`` that meets the budget and the per-layer bounds,
 ``E[B](x) <= e^{lambda K} U(1, n0)``. Proof, by induction from the last layer, of
 ``U(l, d) >= e^{-lambda sum_{i >= l} x_i} N_x(l, d)``: ``h_l`` is a sum with non-negative coefficients, so it is
@@ -85,6 +85,13 @@ def _grid(lo: int, hi: int, levels: int, focus: int | None = None) -> list[int]:
     return sorted(p for p in points if lo <= p <= hi)
 
 
+def _intervals(grid: Sequence[int]) -> list[tuple[int, int]]:
+    """The intervals ``[a_i, b_i]`` that cover ``[grid[0], grid[-1]]``: ``[g_i, g_{i+1} - 1]`` for consecutive grid
+    points and the last point alone. Each costs up to ``lambda (b_i - a_i)`` nats, so none where the grid lists every
+    integer (an interval ``[g_i, g_{i+1}]`` would cost ``lambda`` per layer even there)."""
+    return [(low, high - 1) for low, high in zip(grid[:-1], grid[1:])] + [(grid[-1], grid[-1])]
+
+
 def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                            deadline: float | None = None, focus: Sequence[int] | None = None,
                            multiplier_hint: float | None = None) -> UpperBound | None:
@@ -143,7 +150,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                 extra_cost += multiplier * ranges[other][0] if network.prunable[other] else 0.0
             grid = grids[layer]
             best = None
-            intervals = [(grid[0], grid[0])] if len(grid) == 1 else list(zip(grid[:-1], grid[1:]))
+            intervals = _intervals(grid)
             for low, high in intervals:
                 if deadline is not None and time.perf_counter() >= deadline:
                     raise _OutOfTime
@@ -164,7 +171,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
 
     def interval_rows(layer: int) -> tuple[list[int], list[int]]:
         grid = grids[layer]
-        intervals = [(grid[0], grid[0])] if len(grid) == 1 else list(zip(grid[:-1], grid[1:]))
+        intervals = _intervals(grid)
         return [low for low, _ in intervals], [high for _, high in intervals]
 
     def stacked(layer: int, rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
