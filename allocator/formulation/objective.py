@@ -21,7 +21,7 @@ from allocator.formulation.problem import AllocationProblem
 from allocator.bound.engine import at_least_one_region
 from allocator.bound.rank import RankLaw, ln_binomial_row
 from allocator.bound.program import ln_program_suffix
-from allocator.bound.recursion import ln_adjoint_of_layer, ln_n_of_layer, ln_pairing
+from allocator.bound.recursion import ln_adjoint_of_layer, ln_expect_over_rank, ln_h_of_layer, ln_n_of_layer, ln_pairing
 
 
 def ln_partial_binomial_sums(n: int) -> np.ndarray:
@@ -174,13 +174,18 @@ class ExactObjective:
         rows = self._adjoint_rows(kept, wanted + 1)
         base = at_least_one_region(float(suffixes[0][network.input_width]), self.problem.rank_model)
         values = []
+        inner: dict[int, np.ndarray] = {}  # ln h at a position depends on the deeper suffix only: once per position
         for layer, value in changes:
             position = position_of.get(layer)
             if position is None or value == kept[layer]:
                 values.append(base)
                 continue
             cols = network.input_width if position == 0 else self._widths[position - 1]
-            changed = ln_n_of_layer(self._widths[position], cols, self.law(layer, value).ln_pmf, suffixes[position + 1])
+            ln_pmf = self.law(layer, value).ln_pmf
+            if position not in inner:
+                inner[position] = ln_h_of_layer(self._widths[position], ln_pmf.size - 1, suffixes[position + 1])
+            changed = ln_expect_over_rank(ln_pmf, inner[position])
+            changed = np.concatenate((changed, np.full(cols + 1 - changed.size, changed[-1])))
             values.append(at_least_one_region(ln_pairing(rows[position], changed), self.problem.rank_model))
         return values
 

@@ -19,6 +19,12 @@ random numbers, whose every mask only grows), so for ``x_l`` in ``[a_i, b_i]``,
 ``ln UB = min_lambda lambda K + ln U_lambda(1, n0)`` bounds every feasible allocation (with ties and the FLOPs cap
 relaxed away, which only raises it), and ``ln UB - ln E[B](ours)`` is a proven gap in nats.
 
+``ln UB(lambda)`` is convex, so a bracket and a golden-section search find its minimum: the recursion's steps are
+linear with non-negative coefficients, so the componentwise maximum gives every state's best *adaptive policy* ``pi``
+(a level per layer and incoming ``d``) at once, and ``U_lambda(1, n0) = max_pi sum_paths w_pi(path)
+e^{-lambda c_pi(path)}`` over the paths of dimensions, ``c_pi`` the kept count the path pays. Each
+``ln sum e^{affine(lambda)}`` is convex, a maximum of convex functions is convex, and ``lambda K`` is linear.
+
 A layer's range is also capped by what the budget leaves after every other layer's minimum. The grid is where it
 can be loose: each interval costs up to ``lambda (b_i - a_i)`` nats, so it is exact where the ranges are small
 enough to list every integer; what remains is the duality gap of the relaxation (the budget is met on average over
@@ -51,6 +57,9 @@ MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
 STACK_BYTES = 256 * 2**20
 #: A multiplier hint below this (nats per weight) is rounding noise of a saturated bound: not used.
 HINT_FLOOR = 1e-9
+#: Doublings of the bracket around a multiplier hint, and golden-section steps inside the bracket.
+BRACKET_DOUBLINGS = 12
+GOLDEN_STEPS = 10
 #: Entries of one chunk of interval laws when they are not kept (about 16 MiB of float64).
 CHUNK_ENTRIES = 2**21
 
@@ -235,19 +244,29 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                 return math.inf
         return tried[multiplier]
 
-    if multiplier_hint is not None and math.isfinite(multiplier_hint) and multiplier_hint > HINT_FLOOR:
-        start = [multiplier_hint * f for f in (1.0, 0.5, 2.0, 0.25, 4.0)] + [0.0] + list(np.geomspace(1e-6, 20.0, 4))
+    hinted = multiplier_hint is not None and math.isfinite(multiplier_hint) and multiplier_hint > HINT_FLOOR
+    if hinted:  # ln UB is convex in lambda (module docstring): bracket the minimum from the hint, doubling
+        low, middle, high = multiplier_hint / 2, float(multiplier_hint), multiplier_hint * 2
+        for _ in range(BRACKET_DOUBLINGS):
+            if evaluate(low) < evaluate(middle):
+                low, middle, high = low / 2, low, middle
+            elif evaluate(high) < evaluate(middle):
+                low, middle, high = middle, high, high * 2
+            else:
+                break
+        else:
+            low = 0.0 if evaluate(low) < evaluate(middle) else low  # still falling towards 0: include it
+        if not tried:
+            return None
     else:
-        start = [0.0] + list(np.geomspace(1e-6, 20.0, 10))
-    for multiplier in start:
-        evaluate(float(multiplier))
-    if not tried:
-        return None
-    best = min(tried, key=tried.get)
-    low = max(0.0, best / 4.0)
-    high = best * 4.0 if best > 0 else 1e-6
+        for multiplier in [0.0] + list(np.geomspace(1e-6, 20.0, 10)):
+            evaluate(float(multiplier))
+        if not tried:
+            return None
+        best = min(tried, key=tried.get)
+        low, high = max(0.0, best / 4.0), (best * 4.0 if best > 0 else 1e-6)
     ratio = (math.sqrt(5) - 1) / 2
-    for _ in range(10):  # golden-section refinement near the best grid multiplier (any multiplier is valid)
+    for _ in range(GOLDEN_STEPS):  # golden-section refinement inside the bracket (any multiplier is valid)
         a = high - ratio * (high - low)
         b = low + ratio * (high - low)
         if evaluate(a) < evaluate(b):
