@@ -23,10 +23,14 @@ def test_koopman_study_smoke(tmp_path, idx_dir):
 def test_regions_study_smoke(tmp_path, idx_dir):
     from experiments import regions_study
 
-    assert regions_study.main(["--smoke", "--dataset", "mnist", "--data-dir", str(idx_dir), "--out", str(tmp_path)]) == 0
+    assert regions_study.main(["--smoke", "--dataset", "mnist", "--data-dir", str(idx_dir), "--out", str(tmp_path),
+                               "--allocations", "ours,uniform,synflow"]) == 0
     table = (tmp_path / "results.csv").read_text().splitlines()
     assert table[0].startswith("density,allocation")
-    assert len(table) == 1 + 1 + 2 * 2  # header, dense, two densities x two allocations
+    assert "test_patterns_mean" in table[0] and "line_pieces_mean_mean" in table[0]
+    assert len(table) == 1 + 1 + 2 * 3  # header, dense, two densities x three rules
+    summary = (tmp_path / "summary.md").read_text()
+    assert "n0 = 2" in summary and "| regions per random line |" in summary  # why the slice bound is gone
     assert (tmp_path / "regions_study.png").stat().st_size > 1000
 
 

@@ -9,6 +9,9 @@
   towards uniform density: a move goes from a denser block to a sparser one (in density) without
   overshooting, so the spread of densities strictly shrinks and the pass ends. Where the bound
   saturates (flat objective) this returns uniform, so the answer is unique and the budget is used.
+  A move is tried exactly only when its two changes valued alone (one adjoint pass per round) lose
+  at most ``FIRST_ORDER_SLACK_NATS`` beyond the tolerance: a heuristic filter (a tie it skips
+  needs an interaction above 1e-3 nats between the two layers), never a change of value.
 """
 
 from __future__ import annotations
@@ -204,6 +207,9 @@ def local_search(
 #: far above the two evaluations' rounding difference (about 1e-12 relative), so the decisions are those of
 #: evaluating every move exactly.
 SCREEN_SLACK_NATS = 1e-6
+#: The tie-break skips a move whose two changes, each valued alone (``_screen``), lose more than this beyond the
+#: tolerance: only an interaction between the two layers larger than this could bring it back within the tolerance.
+FIRST_ORDER_SLACK_NATS = 1e-3
 
 
 def _pair_screen(problem: AllocationProblem, objective: ExactObjective, values: Sequence[int], step: int
@@ -243,6 +249,7 @@ def toward_uniform(
         order = sorted(range(len(values)), key=lambda b: values[b] / weights[b])
         screened: dict[tuple[int, int], float] | None = None  # batch values, once exact trials keep failing
         rejected, batched = 0, False
+        gains, losses = _screen(problem, objective, values, current, step)  # each block's +step / -step alone
         for donor in reversed(order):
             for receiver in order:
                 if donor == receiver:
@@ -251,6 +258,8 @@ def toward_uniform(
                 after_receiver = (values[receiver] + step) / weights[receiver]
                 if after_donor < after_receiver:  # would overshoot: the spread must shrink
                     continue
+                if current + gains[receiver] - losses[donor] < reference - tolerance_nats - FIRST_ORDER_SLACK_NATS:
+                    continue  # the two changes alone lose far more than the tolerance (module docstring)
                 trial = _move(values, donor, receiver, step)
                 if not problem.is_feasible(trial):
                     continue
