@@ -6,8 +6,9 @@ Run: ``.venv/bin/python -m experiments.rivals_study [--models ...] [--datasets .
 dense models and seeds are reused, and the new densities and rules only add cells (a run folder grows by seeds,
 densities and rules; a changed training recipe is refused). Random pruning runs as a control on two models
 (``--control``). ``--dry-run`` prints the grid and its cell count, how many cells are already on disk and any run folder
-whose recipe the grid would clash with, without training anything (exit 1 on a clash). The report (Holm and Benjamini-Hochberg per comparison family, within-density association of the
-bound with accuracy: ``experiments/statistics.py``) is the next step; not written yet.
+whose recipe the grid would clash with, without training anything (exit 1 on a clash). The report: ``python -m experiments.rivals_report`` (Holm and Benjamini-Hochberg per comparison family,
+the primary comparison, seed-pooled effects, within-density association of the bound with accuracy) from whatever
+cells are on disk.
 """
 
 from __future__ import annotations

@@ -83,3 +83,36 @@ def test_the_rivals_study_plans_its_grid_and_reuses_paper_1s_folders(capsys, tmp
     assert main(["--dry-run", "--models", "mlp-2x100", "--datasets", "fashion-mnist", "--seeds", "1",
                  "--no-control"]) == 0  # paper 1's folder on disk: its recipe is the grid's
     assert "on disk" in capsys.readouterr().out
+
+
+def test_rivals_report_merges_budgets_marks_identical_allocations_and_corrects(tmp_path):
+    """Synthetic cells: two densities with one budget are one experiment; a rule with ours' counts is 'same
+    allocation' (never tested); a rule 1 pp worse on every seed is a Holm-significant win for ours."""
+    import json
+
+    from experiments import rivals_report
+    from experiments.statistics import holm
+
+    folder = tmp_path / "paper1" / "mnist" / "mlp" / "magnitude"
+    (folder / "cells").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"config": {"criterion": "magnitude"}}))
+    kept = {"ours": {"a": 3, "b": 2}, "uniform": {"a": 3, "b": 2}, "erk": {"a": 4, "b": 1}}
+    for seed in range(6):
+        for density in (0.002, 0.0019):  # both keep 5 weights
+            for rule, shift in (("ours", 0.0), ("uniform", 0.0), ("erk", -0.01 - 0.001 * seed)):
+                cell = {"seed": seed, "density": density, "allocation": rule, "criterion": "magnitude",
+                        "kept": kept[rule], "ln_bound": 10.0 + shift, "test_accuracy": 0.5 + 0.01 * seed + shift}
+                (folder / "cells" / f"seed{seed}-d{density}-{rule}-magnitude.json").write_text(json.dumps(cell))
+    out = tmp_path / "REPORT.md"
+    assert rivals_report.main(["--root", str(tmp_path / "paper1"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "densities 0.0019 (same budget as 0.002) merged" in text
+    analysis = rivals_report.analyse(tmp_path / "paper1")
+    (uniform,) = analysis["secondary"]["uniform"]
+    assert uniform["identical"] and uniform["verdict"] == "same allocation" and uniform["p"] != uniform["p"]  # nan
+    (erk,) = analysis["secondary"]["erk"]
+    assert erk["density"] == 0.002 and erk["pairs"] == 6 and abs(erk["mean"] - 0.0125) < 1e-12
+    assert erk["verdict"] == "better" and erk["p_holm"] == holm([erk["p"]])[0]
+    (primary,) = analysis["primary"]
+    assert primary["other"] == "uniform" and primary["verdict"] == "same allocation"
+    assert (tmp_path / "rivals-primary.png").stat().st_size > 1000
