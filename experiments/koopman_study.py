@@ -13,7 +13,11 @@ exact DMD gives the KMP and KGP scores.
   sets (|KMP kept & GMP kept| / kept).
 - Pre-convergence (claim: KMP ranks by where weights are going): at each early epoch and ``--early-compression``,
   accuracies of KMP and GMP, their overlap, and the overlap of each with the converged model's GMP mask.
-- KGP vs gradient pruning (claim: nearly equivalent): at the same points, accuracies and the overlap.
+- KGP vs gradient pruning (claim: nearly equivalent): at the same points, accuracies and the overlap, against two
+  references: the noise floor (the gradient rule on two different minibatches) and the window-averaged gradient
+  rule (``|w * mean g|`` over the first ``WINDOW_GRADIENT_BATCHES`` minibatches), also pruned and fine-tuned.
+
+``--seed N`` (N > 0) writes to ``...-seedN``; ``experiments.koopman_report`` pools the seeds with intervals.
 
 Writes ``results.json``, ``results.csv`` and three PNG plots into ``--out``; ``summary.md`` holds the tables.
 """
@@ -76,6 +80,33 @@ def prune_and_tune(entry, state, data, layer_scores, budget, finetune: TrainConf
     return {"accuracy_pruned": pruned, "accuracy_finetuned": evaluate(model, data.test_x, data.test_y)[1]}
 
 
+#: Minibatches the window-averaged gradient rule averages over (the first ones of the training stream).
+WINDOW_GRADIENT_BATCHES = 64
+
+
+def window_gradient_scores(model: torch.nn.Module, names: Sequence[str], data: Tensors, batch_size: int,
+                           batches: int) -> dict[str, torch.Tensor]:
+    """``|w * mean_k g_k|``: the gradient rule with the gradient averaged over ``batches`` consecutive minibatches (the
+    comparator KGP needs: its change over a window is, to first order, the negative summed gradient)."""
+    parameters = [model.get_parameter(name) for name in names]
+    totals = [torch.zeros_like(p, dtype=torch.float64) for p in parameters]
+    was_training = model.training
+    model.eval()
+    try:
+        used = 0
+        for index in range(batches):
+            rows = slice(index * batch_size, (index + 1) * batch_size)
+            if rows.start >= len(data.train_y):
+                break
+            loss = torch.nn.functional.cross_entropy(model(data.train_x[rows]), data.train_y[rows])
+            for total, grad in zip(totals, torch.autograd.grad(loss, parameters)):
+                total += grad.double()
+            used += 1
+    finally:
+        model.train(was_training)
+    return {name: (p.detach().double() * total / max(1, used)).abs() for name, p, total in zip(names, parameters, totals)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mnistnet")
@@ -98,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     compressions = [float(c) for c in args.compressions.split(",")]
     if any(e >= args.train_epochs or e < 1 for e in early):
         parser.error(f"--early-epochs {early} must lie in [1, --train-epochs - 1]")
-    out = Path(args.out or f"experiments/results/koopman-{args.model}-{args.dataset}" + ("-smoke" if args.smoke else ""))
+    out = Path(args.out or f"experiments/results/koopman-{args.model}-{args.dataset}"
+               + (f"-seed{args.seed}" if args.seed else "") + ("-smoke" if args.smoke else ""))
     set_threads(1)
     say = lambda message: print(f"[koopman] {message}", file=sys.stderr, flush=True)  # noqa: E731
 
@@ -145,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = ScoreContext(seed=args.seed, inputs=data.train_x[batch], targets=data.train_y[batch],
                                extra={"koopman": koopman})
         table = {c: scores(c, current, names, context) for c in ("magnitude", "kmp", "gradient", "kgp")}
+        second = ScoreContext(seed=args.seed, inputs=data.train_x[recipe.batch_size:2 * recipe.batch_size],
+                              targets=data.train_y[recipe.batch_size:2 * recipe.batch_size])
+        table["gradient-batch2"] = scores("gradient", current, names, second)  # the noise floor of the gradient rule
+        table["gradient-window"] = window_gradient_scores(current, names, data, recipe.batch_size,
+                                                          min(steps, WINDOW_GRADIENT_BATCHES))
         return koopman, table
 
     rows: list[dict[str, object]] = []
@@ -169,12 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for epoch in early:
         koopman, table = analyse(checkpoints[epoch], f"epoch {epoch}")
         sets = {c: kept_sets(table[c], budget)[1] for c in table}
-        for criterion in ("magnitude", "kmp", "gradient", "kgp"):
+        for criterion in ("magnitude", "kmp", "gradient", "kgp", "gradient-window"):
             result = prune_and_tune(entry, checkpoints[epoch], data, table[criterion], budget, finetune, args.seed)
             rows.append({"study": "pre-convergence", "epoch": epoch, "compression": args.early_compression,
                          "criterion": criterion, **result,
                          "overlap_kmp_gmp": len(sets["kmp"] & sets["magnitude"]) / budget,
                          "overlap_kgp_gradient": len(sets["kgp"] & sets["gradient"]) / budget,
+                         "overlap_gradient_two_batches": len(sets["gradient"] & sets["gradient-batch2"]) / budget,
+                         "overlap_kgp_window_gradient": len(sets["kgp"] & sets["gradient-window"]) / budget,
+                         "overlap_gradient_window_gradient": len(sets["gradient"] & sets["gradient-window"]) / budget,
                          "overlap_with_converged_gmp": len(sets[criterion] & final_gmp) / budget,
                          "eigenvalue_real": koopman.eigenvalue.real, "eigenvalue_imag": koopman.eigenvalue.imag})
             say(f"epoch {epoch}, {criterion}: {100 * result['accuracy_pruned']:.2f} % -> "
@@ -216,12 +256,15 @@ def summary_markdown(document: dict) -> str:
     early = [r for r in rows if r["study"] == "pre-convergence"]
     if early:
         lines += ["", f"## Pre-convergence at compression {early[0]['compression']:g}", "",
-                  "| epoch | criterion | pruned % | tuned % | overlap with converged GMP mask | KMP&GMP | KGP&gradient |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| epoch | criterion | pruned % | tuned % | overlap with converged GMP mask | KMP&GMP | KGP&gradient | "
+                  "gradient, two minibatches (noise floor) | KGP&window gradient | gradient&window gradient |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in early:
+            extra = " | ".join(f"{r[k]:.4f}" if k in r else "-" for k in (
+                "overlap_gradient_two_batches", "overlap_kgp_window_gradient", "overlap_gradient_window_gradient"))
             lines.append(f"| {r['epoch']} | {r['criterion']} | {100 * r['accuracy_pruned']:.2f} | "
                          f"{100 * r['accuracy_finetuned']:.2f} | {r['overlap_with_converged_gmp']:.4f} | "
-                         f"{r['overlap_kmp_gmp']:.4f} | {r['overlap_kgp_gradient']:.4f} |")
+                         f"{r['overlap_kmp_gmp']:.4f} | {r['overlap_kgp_gradient']:.4f} | {extra} |")
     return "\n".join(lines) + "\n"
 
 
@@ -240,7 +283,7 @@ def plot(document: dict, out: Path) -> None:
     axes[0].set_xscale("log", base=2)
     axes[0].set(xlabel="compression (pruned-tensor weights / kept)", ylabel="test accuracy (%)",
                 title="converged: KMP vs global magnitude")
-    for criterion in ("magnitude", "kmp", "gradient", "kgp"):
+    for criterion in ("magnitude", "kmp", "gradient", "kgp", "gradient-window"):
         sub = sorted((r for r in early if r["criterion"] == criterion), key=lambda r: r["epoch"])
         if sub:
             axes[1].plot([r["epoch"] for r in sub], [r["overlap_with_converged_gmp"] for r in sub], "-o", label=criterion)

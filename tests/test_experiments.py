@@ -18,6 +18,42 @@ def test_koopman_study_smoke(tmp_path, idx_dir):
     assert all(0.0 <= r["overlap_kmp_gmp"] <= 1.0 for r in converged)
     assert (tmp_path / "koopman_study.png").stat().st_size > 1000
     assert "Converged: KMP vs global magnitude" in (tmp_path / "summary.md").read_text()
+    early = [r for r in document["rows"] if r["study"] == "pre-convergence"]
+    assert {r["criterion"] for r in early} == {"magnitude", "kmp", "gradient", "kgp", "gradient-window"}
+    assert all(0.0 <= r[k] <= 1.0 for r in early for k in ("overlap_gradient_two_batches",
+                                                           "overlap_kgp_window_gradient"))
+    from experiments import koopman_report
+
+    second = tmp_path.parent / (tmp_path.name + "-seed1")
+    assert koopman_study.main(["--smoke", "--model", "mlp-2x100", "--dataset", "mnist", "--data-dir", str(idx_dir),
+                               "--out", str(second), "--seed", "1"]) == 0
+    assert koopman_report.main([str(tmp_path), "--out", str(tmp_path / "REPORT.md")]) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "Seeds [0, 1] (2)" in report and "noise floor" in report
+    row = next(line for line in report.splitlines() if line.startswith("| 1 | 2 |"))  # epoch 1, two seeds
+    assert row.count("[") >= 4  # intervals over the two seeds
+
+
+def test_window_gradient_of_one_minibatch_is_the_gradient_rule(idx_dir):
+    """Averaged over one minibatch the window-averaged rule is |w * g| of that minibatch (the gradient criterion)."""
+    import torch
+
+    from allocator.data import load_dataset
+    from allocator.models import get_model
+    from allocator.pruning import Tensors, scores
+    from allocator.pruning.criteria import ScoreContext
+    from experiments.koopman_study import window_gradient_scores
+
+    data = Tensors.from_dataset(load_dataset("mnist", data_dir=idx_dir, validation=100))
+    torch.manual_seed(0)
+    model = get_model("mlp-2x100").build()
+    names = ["fc1.weight", "fc2.weight"]
+    one = window_gradient_scores(model, names, data, 32, 1)
+    reference = scores("gradient", model, names, ScoreContext(inputs=data.train_x[:32], targets=data.train_y[:32]))
+    for name in names:
+        assert torch.allclose(one[name], reference[name], rtol=1e-5, atol=1e-12)
+    two = window_gradient_scores(model, names, data, 32, 2)
+    assert not torch.allclose(two["fc1.weight"], one["fc1.weight"])  # a second minibatch moves the average
 
 
 def test_regions_study_smoke(tmp_path, idx_dir):
