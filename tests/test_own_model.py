@@ -76,6 +76,8 @@ def test_validate_an_own_model_on_npz_data_and_a_solved_allocation(capsys, tmp_p
     assert "uniform-gale at density 0.01" in out  # ... and the table says so
     assert set(summary["paired_ours_minus"]) == {"uniform", "file-constrained"}
     assert summary["label"] == "own model, own data"
+    assert (out_dir / "allocations" / "my_mlp-MyMLP-d0.01.json").is_file()  # inside the run folder, a portable name
+    assert not list((ROOT / "experiments" / "examples").glob("*MyMLP-d*.json"))  # not next to the model file
     cell = json.loads((out_dir / "cells" / "seed0-d0.01-file-constrained-magnitude.json").read_text())
     constrained = json.loads((tmp_path / "constrained.json").read_text())
     assert cell["kept"] == {n: l["kept"] for n, l in constrained["layers"].items() if l["prunable"]}

@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -367,9 +366,7 @@ def check_outputs(outputs: Sequence[tuple[str, str]]) -> list[Path]:
 def default_validate_out(config) -> str:
     """``runs/validate/<model>-<data set>-<criterion>-d<densities>``, with characters unsafe in a folder name
     (``/``, ``:``) replaced: one folder per model, data, criterion and density list."""
-    def slug(text: str) -> str:
-        short = re.sub(r"\.(py|pt|pth|pkl|npz)\b", "", text.rsplit("/", 1)[-1])  # a path: its file name only
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", short).strip("-") or "x"
+    from allocator.study.run_folder import file_safe as slug
 
     kind, _, location = config.dataset.partition(":")
     dataset = f"{kind}-{slug(location)}" if location else config.dataset

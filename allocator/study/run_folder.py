@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,24 @@ from allocator.io_utils import atomic_write_bytes, atomic_write_text
 from allocator.study.config import ValidateConfig
 
 Say = Callable[[str], None]
+
+
+def file_safe(text: str) -> str:
+    """A model or data-set name as a file-name part: a path becomes its file name without the extension, and every
+    run of characters other than letters, digits, ``.``, ``_`` and ``-`` one ``-`` (a registered name is unchanged).
+
+    Example:
+        >>> file_safe("experiments/examples/my_mlp.py:MyMLP"), file_safe("mlp-2x100")
+        ('my_mlp-MyMLP', 'mlp-2x100')
+    """
+    short = re.sub(r"\.(py|pt|pth|pkl|npz)\b", "", text.rsplit("/", 1)[-1])
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", short).strip("-") or "x"
+
+
+def allocation_path(out: Path, model: str, density: float) -> Path:
+    """``out/allocations/<model>-d<density>.json``, the model's name made ``file_safe`` (a model given as a path
+    ``/abs/my.py:Factory`` used to write its allocation next to the model file, outside the run folder)."""
+    return out / "allocations" / f"{file_safe(model)}-d{density!r}.json"
 
 
 def cell_id(seed: int, density: float, rule: str, criterion: str) -> str:

@@ -32,7 +32,7 @@ from allocator.pruning.model_source import is_registered
 from allocator.study.cells import SeedCells, pending_cells
 from allocator.study.progress import Progress
 from allocator.study.config import KOOPMAN_CRITERIA, ValidateConfig, changed_fields, run_identity
-from allocator.study.run_folder import dense_model, save_allocation_if_changed
+from allocator.study.run_folder import allocation_path, dense_model, save_allocation_if_changed
 from allocator.study.seeds import derive_seed
 from allocator.study.summary import summarise
 
@@ -135,7 +135,7 @@ def _allocations(config: ValidateConfig, network, out: Path, say: Say) -> dict:
         say(f"allocating at density {density:g} ({config.rank_model} rank model)")
         result = allocate(network, density=density, rank_model=config.rank_model, baselines=baselines,
                           raw_baselines=True)
-        save_allocation_if_changed(result, out / "allocations" / f"{config.model}-d{density!r}.json")
+        save_allocation_if_changed(result, allocation_path(out, config.model, density))
         allocations[density] = result
     return allocations
 
