@@ -96,3 +96,45 @@ def test_close_to_the_exhaustive_optimum_where_the_grid_lists_every_integer(arch
     _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=400_000)
     upper = lagrangian_upper_bound(problem)
     assert optimum - 1e-9 <= upper.ln_bound <= optimum + 0.03
+
+
+@pytest.mark.parametrize("arch, density", [("50,20,20,5", 0.02), ("784,100,100,100,10", 0.001)])
+def test_the_slope_is_a_subgradient_of_the_convex_relaxation(arch, density):
+    """ln UB(mu) >= ln UB(lambda) + slope(lambda) (mu - lambda) for every pair on a grid (convexity and a valid
+    subgradient), and the slope matches central differences where the function is smooth."""
+    from allocator.formulation.upper_bound import relaxation
+
+    network = Network.from_arch(arch)
+    problem = AllocationProblem.build(network, make_budget(network, density=density), RankModel("binomial"))
+    value_of = relaxation(problem, levels=40)
+    grid = list(np.geomspace(1e-3, 3.0, 15))
+    values, slopes = [], []
+    for multiplier in grid:
+        box: list = []
+        values.append(value_of(multiplier, box))
+        slopes.append(box[0])
+    for i, (lam, f, g) in enumerate(zip(grid, values, slopes)):
+        for mu, f_mu in zip(grid, values):
+            assert f_mu >= f + g * (mu - lam) - 1e-7 * max(1.0, abs(f))
+        step = 1e-6 * lam
+        numeric = (value_of(lam + step) - value_of(lam - step)) / (2 * step)
+        if abs(value_of(lam + step) + value_of(lam - step) - 2 * f) < 1e-9:  # no kink between: smooth here
+            assert numeric == pytest.approx(g, rel=1e-3, abs=1e-3)
+
+
+def test_the_slope_search_reaches_the_golden_sections_bound_with_fewer_evaluations():
+    network = Network.from_arch([784] + [100] * 10 + [10])
+    problem = AllocationProblem.build(network, make_budget(network, density=0.001), RankModel("binomial"))
+    from allocator.formulation import upper_bound
+
+    sloped = lagrangian_upper_bound(problem, multiplier_hint=0.5)
+    value_of = upper_bound.relaxation(problem)
+    tried: dict = {}
+
+    def evaluate(multiplier):
+        tried.setdefault(multiplier, value_of(multiplier))
+        return tried[multiplier]
+
+    upper_bound._golden_search(evaluate, tried, 0.5)
+    golden = min(tried.values())
+    assert sloped.ln_bound <= golden + 1e-4 and sloped.evaluations < len(tried)

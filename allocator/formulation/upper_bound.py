@@ -44,12 +44,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from allocator.bound.program import ln_step
-from allocator.bound.recursion import ln_h_of_layer
+from allocator.bound.recursion import ln_expect_over_rank, ln_h_of_layer
 from allocator.formulation.problem import AllocationProblem
 
 MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
@@ -101,21 +101,20 @@ def _intervals(grid: Sequence[int]) -> list[tuple[int, int]]:
     return [(low, high - 1) for low, high in zip(grid[:-1], grid[1:])] + [(grid[-1], grid[-1])]
 
 
-def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
-                           deadline: float | None = None, focus: Sequence[int] | None = None,
-                           multiplier_hint: float | None = None) -> UpperBound | None:
-    """The module docstring's bound, minimised over ``lambda`` (``None`` for a rank model that is not known to be
-    stochastically monotone in the density, such as the stratified structural estimate). The search over
-    ``lambda`` stops at ``deadline`` (a ``time.perf_counter()`` value) with the best multiplier so far (every
-    multiplier gives a valid bound, later ones only a tighter one); ``None`` when not one finished. ``focus``: kept
-    counts per weight layer (the answer) around which the grid lists every integer (``_grid``). ``multiplier_hint``:
-    where to look for the best ``lambda`` first (the answer's marginal nats per kept weight: at the optimum of the
-    relaxation every layer's marginal value equals ``lambda``); without it a grid from 1e-6 to 20."""
+Relaxation = Callable[..., float]
+
+
+def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | None = None,
+               focus: Sequence[int] | None = None) -> Relaxation | None:
+    """``ln UB(lambda)`` of the module docstring as a function ``f(lambda, slopes=None)`` (``slopes``: a list that
+    receives a subgradient at ``lambda``, on a chain; a program appends nothing), or ``None`` for a rank model not
+    known to be stochastically monotone. Past ``deadline`` an evaluation raises ``_OutOfTime``. ``levels`` and
+    ``focus``: the grid (``_grid``)."""
     model = problem.rank_model
     if model.name not in MONOTONE_MODELS and not (model.name == "structural" and not model.reduce_variance):
         return None
-    if model.paper_p0 or (deadline is not None and time.perf_counter() >= deadline):
-        return None  # paper_p0's laws lose mass (E[B] may be 0); no time left
+    if model.paper_p0:
+        return None  # paper_p0's laws lose mass (E[B] may be 0)
     network = problem.network
     specs = network.layers
     bound_layers = list(network.bound_layers)
@@ -199,13 +198,20 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
             stacked_bytes[0] += 2 * pmfs.nbytes
         return pmfs, tails, chosen
 
-    def ln_ub(multiplier: float) -> float:
+    def ln_ub(multiplier: float, slopes: list | None = None) -> float:
         """All intervals of a layer at once: ``h_l`` depends on ``U(l+1, .)`` only, so it is computed once per layer
-        and the expectation over each interval's law is a row of one array (``recursion.ln_expect_over_rank``)."""
+        and the expectation over each interval's law is a row of one array (``recursion.ln_expect_over_rank``).
+
+        With ``slopes`` (a list), a subgradient of ``ln UB`` at ``multiplier`` is appended to it: ``K - C(1, n0)``
+        with ``C(l, d)`` the kept count the maximising policy pays from layer ``l`` on, averaged over the paths with
+        their weights (``C(l, d) = a_* + [A_* (U C)](d) / [A_* U](d)`` with ``*`` the chosen interval at ``(l, d)``),
+        minus the floors of prunable layers outside the bound: the derivative of the active piece of a maximum of
+        convex functions (module docstring), so ``ln UB(mu) >= ln UB(lambda) + slope (mu - lambda)`` for every mu."""
         if not network.is_chain:
             return ln_ub_program(multiplier)
         widths = [network.widths[l] for l in bound_layers]
         ln_next = np.zeros(widths[-1] + 1)
+        ln_cost_next = np.full(widths[-1] + 1, -np.inf)  # ln C(l + 1, .): nothing is paid after the last layer
         for position in range(len(bound_layers) - 1, -1, -1):
             if deadline is not None and time.perf_counter() >= deadline:
                 raise _OutOfTime
@@ -216,6 +222,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
             count = len(interval_rows(layer)[0])
             chunk = count if layer in stacks else max(1, CHUNK_ENTRIES // (m + 1))
             best = np.full(m + 1, -np.inf)
+            chosen = np.zeros(m + 1, dtype=int)
             for start in range(0, count, chunk):
                 if start and deadline is not None and time.perf_counter() >= deadline:
                     raise _OutOfTime
@@ -226,27 +233,141 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                 values = np.logaddexp(below, ln_h + tails)
                 if network.prunable[layer]:
                     values = values - multiplier * lows[:, None]
-                best = np.maximum(best, values.max(axis=0))
+                top = values.argmax(axis=0)
+                better = values[top, np.arange(m + 1)] > best
+                best = np.where(better, values[top, np.arange(m + 1)], best)
+                chosen = np.where(better, top + start, chosen)
+            if slopes is not None:
+                ln_cost = np.full(m + 1, -np.inf)
+                ln_h_cost = ln_h_of_layer(widths[position], m, ln_next + ln_cost_next)  # h of U C: linear in it
+                all_lows = interval_rows(layer)[0]
+                for row in np.unique(chosen):
+                    pmf, _, _ = stacked(layer, slice(int(row), int(row) + 1))
+                    paid = float(all_lows[row]) if network.prunable[layer] else 0.0
+                    where = chosen == row
+                    raw = best[where] + (multiplier * paid if network.prunable[layer] else 0.0)
+                    later = ln_expect_over_rank(pmf[0], ln_h_cost)[where] - raw
+                    ln_cost[where] = np.logaddexp(math.log(paid) if paid > 0 else -np.inf, later)
+                ln_cost_next = np.concatenate((ln_cost, np.full(cols - m, ln_cost[-1])))
             ln_next = np.concatenate((best, np.full(cols - m, best[-1])))
         value = float(ln_next[network.input_width])
+        outside = 0.0
         for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
             if network.prunable[layer] and layer not in bound_layers:
                 value -= multiplier * ranges[layer][0]
+                outside += ranges[layer][0]
+        if slopes is not None:
+            slopes.append(budget - outside - math.exp(float(ln_cost_next[network.input_width])))
         return multiplier * budget + value
 
+    def evaluate(multiplier: float, slopes: list | None = None) -> float:
+        return ln_ub(multiplier, slopes) if network.is_chain else ln_ub_program(multiplier)
+
+    return evaluate
+
+
+def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
+                           deadline: float | None = None, focus: Sequence[int] | None = None,
+                           multiplier_hint: float | None = None) -> UpperBound | None:
+    """The module docstring's bound, minimised over ``lambda`` (``None`` for a rank model that is not known to be
+    stochastically monotone in the density, such as the stratified structural estimate). The search over
+    ``lambda`` stops at ``deadline`` (a ``time.perf_counter()`` value) with the best multiplier so far (every
+    multiplier gives a valid bound, later ones only a tighter one); ``None`` when not one finished. ``focus``: kept
+    counts per weight layer (the answer) around which the grid lists every integer (``_grid``). ``multiplier_hint``:
+    where to look for the best ``lambda`` first (the answer's marginal nats per kept weight: at the optimum of the
+    relaxation every layer's marginal value equals ``lambda``); without it a grid from 1e-6 to 20."""
+    if deadline is not None and time.perf_counter() >= deadline:
+        return None
+    value_of = relaxation(problem, levels, deadline, focus)
+    if value_of is None:
+        return None
+    chain = problem.network.is_chain
     tried: dict[float, float] = {}
+    slope_at: dict[float, float] = {}
 
     def evaluate(multiplier: float) -> float:
         if multiplier not in tried:
+            slopes: list | None = [] if chain else None
             try:
-                tried[multiplier] = ln_ub(multiplier)
+                tried[multiplier] = value_of(multiplier, slopes)
             except _OutOfTime:
                 return math.inf
+            if slopes:
+                slope_at[multiplier] = slopes[0]
         return tried[multiplier]
 
     hinted = multiplier_hint is not None and math.isfinite(multiplier_hint) and multiplier_hint > HINT_FLOOR
-    if hinted:  # ln UB is convex in lambda (module docstring): bracket the minimum from the hint, doubling
-        low, middle, high = multiplier_hint / 2, float(multiplier_hint), multiplier_hint * 2
+    if chain:
+        _slope_search(evaluate, tried, slope_at, float(multiplier_hint) if hinted else None)
+    else:
+        _golden_search(evaluate, tried, float(multiplier_hint) if hinted else None)
+    if not tried:
+        return None
+    best = min(tried, key=tried.get)
+    return UpperBound(tried[best], best, len(tried))
+
+
+#: Slope steps inside the bracket, and the stop: the best bound within this of the tangents' lower bound on the
+#: minimum over the bracket (a convex function lies above each tangent).
+SLOPE_STEPS = 12
+SLOPE_TOLERANCE_NATS = 1e-5
+#: Multipliers of the search without a hint: 0 and a geometric grid.
+UNHINTED_GRID = (0.0,) + tuple(float(v) for v in np.geomspace(1e-6, 20.0, 10))
+
+
+def _slope_search(evaluate: Callable[[float], float], tried: dict[float, float], slope_at: dict[float, float],
+                  start: float | None) -> None:
+    """Minimise the convex ``ln UB(lambda)`` over ``lambda >= 0`` with subgradients: bracket the minimum by
+    doubling or halving from ``start`` (the best grid point without one) until a negative and a positive slope
+    enclose it, then step to where the tangents at the bracket's ends cross, until the best value is within
+    ``SLOPE_TOLERANCE_NATS`` of the tangents' lower bound. A slope 0, or a slope >= 0 at ``lambda = 0``, ends it
+    at a minimum. Stops quietly where an evaluation runs out of time (``evaluate`` returns inf, no slope)."""
+    if start is None:
+        for multiplier in UNHINTED_GRID:
+            evaluate(multiplier)
+        if not slope_at:
+            return
+        start = min(slope_at, key=tried.get)
+    evaluate(start)
+    for _ in range(4 * BRACKET_DOUBLINGS):
+        if start not in slope_at:
+            return
+        if any(g == 0 for g in slope_at.values()) or slope_at.get(0.0, -1.0) >= 0:
+            return  # a minimum: a flat point, or the function rises from lambda = 0
+        falling = [m for m, g in slope_at.items() if g < 0]
+        rising = [m for m, g in slope_at.items() if g > 0]
+        if falling and rising:
+            break
+        if rising:
+            lowest = min(rising)
+            start = lowest / 2 if lowest > HINT_FLOOR else 0.0
+        else:
+            highest = max(falling)
+            start = highest * 2 if highest > 0 else HINT_FLOOR * 1e3
+        evaluate(start)
+    else:
+        return
+    low = max(m for m, g in slope_at.items() if g < 0)
+    high = min(m for m, g in slope_at.items() if g > 0)
+    for _ in range(SLOPE_STEPS):
+        f_low, f_high, g_low, g_high = tried[low], tried[high], slope_at[low], slope_at[high]
+        crossing = (f_high - f_low + g_low * low - g_high * high) / (g_low - g_high)
+        if min(tried.values()) - (f_low + g_low * (crossing - low)) <= SLOPE_TOLERANCE_NATS:
+            return
+        crossing = min(max(crossing, low + 0.01 * (high - low)), high - 0.01 * (high - low))
+        evaluate(crossing)
+        if crossing not in slope_at or slope_at[crossing] == 0:
+            return
+        if slope_at[crossing] < 0:
+            low = crossing
+        else:
+            high = crossing
+
+
+def _golden_search(evaluate: Callable[[float], float], tried: dict[float, float], start: float | None) -> None:
+    """The same minimum without slopes (programs): bracket from ``start`` by doubling, then golden section."""
+    if start is not None:
+        low, middle, high = start / 2, start, start * 2
         for _ in range(BRACKET_DOUBLINGS):
             if evaluate(low) < evaluate(middle):
                 low, middle, high = low / 2, low, middle
@@ -257,12 +378,12 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
         else:
             low = 0.0 if evaluate(low) < evaluate(middle) else low  # still falling towards 0: include it
         if not tried:
-            return None
+            return
     else:
-        for multiplier in [0.0] + list(np.geomspace(1e-6, 20.0, 10)):
-            evaluate(float(multiplier))
+        for multiplier in UNHINTED_GRID:
+            evaluate(multiplier)
         if not tried:
-            return None
+            return
         best = min(tried, key=tried.get)
         low, high = max(0.0, best / 4.0), (best * 4.0 if best > 0 else 1e-6)
     ratio = (math.sqrt(5) - 1) / 2
@@ -273,5 +394,3 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
             high = b
         else:
             low = a
-    best = min(tried, key=tried.get)
-    return UpperBound(tried[best], best, len(tried))
