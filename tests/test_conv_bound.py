@@ -245,3 +245,41 @@ def test_conv_tables_stay_monotone_when_the_cover_fallback_fires_and_corrupt_fil
     conv_law._TABLES.clear()
     again = conv_rank_table(geometry, 100, samples=12, seed=8, cache_dir=tmp_path)  # recomputed, exact ranks now
     assert again.shape == table.shape and (again <= table).all() and (np.diff(again, axis=1) >= 0).all()
+
+
+def _circular_matrix(kernel: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries (rows, cols, values) of the circular convolution ``out[o, y, x] = sum_{i, a, b} K[o, i, a, b]
+    in[i, (y + a) mod n, (x + b) mod n]`` on an ``n x n`` grid: a block-circulant matrix."""
+    c_out, c_in, kh, kw = kernel.shape
+    rows, cols, values = [], [], []
+    for o, i, a, b in zip(*np.nonzero(kernel)):
+        for y in range(size):
+            for x in range(size):
+                rows.append(o * size * size + y * size + x)
+                cols.append(i * size * size + ((y + a) % size) * size + (x + b) % size)
+                values.append(int(kernel[o, i, a, b]))
+    return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(values, dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_circular_conv_rank_is_the_sum_of_the_fourier_blocks_ranks(seed):
+    """conv.md oracle 1: a circular convolution's unrolled matrix is block-circulant, so its rank is
+    sum over the frequencies w of rank K^(w) (the c_out x c_in matrix of the kernel's 2-D DFT at w). Three
+    independent computations agree: that sum (numpy FFT, numerical ranks), the dense matrix's numerical rank (SVD),
+    and the modular elimination the generic rank uses (conv_rank._rank_mod_p, exact integer entries)."""
+    from allocator.bound.conv_rank import _rank_mod_p
+
+    rng = np.random.default_rng(seed)
+    c_out, c_in, k, size = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(3, 7))
+    kernel = rng.integers(-3, 4, size=(c_out, c_in, k, k)) * (rng.random((c_out, c_in, k, k)) < 0.5)
+    rows, cols, values = _circular_matrix(kernel, size)
+    dense = np.zeros((c_out * size * size, c_in * size * size))
+    np.add.at(dense, (rows, cols), values)
+    padded = np.zeros((c_out, c_in, size, size))
+    padded[:, :, :k, :k] = kernel
+    spectrum = np.fft.fft2(padded)  # K^ at every frequency (up to a unit-modulus factor per entry: rank unchanged)
+    fourier = sum(np.linalg.matrix_rank(spectrum[:, :, u, v], tol=1e-8) for u in range(size) for v in range(size))
+    assert np.linalg.matrix_rank(dense, tol=1e-8) == fourier
+    keep = values != 0
+    modular = _rank_mod_p(rows[keep], cols[keep], values[keep] % (2**61 - 1)) if keep.any() else 0
+    assert modular == fourier
