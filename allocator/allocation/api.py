@@ -22,7 +22,7 @@ from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective,
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
 from allocator.formulation.saturation import saturation_density
-from allocator.formulation.upper_bound import MONOTONE_MODELS, lagrangian_upper_bound
+from allocator.formulation.upper_bound import MONOTONE_MODELS, UpperBound, lagrangian_upper_bound
 from allocator.allocation.floors import bound_drop_nats, conv_floors
 from allocator.bound.conv_law import prepare_rank_tables
 from allocator.network import Network
@@ -46,6 +46,7 @@ class _Decision:
     certificate: tuple[str, ...]
     mip: MipReport | None
     starts: tuple[str, ...]
+    integer_optimum: float | None = None  # the exact optimum over every integer allocation, where it was enumerated
 
 
 def allocate(
@@ -144,7 +145,12 @@ def allocate(
     spent = time.perf_counter() - started
     if problem.blocks and data_objective is None:
         say(f"certificate: the Lagrangian upper bound (at most {max(1.0, 0.5 * spent):.1f} s)")
-    upper = (lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
+    monotone = (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance)) \
+        and not model.paper_p0  # spending the whole budget on the last block is optimal (exhaustive_search)
+    enumerated = (decision.integer_optimum is not None and data_objective is None and monotone
+                  and math.isfinite(decision.value))
+    upper = (UpperBound(max(decision.integer_optimum, decision.value), math.nan, 0) if enumerated else
+             lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
                                     focus=problem.kept_per_layer(decision.units),
                                     multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units))
              if problem.blocks and data_objective is None else None)
@@ -154,7 +160,8 @@ def allocate(
         (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance))
         and not model.paper_p0)
     if upper is not None:
-        caveat = certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier) + (
+        caveat = (certificate.integer_optimum_sentence(upper.ln_bound, decision.value) if enumerated else
+                  certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier)) + (
             "; " + caveat if caveat else "")
     stability = (_stability(network, model, problem.kept_per_layer(decision.units), baseline_results)
                  if network.is_chain else None)  # a CNN's conv tables for a fresh seed would cost minutes
@@ -190,8 +197,9 @@ def allocate(
         objective=None if data_objective is None else _objective_record(data_objective, exact, kept_per_layer, ln_bound),
         floors=floors or None,
         upper_bound=None if upper is None else {"ln_bound": upper.ln_bound, "gap_nats": max(0.0, upper.ln_bound - decision.value),
-                                                "multiplier": upper.multiplier, "method": "lagrangian relaxation, "
-                                                "allocator.formulation.upper_bound"},
+                                                "multiplier": None if enumerated else upper.multiplier,
+                                                "method": "exhaustive search over every integer allocation" if enumerated
+                                                else "lagrangian relaxation, allocator.formulation.upper_bound"},
     )
 
 
@@ -311,6 +319,21 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
     proven = [certificate.mip_sentence(mip, levels, options)]
     menus = [block_menu(problem, block, levels) for block in problem.blocks]
     menu_points = math.prod(len(m) for m in menus[:-1])
+    model = problem.rank_model
+    monotone = (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance)) \
+        and not model.paper_p0  # the search gives the last block what is left: optimal only where E[B] is monotone
+    integers = _integer_grids(problem) if monotone else None
+    integer_points = math.prod(len(g) for g in integers[:-1]) if integers is not None else math.inf
+    integer_optimum = None
+    if integer_points <= exhaustive_limit:  # few layers and a small budget: every integer allocation, not the menu
+        clock = time.perf_counter()
+        exact.of_units(starts[0][1])
+        if clock + (time.perf_counter() - clock) * integer_points < deadline:
+            say(f"exhaustive search over every integer allocation ({integer_points} points)")
+            units, integer_optimum, points = exhaustive_search(problem, exact, integers, limit=exhaustive_limit)
+            starts.append(("exhaustive", units))
+            proven.append(certificate.integer_exhaustive_sentence(points))
+            menu_points = math.inf  # the menu's search adds nothing
     if menu_points <= exhaustive_limit:
         clock = time.perf_counter()
         exact.of_units(starts[0][1])
@@ -328,12 +351,22 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
     final_units, final_value = toward_uniform(problem, exact, units, deadline=deadline)
     timed_out = timed_out or time.perf_counter() > deadline
     proven.append(certificate.polish_timed_out_sentence(options.time_limit_s, moves) if timed_out
-                  else certificate.POLISH_SENTENCE)
+                  else certificate.POLISH_SENTENCE if integer_optimum is None else certificate.POLISH_FROM_OPTIMUM)
     status = AllocationStatus(str(mip.status))
     if timed_out and status == AllocationStatus.OPTIMAL:
         status = AllocationStatus.TIME_LIMIT
     return _Decision(tuple(final_units), final_value, origin, moves, status,
-                     tuple(p for p in proven if p), mip, tuple(origin for origin, _ in starts))
+                     tuple(p for p in proven if p), mip, tuple(origin for origin, _ in starts), integer_optimum)
+
+
+def _integer_grids(problem: AllocationProblem) -> list[range] | None:
+    """Every integer count each block can take with the budget (its range capped at its floor plus what the budget
+    leaves after every block's floor), for ``exhaustive_search``; ``None`` where a block is a tied group (its units
+    are not its members' counts)."""
+    if any(block.is_tied for block in problem.blocks):
+        return None
+    slack = problem.budget.kept - problem.fixed_prunable_kept - sum(block.lo for block in problem.blocks)
+    return [range(block.lo, min(block.hi, block.lo + max(0, slack)) + 1) for block in problem.blocks]
 
 
 def _polish(problem: AllocationProblem, exact: ExactObjective, starts: Sequence[Start], polish_starts: int,
