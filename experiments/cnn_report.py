@@ -26,12 +26,13 @@ from experiments.statistics import holm
 
 
 def _paired_p_value(differences: Sequence[float]) -> float:
-    """Two-sided paired t-test p-value of mean difference 0 (``nan`` with fewer than 2 pairs; 1 when all equal)."""
+    """Two-sided paired t-test p-value of mean difference 0 (``nan`` with fewer than 2 pairs; 1 when all are 0).
+    Equal non-zero differences have no spread for a t-test: the exact two-sided sign test's ``2 / 2^n`` instead."""
     if len(differences) < 2:
         return math.nan
     spread = statistics.stdev(differences)
     if spread == 0:
-        return 1.0 if statistics.fmean(differences) == 0 else 0.0
+        return 1.0 if statistics.fmean(differences) == 0 else min(1.0, 2.0 * 0.5 ** len(differences))
     from scipy import stats
 
     t = statistics.fmean(differences) / (spread / math.sqrt(len(differences)))

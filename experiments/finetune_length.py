@@ -68,18 +68,25 @@ def compare(model: str, short: dict, long: dict) -> list[dict]:
                     continue
                 diffs = [runs[(density, REFERENCE, s)]["test_accuracy"] - runs[(density, rule, s)]["test_accuracy"]
                          for s in seeds]
-                pairs[(length, rule)] = {"mean": statistics.fmean(diffs), "p": _paired_p_value(diffs),
+                identical = all(runs[(density, REFERENCE, s)]["kept"] == runs[(density, rule, s)]["kept"] for s in seeds)
+                pairs[(length, rule)] = {"mean": statistics.fmean(diffs), "identical": identical,
+                                         "p": math.nan if identical else _paired_p_value(diffs),
                                          "wins": sum(d > 0 for d in diffs), "pairs": len(diffs)}
+        dense_differs = sorted({s for s in seeds if long[(density, rules[0], s)].get("dense_test_accuracy")
+                                != short[(density, rules[0], s)].get("dense_test_accuracy")})
         last = [long[(density, r, s)].get("finetune_best_epoch") for r in rules for s in seeds]
         last_short = [short[(density, r, s)].get("finetune_best_epoch") for r in rules for s in seeds]
         records.append({"model": model, "density": density, "rules": rules, "seeds": seeds, "means": means,
+                        "dense_differs": dense_differs,
                         "ranks": ranks, "tau": float(tau), "same_as": same_as, "pairs": pairs,
                         "late_long": sum(e is not None and e > LONG - 3 for e in last) / len(last),
                         "late_short": sum(e is not None and e > SHORT - 3 for e in last_short) / len(last_short)})
     return records
 
 
-def _verdict(p_holm: float, mean: float) -> str:
+def _verdict(p_holm: float, mean: float, identical: bool = False) -> str:
+    if identical:
+        return "same allocation"
     if math.isnan(p_holm) or p_holm >= 0.05:
         return "n.s."
     return "better" if mean > 0 else "worse"
@@ -89,9 +96,9 @@ def holm_verdicts(records: list[dict]) -> None:
     """Holm over every (model, density, rule) comparison of one length, in place (``p_holm``, ``verdict``)."""
     for length in (SHORT, LONG):
         items = [pair for record in records for (size, _), pair in record["pairs"].items() if size == length]
-        for pair, adjusted in zip(items, holm([pair["p"] for pair in items])):
+        for pair, adjusted in zip(items, holm([pair["p"] for pair in items])):  # same allocations (nan) not counted
             pair["p_holm"] = adjusted
-            pair["verdict"] = _verdict(adjusted, pair["mean"])
+            pair["verdict"] = _verdict(adjusted, pair["mean"], pair["identical"])
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -144,6 +151,10 @@ def report(records: list[dict], folders: list[tuple[Path, Path]]) -> list[str]:
              f"verdict changes in {len(changed)}" + ("" if not changed else ": " + "; ".join(
                  f"{r['model']} {r['density']:g} vs {rule}: {r['pairs'][(SHORT, rule)]['verdict']} -> "
                  f"{r['pairs'][(LONG, rule)]['verdict']}" for r, rule in changed)) + ".",
+             "- The dense models are the same in both runs (the cells' dense test accuracy, seed by seed): "
+             + ("yes" if not any(r["dense_differs"] for r in records) else "NO for " + "; ".join(
+                 f"{r['model']} {r['density']:g} seeds {r['dense_differs']}" for r in records if r["dense_differs"]))
+             + ".",
              "- Cells whose selected epoch is one of the last three: "
              + ", ".join(f"{r['model']} {r['density']:g}: {100 * r['late_short']:.0f} % at {SHORT}, "
                          f"{100 * r['late_long']:.0f} % at {LONG}" for r in records) + ".", ""]
@@ -157,8 +168,8 @@ def report(records: list[dict], folders: list[tuple[Path, Path]]) -> list[str]:
             cells = []
             for length in (SHORT, LONG):
                 pair = record["pairs"].get((length, rule))
-                cells.append("-" if pair is None else f"{100 * pair['mean']:+.2f} ({pair['p_holm']:.2g}, "
-                             f"{pair['verdict']})")
+                cells.append("-" if pair is None else "same allocation" if pair["identical"] else
+                             f"{100 * pair['mean']:+.2f} ({pair['p_holm']:.2g}, {pair['verdict']})")
             short_mean, long_mean = record["means"][SHORT][rule], record["means"][LONG][rule]
             lines.append(f"| {rule}{same} | {100 * short_mean:.2f} | {record['ranks'][SHORT][rule]} | "
                          f"{100 * long_mean:.2f} | {record['ranks'][LONG][rule]} | {100 * (long_mean - short_mean):+.2f}"

@@ -9,8 +9,8 @@ base folder's other seeds are ``BASE-seedN``. Per (model, data set), over the se
 - pre-convergence: the same per epoch for magnitude, KMP, gradient, KGP and the window-averaged gradient rule;
 - KGP against gradient pruning, against two references: the noise floor (the gradient rule's own overlap between two
   minibatches) and the window-averaged gradient rule. Per seed the difference "overlap(KGP, gradient) - overlap(gradient
-  on two minibatches)"; an interval containing 0 means KGP agrees with gradient pruning no more than gradient pruning
-  agrees with itself.
+  on two minibatches)"; an interval containing 0 means KGP does not agree with gradient pruning detectably more than gradient
+  pruning agrees with itself.
 
 Intervals are per cell; none is corrected for the number of cells (a description, not a test of a claim).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +33,8 @@ RESULTS = Path("experiments/results")
 def seed_documents(base: Path) -> list[dict]:
     """The base folder's results and those of ``BASE-seedN``, in seed order."""
     documents = []
-    for folder in [base] + sorted(base.parent.glob(base.name + "-seed*")):
+    seeds = [p for p in base.parent.glob(base.name + "-seed*") if re.fullmatch(re.escape(base.name) + r"-seed\d+", p.name)]
+    for folder in [base] + sorted(seeds):
         path = folder / "results.json"
         if path.is_file():
             documents.append(json.loads(path.read_text()))

@@ -15,7 +15,7 @@ exact DMD gives the KMP and KGP scores.
   accuracies of KMP and GMP, their overlap, and the overlap of each with the converged model's GMP mask.
 - KGP vs gradient pruning (claim: nearly equivalent): at the same points, accuracies and the overlap, against two
   references: the noise floor (the gradient rule on two different minibatches) and the window-averaged gradient
-  rule (``|w * mean g|`` over the first ``WINDOW_GRADIENT_BATCHES`` minibatches), also pruned and fine-tuned.
+  rule (``|w * mean g|`` over ``WINDOW_GRADIENT_BATCHES`` minibatches after those two), also pruned and fine-tuned.
 
 ``--seed N`` (N > 0) writes to ``...-seedN``; ``experiments.koopman_report`` pools the seeds with intervals.
 
@@ -80,21 +80,23 @@ def prune_and_tune(entry, state, data, layer_scores, budget, finetune: TrainConf
     return {"accuracy_pruned": pruned, "accuracy_finetuned": evaluate(model, data.test_x, data.test_y)[1]}
 
 
-#: Minibatches the window-averaged gradient rule averages over (the first ones of the training stream).
+#: Minibatches the window-averaged gradient rule averages over (of the stored training order, after the two the
+#: gradient rule and its noise floor use).
 WINDOW_GRADIENT_BATCHES = 64
 
 
 def window_gradient_scores(model: torch.nn.Module, names: Sequence[str], data: Tensors, batch_size: int,
-                           batches: int) -> dict[str, torch.Tensor]:
-    """``|w * mean_k g_k|``: the gradient rule with the gradient averaged over ``batches`` consecutive minibatches (the
-    comparator KGP needs: its change over a window is, to first order, the negative summed gradient)."""
+                           batches: int, first: int = 0) -> dict[str, torch.Tensor]:
+    """``|w * mean_k g_k|``: the gradient rule with the gradient averaged over ``batches`` consecutive minibatches of
+    the training set in its stored order, from minibatch ``first`` (the comparator KGP needs: its change over a
+    window is, to first order, the negative summed gradient)."""
     parameters = [model.get_parameter(name) for name in names]
     totals = [torch.zeros_like(p, dtype=torch.float64) for p in parameters]
     was_training = model.training
     model.eval()
     try:
         used = 0
-        for index in range(batches):
+        for index in range(first, first + batches):
             rows = slice(index * batch_size, (index + 1) * batch_size)
             if rows.start >= len(data.train_y):
                 break
@@ -180,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         second = ScoreContext(seed=args.seed, inputs=data.train_x[recipe.batch_size:2 * recipe.batch_size],
                               targets=data.train_y[recipe.batch_size:2 * recipe.batch_size])
         table["gradient-batch2"] = scores("gradient", current, names, second)  # the noise floor of the gradient rule
-        table["gradient-window"] = window_gradient_scores(current, names, data, recipe.batch_size,
-                                                          min(steps, WINDOW_GRADIENT_BATCHES))
+        table["gradient-window"] = window_gradient_scores(current, names, data, recipe.batch_size,  # disjoint from
+                                                          min(steps, WINDOW_GRADIENT_BATCHES), first=2)  # both above
         return koopman, table
 
     rows: list[dict[str, object]] = []

@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     kept = kept_for_rule(rule, allocation, dense, names, init_model=init_model,
                                          input_shape=(entry.network.input_width,))
                     if kept is None:
+                        say(f"seed {seed} density {density:g} {rule}: the rule is unavailable at this budget; no cell")
                         continue
                     kept_all = [kept.get(n, w) for n, w in zip(entry.network.names, entry.network.weights)]
                     model = prune_from_dense(entry.build, dense.state_dict(), scores("magnitude", dense, names), kept)

@@ -73,9 +73,9 @@ def read_folder(folder: Path) -> dict[str, object]:
         for density in densities:
             merged[density] = max(densities)
     table: dict[tuple[float, str, int], dict] = {}
-    for cell in cells:
+    for cell in sorted(cells, key=lambda c: -c["density"]):  # densest first: a merged density keeps its own cell
         key = (merged[cell["density"]], cell["allocation"], cell["seed"])
-        table.setdefault(key, cell)  # the merged densities hold the same experiment: the densest one's cell
+        table.setdefault(key, cell)
     frozen = bool(config.get("freeze_features"))
     convs = bool(config.get("convs_inside"))
     return {"cells": table, "count": len(cells), "merged": {d: m for d, m in merged.items() if d != m},

@@ -113,3 +113,18 @@ def test_the_cell_rules_with_data_objectives_spend_the_budget_and_keep_the_guard
 
     with pytest.raises(InvalidInputError, match="the guard 'x' is not a number of nats >= 0"):
         ValidateConfig(allocations=("ours", "ours-guarded:x")).check()
+
+
+def test_a_measured_distortion_never_gets_the_every_integer_certificate():
+    """The search over every integer allocation gives the last layer what is left, optimal only for a monotone
+    objective: with a distortion that rises from 1 kept weight to 2 (a measured curve need not be monotone) it must
+    not run, nor be claimed (a review found '[1, 1, 96] optimal' while [1, 1, 1] was better)."""
+    from allocator.formulation.distortion import DistortionCurves
+
+    network = Network.from_arch("784,100,100,100,10")
+    step = ((1, 2, 10000), (0.0, 10.0, 10.0))
+    curves = DistortionCurves({"fc1.weight": ((1, 2, 78400), (0.0, 10.0, 10.0)), "fc2.weight": step, "fc3.weight": step},
+                              calibration_size=10)
+    result = allocate(network, density=0.001, objective="distortion", distortion=curves)
+    assert "every integer allocation" not in result.certificate
+    assert allocate(network, density=0.001).upper_bound["method"] == "exhaustive search over every integer allocation"

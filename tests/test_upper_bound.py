@@ -166,14 +166,14 @@ def test_the_gap_left_is_the_per_dimension_choice_not_the_budgets_duality():
 
 
 def test_few_layers_and_a_small_budget_are_certified_by_enumerating_every_integer_allocation():
-    """784-100-100-100-10 at 0.001 (3 prunable layers, 4,656 feasible splits of 118 weights): the certificate is the
-    exhaustive optimum itself (gap 0 nats), where the Lagrangian relaxation proves only 0.06 nats."""
+    """784-100-100-100-10 at 0.001 (3 prunable layers, 98 weights: 4,656 feasible splits): the certificate is the
+    exhaustive optimum itself (gap at most the search's 1e-12 acceptance step), where the Lagrangian proves 0.01+."""
     from allocator.allocation import allocate
 
     network = Network.from_arch("784,100,100,100,10")
     result = allocate(network, density=0.001)
     assert result.upper_bound["method"] == "exhaustive search over every integer allocation"
-    assert result.upper_bound["gap_nats"] == 0.0 and "proven within 0.0000 nats" in result.certificate
+    assert result.upper_bound["gap_nats"] <= 2e-12 and "proven within 0.0000 nats" in result.certificate
     problem = AllocationProblem.build(network, make_budget(network, density=0.001), RankModel("binomial"))
     slack = problem.budget.kept - sum(block.lo for block in problem.blocks)
     grids = [range(block.lo, block.lo + slack + 1) for block in problem.blocks]

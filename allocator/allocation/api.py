@@ -11,7 +11,7 @@ from allocator.allocation import certificate
 from allocator.allocation.baselines import BaselineRule, BaselineUnavailable, get_baseline
 from allocator.allocation.record import Allocation, AllocationStatus, BaselineResult, LayerAllocation
 from allocator.allocation.repair import repair
-from allocator.allocation.search import exhaustive_search, fill, local_search, toward_uniform
+from allocator.allocation.search import IMPROVEMENT_NATS, exhaustive_search, fill, local_search, toward_uniform
 from allocator.bound.rank import RankModel
 from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.errors import InvalidInputError, SolverError
@@ -138,18 +138,19 @@ def allocate(
         baseline_starts.append(("bound objective", _units_of(problem, data_objective.pop("reference_kept"))))
     if problem.blocks:
         decision = _decide(problem, exact, levels, solutions, options, exhaustive_limit, polish_starts, say, deadline,
-                           baseline_starts)
+                           baseline_starts, integer_search=data_objective is None and objective == "bound")
     else:
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
     # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
     spent = time.perf_counter() - started
-    if problem.blocks and data_objective is None:
+    if problem.blocks and data_objective is None and decision.integer_optimum is None:
         say(f"certificate: the Lagrangian upper bound (at most {max(1.0, 0.5 * spent):.1f} s)")
     monotone = (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance)) \
         and not model.paper_p0  # spending the whole budget on the last block is optimal (exhaustive_search)
     enumerated = (decision.integer_optimum is not None and data_objective is None and monotone
                   and math.isfinite(decision.value))
-    upper = (UpperBound(max(decision.integer_optimum, decision.value), math.nan, 0) if enumerated else
+    # exhaustive_search keeps a later point only when better by IMPROVEMENT_NATS: the maximum is within that of it
+    upper = (UpperBound(max(decision.integer_optimum, decision.value) + IMPROVEMENT_NATS, math.nan, 0) if enumerated else
              lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
                                     focus=problem.kept_per_layer(decision.units),
                                     multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units))
@@ -310,7 +311,7 @@ def _check_search_settings(levels: int, solutions: int, polish_starts: int) -> N
 
 def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solutions: int, options: SolverOptions,
             exhaustive_limit: int, polish_starts: int, say: Progress, deadline: float,
-            baseline_starts: Sequence[Start] = ()) -> _Decision:
+            baseline_starts: Sequence[Start] = (), integer_search: bool = False) -> _Decision:
     """MIP answers, the exhaustive menu optimum where the menu is small, exact polish, tie-break; all within the
     ``deadline`` (on expiry: the best allocation so far, marked ``time_limit``, and the certificate says where)."""
     starts: list[Start] = [("uniform", fill(problem, [b.lo for b in problem.blocks]))]
@@ -322,7 +323,8 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
     model = problem.rank_model
     monotone = (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance)) \
         and not model.paper_p0  # the search gives the last block what is left: optimal only where E[B] is monotone
-    integers = _integer_grids(problem) if monotone else None
+    integers = _integer_grids(problem) if monotone and integer_search else None  # ln E[B] only: it never falls
+    # as a layer keeps more, so the last block taking what is left is optimal (a measured distortion may not be)
     integer_points = math.prod(len(g) for g in integers[:-1]) if integers is not None else math.inf
     integer_optimum = None
     if integer_points <= exhaustive_limit:  # few layers and a small budget: every integer allocation, not the menu

@@ -249,7 +249,10 @@ def toward_uniform(
         order = sorted(range(len(values)), key=lambda b: values[b] / weights[b])
         screened: dict[tuple[int, int], float] | None = None  # batch values, once exact trials keep failing
         rejected, batched = 0, False
-        gains, losses = _screen(problem, objective, values, current, step)  # each block's +step / -step alone
+        # each block's +step / -step alone, where one adjoint pass gives them all (else 2B evaluations: no filter)
+        cheap = getattr(objective, "single_changes", None) is not None and problem.network.is_chain and not any(
+            block.is_tied for block in problem.blocks)
+        gains, losses = _screen(problem, objective, values, current, step) if cheap else (None, None)
         for donor in reversed(order):
             for receiver in order:
                 if donor == receiver:
@@ -258,7 +261,8 @@ def toward_uniform(
                 after_receiver = (values[receiver] + step) / weights[receiver]
                 if after_donor < after_receiver:  # would overshoot: the spread must shrink
                     continue
-                if current + gains[receiver] - losses[donor] < reference - tolerance_nats - FIRST_ORDER_SLACK_NATS:
+                if gains is not None and losses is not None and (
+                        current + gains[receiver] - losses[donor] < reference - tolerance_nats - FIRST_ORDER_SLACK_NATS):
                     continue  # the two changes alone lose far more than the tolerance (module docstring)
                 trial = _move(values, donor, receiver, step)
                 if not problem.is_feasible(trial):

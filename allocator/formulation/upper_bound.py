@@ -19,7 +19,8 @@ random numbers, whose every mask only grows), so for ``x_l`` in ``[a_i, b_i]``,
 ``ln UB = min_lambda lambda K + ln U_lambda(1, n0)`` bounds every feasible allocation (with ties and the FLOPs cap
 relaxed away, which only raises it), and ``ln UB - ln E[B](ours)`` is a proven gap in nats.
 
-``ln UB(lambda)`` is convex, so a bracket and a golden-section search find its minimum: the recursion's steps are
+``ln UB(lambda)`` is convex, so a bracket and a search inside it find its minimum (on a chain by the slopes,
+``_slope_search``; on a program by golden section): the recursion's steps are
 linear with non-negative coefficients, so the componentwise maximum gives every state's best *adaptive policy* ``pi``
 (a level per layer and incoming ``d``) at once, and ``U_lambda(1, n0) = max_pi sum_paths w_pi(path)
 e^{-lambda c_pi(path)}`` over the paths of dimensions, ``c_pi`` the kept count the path pays. Each
@@ -340,7 +341,7 @@ def _slope_search(evaluate: Callable[[float], float], tried: dict[float, float],
             break
         if rising:
             lowest = min(rising)
-            start = lowest / 2 if lowest > HINT_FLOOR else 0.0
+            start = 0.0 if 0.0 not in slope_at else lowest / 2  # the minimum may sit at 0 (a slack budget)
         else:
             highest = max(falling)
             start = highest * 2 if highest > 0 else HINT_FLOOR * 1e3

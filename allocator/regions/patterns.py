@@ -24,6 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
+from allocator.errors import InvalidInputError
+
 #: Crossing points closer than this (in the segment's parameter t) are treated as one.
 MERGE_T = 1e-12
 
@@ -86,6 +88,8 @@ def random_lines(points: np.ndarray, count: int, low: float, high: float, rng: n
     distinct random rows of ``points`` (rows inside the box: the chord contains the segment between them). A random
     Gaussian direction would not do for images: most pixels sit on a face of the box (background), so almost every
     direction leaves the box at once."""
+    if count > 0 and len(np.unique(np.asarray(points).reshape(len(points), -1), axis=0)) < 2:
+        raise InvalidInputError(f"random lines need two distinct points; the {len(points)} given are all one point")
     lines = []
     while len(lines) < count:
         first, second = (np.asarray(points[i], dtype=float).ravel() for i in rng.choice(len(points), 2, replace=False))
