@@ -58,6 +58,8 @@ MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
 STACK_BYTES = 256 * 2**20
 #: A multiplier hint below this (nats per weight) is rounding noise of a saturated bound: not used.
 HINT_FLOOR = 1e-9
+#: The slope search's first bracketing step from the hint (a fraction of it; doubled at every step after).
+BRACKET_FIRST_STEP = 0.05
 #: Doublings of the bracket around a multiplier hint, and golden-section steps inside the bracket.
 BRACKET_DOUBLINGS = 12
 GOLDEN_STEPS = 10
@@ -234,10 +236,10 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                 values = np.logaddexp(below, ln_h + tails)
                 if network.prunable[layer]:
                     values = values - multiplier * lows[:, None]
-                top = values.argmax(axis=0)
-                better = values[top, np.arange(m + 1)] > best
-                best = np.where(better, values[top, np.arange(m + 1)], best)
-                chosen = np.where(better, top + start, chosen)
+                top = values.max(axis=0)
+                cheapest = (values >= top - SLOPE_TIE_NATS).argmax(axis=0)  # rows run from the cheapest up
+                chosen = np.where(top > best + SLOPE_TIE_NATS, cheapest + start, chosen)  # earlier chunks: cheaper
+                best = np.maximum(best, top)
             if slopes is not None:
                 ln_cost = np.full(m + 1, -np.inf)
                 ln_h_cost = ln_h_of_layer(widths[position], m, ln_next + ln_cost_next)  # h of U C: linear in it
@@ -308,28 +310,34 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     return UpperBound(tried[best], best, len(tried))
 
 
+#: Rows within this of a state's best value count as tied for the slope: the cheapest of them is charged (at a
+#: saturated bound many counts reach the same value up to rounding; charging any other gives a slope below the
+#: largest subgradient there). The value itself is always the exact maximum.
+SLOPE_TIE_NATS = 1e-9
 #: Slope steps inside the bracket, and the stop: the best bound within this of the tangents' lower bound on the
 #: minimum over the bracket (a convex function lies above each tangent).
 SLOPE_STEPS = 12
-SLOPE_TOLERANCE_NATS = 1e-5
+SLOPE_TOLERANCE_NATS = 1e-4
 #: Multipliers of the search without a hint: 0 and a geometric grid.
 UNHINTED_GRID = (0.0,) + tuple(float(v) for v in np.geomspace(1e-6, 20.0, 10))
 
 
 def _slope_search(evaluate: Callable[[float], float], tried: dict[float, float], slope_at: dict[float, float],
                   start: float | None) -> None:
-    """Minimise the convex ``ln UB(lambda)`` over ``lambda >= 0`` with subgradients: bracket the minimum by
-    doubling or halving from ``start`` (the best grid point without one) until a negative and a positive slope
-    enclose it, then step to where the tangents at the bracket's ends cross, until the best value is within
+    """Minimise the convex ``ln UB(lambda)`` over ``lambda >= 0`` with subgradients: bracket the minimum by steps
+    of 5 %, 10 %, 20 %, ... of the multiplier from ``start`` (the best grid point without one; ``lambda = 0`` is
+    tried once the step reaches 100 %) until a negative and a positive slope enclose it, then step to where the tangents at the bracket's ends cross, until the best value is within
     ``SLOPE_TOLERANCE_NATS`` of the tangents' lower bound. A slope 0, or a slope >= 0 at ``lambda = 0``, ends it
     at a minimum. Stops quietly where an evaluation runs out of time (``evaluate`` returns inf, no slope)."""
     if start is None:
+        evaluate(0.0)  # a saturated or slack budget: the bound rises from 0, which one evaluation shows
+        if slope_at.get(0.0, -1.0) >= 0 or 0.0 not in slope_at:
+            return
         for multiplier in UNHINTED_GRID:
             evaluate(multiplier)
-        if not slope_at:
-            return
         start = min(slope_at, key=tried.get)
     evaluate(start)
+    step = BRACKET_FIRST_STEP  # a good hint sits within a few % of the minimum: grow the step from there
     for _ in range(4 * BRACKET_DOUBLINGS):
         if start not in slope_at:
             return
@@ -341,10 +349,11 @@ def _slope_search(evaluate: Callable[[float], float], tried: dict[float, float],
             break
         if rising:
             lowest = min(rising)
-            start = 0.0 if 0.0 not in slope_at else lowest / 2  # the minimum may sit at 0 (a slack budget)
+            start = 0.0 if step >= 1.0 and 0.0 not in slope_at else lowest / (1.0 + step)  # the minimum may be 0
         else:
             highest = max(falling)
-            start = highest * 2 if highest > 0 else HINT_FLOOR * 1e3
+            start = highest * (1.0 + step) if highest > 0 else HINT_FLOOR * 1e3
+        step *= 2
         evaluate(start)
     else:
         return
