@@ -180,3 +180,14 @@ def test_few_layers_and_a_small_budget_are_certified_by_enumerating_every_intege
     _, optimum, points = exhaustive_search(problem, ExactObjective(problem), grids)  # the oracle, independently
     assert points == 4656 and result.ln_bound == pytest.approx(optimum, abs=1e-9)
     assert lagrangian_upper_bound(problem).ln_bound - optimum > 0.01
+
+
+@pytest.mark.parametrize("arch, density", [("50,20,20,5", 0.02), ("784,100,100,100,10", 0.001), ("30,10,10,10,3", 0.3)])
+def test_the_one_recursion_value_at_zero_is_the_relaxations(arch, density):
+    from allocator.formulation.upper_bound import relaxation
+
+    network = Network.from_arch(arch)
+    problem = AllocationProblem.build(network, make_budget(network, density=density), RankModel("binomial"),
+                                      Constraints(min_kept=2))
+    value_of = relaxation(problem, levels=40)
+    assert value_of.at_zero() == pytest.approx(value_of(0.0), abs=1e-9)

@@ -252,7 +252,7 @@ def toward_uniform(
         # each block's +step / -step alone, where one adjoint pass gives them all (else 2B evaluations: no filter)
         cheap = getattr(objective, "single_changes", None) is not None and problem.network.is_chain and not any(
             block.is_tied for block in problem.blocks)
-        gains, losses = _screen(problem, objective, values, current, step) if cheap else (None, None)
+        gains = losses = None  # screened after the first exact trial of the round fails (a flat bound needs none)
         for donor in reversed(order):
             for receiver in order:
                 if donor == receiver:
@@ -267,6 +267,10 @@ def toward_uniform(
                 trial = _move(values, donor, receiver, step)
                 if not problem.is_feasible(trial):
                     continue
+                if cheap and gains is None and rejected >= 1:
+                    gains, losses = _screen(problem, objective, values, current, step)
+                    if current + gains[receiver] - losses[donor] < reference - tolerance_nats - FIRST_ORDER_SLACK_NATS:
+                        continue
                 if not batched and rejected >= len(values):  # a sloped objective: many moves fail, so value
                     screened, batched = _pair_screen(problem, objective, values, step), True  # them all at once
                 if screened is not None and (donor, receiver) in screened and (

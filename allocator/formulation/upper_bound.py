@@ -50,7 +50,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from allocator.bound.program import ln_step
-from allocator.bound.recursion import ln_expect_over_rank, ln_h_of_layer
+from allocator.bound.recursion import ln_expect_over_rank, ln_h_of_layer, ln_n_of_layer
 from allocator.formulation.problem import AllocationProblem
 
 MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
@@ -214,7 +214,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
             return ln_ub_program(multiplier)
         widths = [network.widths[l] for l in bound_layers]
         ln_next = np.zeros(widths[-1] + 1)
-        ln_cost_next = np.full(widths[-1] + 1, -np.inf)  # ln C(l + 1, .): nothing is paid after the last layer
+        kept_for_slopes = []  # per position: U(l + 1, .), the chosen rows and the values (the slope's second pass)
         for position in range(len(bound_layers) - 1, -1, -1):
             if deadline is not None and time.perf_counter() >= deadline:
                 raise _OutOfTime
@@ -241,8 +241,21 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                 chosen = np.where(top > best + SLOPE_TIE_NATS, cheapest + start, chosen)  # earlier chunks: cheaper
                 best = np.maximum(best, top)
             if slopes is not None:
+                kept_for_slopes.append((position, layer, cols, m, ln_next, chosen, best))
+            ln_next = np.concatenate((best, np.full(cols - m, best[-1])))
+        value = float(ln_next[network.input_width])
+        outside = 0.0
+        for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
+            if network.prunable[layer] and layer not in bound_layers:
+                value -= multiplier * ranges[layer][0]
+                outside += ranges[layer][0]
+        if slopes is not None:  # the value stands even when the deadline cuts the slope's pass short
+            ln_cost_next = np.full(widths[-1] + 1, -np.inf)  # ln C(l + 1, .): nothing is paid after the last layer
+            for position, layer, cols, m, ln_after, chosen, best in kept_for_slopes:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return multiplier * budget + value
                 ln_cost = np.full(m + 1, -np.inf)
-                ln_h_cost = ln_h_of_layer(widths[position], m, ln_next + ln_cost_next)  # h of U C: linear in it
+                ln_h_cost = ln_h_of_layer(widths[position], m, ln_after + ln_cost_next)  # h of U C: linear in it
                 all_lows = interval_rows(layer)[0]
                 for row in np.unique(chosen):
                     pmf, _, _ = stacked(layer, slice(int(row), int(row) + 1))
@@ -252,20 +265,27 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                     later = ln_expect_over_rank(pmf[0], ln_h_cost)[where] - raw
                     ln_cost[where] = np.logaddexp(math.log(paid) if paid > 0 else -np.inf, later)
                 ln_cost_next = np.concatenate((ln_cost, np.full(cols - m, ln_cost[-1])))
-            ln_next = np.concatenate((best, np.full(cols - m, best[-1])))
-        value = float(ln_next[network.input_width])
-        outside = 0.0
-        for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
-            if network.prunable[layer] and layer not in bound_layers:
-                value -= multiplier * ranges[layer][0]
-                outside += ranges[layer][0]
-        if slopes is not None:
             slopes.append(budget - outside - math.exp(float(ln_cost_next[network.input_width])))
         return multiplier * budget + value
 
     def evaluate(multiplier: float, slopes: list | None = None) -> float:
         return ln_ub(multiplier, slopes) if network.is_chain else ln_ub_program(multiplier)
 
+    def at_zero() -> float:
+        """``ln UB(0)`` of a chain in one recursion: at ``lambda = 0`` every state's best interval is the top one
+        (``[hi, hi]``: its law dominates every other stochastically and ``h`` never decreases), so the relaxation
+        is the bound with every layer at its highest count. Cheap where a full evaluation is not (wide layers)."""
+        widths = [network.widths[l] for l in bound_layers]
+        ln_next = np.zeros(widths[-1] + 1)
+        for position in range(len(bound_layers) - 1, -1, -1):
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise _OutOfTime
+            layer = bound_layers[position]
+            cols = network.input_width if position == 0 else widths[position - 1]
+            ln_next = ln_n_of_layer(widths[position], cols, ln_pmf(layer, ranges[layer][1]), ln_next)
+        return float(ln_next[network.input_width])
+
+    evaluate.at_zero = at_zero if network.is_chain else None  # type: ignore[attr-defined]
     return evaluate
 
 
@@ -288,8 +308,14 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     tried: dict[float, float] = {}
     slope_at: dict[float, float] = {}
 
+    if chain:  # a first bound in one recursion, so that one stands even when a full evaluation cannot finish
+        try:
+            tried[0.0] = value_of.at_zero()  # type: ignore[attr-defined]
+        except _OutOfTime:
+            return None
+
     def evaluate(multiplier: float) -> float:
-        if multiplier not in tried:
+        if multiplier not in tried or (chain and multiplier not in slope_at):
             slopes: list | None = [] if chain else None
             try:
                 tried[multiplier] = value_of(multiplier, slopes)
