@@ -76,9 +76,13 @@ def read_folder(folder: Path) -> dict[str, object]:
     for cell in sorted(cells, key=lambda c: -c["density"]):  # densest first: a merged density keeps its own cell
         key = (merged[cell["density"]], cell["allocation"], cell["seed"])
         table.setdefault(key, cell)
+    dense_of: dict[int, set] = {}
+    for cell in cells:
+        dense_of.setdefault(cell["seed"], set()).add(cell.get("dense_test_accuracy"))
+    mixed = sorted(seed for seed, values in dense_of.items() if len(values) > 1)  # cells of one seed, two dense models
     frozen = bool(config.get("freeze_features"))
     convs = bool(config.get("convs_inside"))
-    return {"cells": table, "count": len(cells), "merged": {d: m for d, m in merged.items() if d != m},
+    return {"cells": table, "count": len(cells), "merged": {d: m for d, m in merged.items() if d != m}, "mixed": mixed,
             "pruned": "every conv and linear layer" if convs else "the linear layers",
             "finetuned": "the linear layers only (convolutions frozen at the dense model)" if frozen else "every layer",
             "criterion": config.get("criterion", "magnitude")}
@@ -314,6 +318,12 @@ def report(root: Path, a: dict) -> list[str]:
             lines.append(f"- {model} on {dataset}: densities " + ", ".join(
                 f"{d:g} (same budget as {m:g})" for d, m in sorted(run["merged"].items(), reverse=True))
                 + " merged into the denser one.")
+    mixed = [(key, run["mixed"]) for key, run in sorted(runs.items()) if run["mixed"]]
+    lines += ["", "## Dense models", "",
+              "Every cell of a seed must come from one dense model (the pairing rests on it); a seed whose cells record "
+              "two dense test accuracies mixes dense models (cells added by a later code version that retrained it): "
+              + ("none." if not mixed else "; ".join(f"{model} on {dataset}: seeds {seeds}"
+                                                     for (dataset, model), seeds in mixed) + ".")]
     lines += ["", "## Per model: accuracy and the bound", ""]
     for (dataset, model), run in sorted(runs.items()):
         table = run["cells"]

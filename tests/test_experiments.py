@@ -139,8 +139,11 @@ def test_rivals_report_merges_budgets_marks_identical_allocations_and_corrects(t
                 cell = {"seed": seed, "density": density, "allocation": rule, "criterion": "magnitude",
                         "kept": kept[rule], "ln_bound": 10.0 + shift, "test_accuracy": 0.5 + 0.01 * seed + shift}
                 (folder / "cells" / f"seed{seed}-d{density}-{rule}-magnitude.json").write_text(json.dumps(cell))
+    odd = folder / "cells" / "seed5-d0.002-erk-magnitude.json"  # a cell of seed 5 from another dense model
+    odd.write_text(json.dumps({**json.loads(odd.read_text()), "dense_test_accuracy": 0.9}))
     out = tmp_path / "REPORT.md"
     assert rivals_report.main(["--root", str(tmp_path / "paper1"), "--out", str(out)]) == 0
+    assert "mlp on mnist: seeds [5]" in out.read_text()
     text = out.read_text()
     assert "densities 0.0019 (same budget as 0.002) merged" in text
     analysis = rivals_report.analyse(tmp_path / "paper1")
