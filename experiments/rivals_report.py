@@ -13,7 +13,8 @@ Declared up front, before any number:
   the fact; the rivals' side picks from more rules, so the selection favours them.
 - **Secondary**: ``ours`` (the bound) against each rule, per cell, with Holm and Benjamini-Hochberg over the cells of
   that comparison (one family per rule), and the seed-pooled effect per (data set, model): for each seed the mean
-  difference over the densities, then a t-interval over seeds (Holm over every (data set, model, rule)).
+  difference over the densities (those that hold the largest common set of seeds, where the grid is partly grown),
+  then a t-interval over seeds (Holm over every (data set, model, rule)).
 - Only a Holm-adjusted p < 0.05 is called a win or a loss; "n.s." is no detectable difference.
 
 Corrections of the first report (issue 14, item 3):
@@ -160,6 +161,10 @@ def analyse(root: Path) -> dict[str, object]:
         for rule in rules:
             rows = [r for r in secondary.get(rule, []) if (r["dataset"], r["model"]) == (dataset, model)
                     and not r["identical"]]
+            if rows:  # pool the densities that share the largest seed set (a partly grown grid has fewer seeds)
+                widest = max((frozenset(r["diffs"]) for r in rows), key=lambda k: (len(k), sum(
+                    frozenset(r["diffs"]) == k for r in rows)))
+                rows = [r for r in rows if frozenset(r["diffs"]) == widest]
             seeds = sorted(set.intersection(*(set(r["diffs"]) for r in rows))) if rows else []
             if len(seeds) >= 2:
                 per_seed = [statistics.fmean(r["diffs"][s] for r in rows) for s in seeds]
