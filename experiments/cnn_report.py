@@ -22,21 +22,7 @@ from typing import Sequence
 from allocator.io_utils import atomic_write_text
 from allocator.study.summary import load_cells
 from experiments.paper1_report import analyse, section
-from experiments.statistics import holm
-
-
-def _paired_p_value(differences: Sequence[float]) -> float:
-    """Two-sided paired t-test p-value of mean difference 0 (``nan`` with fewer than 2 pairs; 1 when all are 0).
-    Equal non-zero differences have no spread for a t-test: the exact two-sided sign test's ``2 / 2^n`` instead."""
-    if len(differences) < 2:
-        return math.nan
-    spread = statistics.stdev(differences)
-    if spread == 0:
-        return 1.0 if statistics.fmean(differences) == 0 else min(1.0, 2.0 * 0.5 ** len(differences))
-    from scipy import stats
-
-    t = statistics.fmean(differences) / (spread / math.sqrt(len(differences)))
-    return float(2 * stats.t.sf(abs(t), len(differences) - 1))
+from experiments.statistics import holm, paired_t_p_value
 
 
 def holm_split(rows: Sequence[tuple[str, dict]]) -> tuple[list, list, int]:
@@ -78,7 +64,7 @@ def comparisons(folder: Path, reference: str = "ours") -> list[dict[str, object]
         if not diffs:
             continue
         out.append({"density": density, "rule": rule, "pairs": len(seeds), "mean": statistics.fmean(diffs),
-                    "p": _paired_p_value(diffs), "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
+                    "p": paired_t_p_value(diffs), "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
                     "identical": all(mine[s].get("kept") == other[s].get("kept") for s in seeds)})
     return out
 

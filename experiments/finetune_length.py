@@ -25,8 +25,7 @@ from typing import Sequence
 
 from allocator.io_utils import atomic_write_text
 from allocator.study.summary import load_cells
-from experiments.cnn_report import _paired_p_value
-from experiments.statistics import holm
+from experiments.statistics import holm, paired_t_p_value
 
 RESULTS = Path("experiments/results")
 MODELS = ("mlp-2x100", "lenet-300-100")
@@ -70,7 +69,7 @@ def compare(model: str, short: dict, long: dict) -> list[dict]:
                          for s in seeds]
                 identical = all(runs[(density, REFERENCE, s)]["kept"] == runs[(density, rule, s)]["kept"] for s in seeds)
                 pairs[(length, rule)] = {"mean": statistics.fmean(diffs), "identical": identical,
-                                         "p": math.nan if identical else _paired_p_value(diffs),
+                                         "p": math.nan if identical else paired_t_p_value(diffs),
                                          "wins": sum(d > 0 for d in diffs), "pairs": len(diffs)}
         dense_differs = sorted({s for s in seeds if long[(density, rules[0], s)].get("dense_test_accuracy")
                                 != short[(density, rules[0], s)].get("dense_test_accuracy")})

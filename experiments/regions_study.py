@@ -32,6 +32,7 @@ from typing import Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from allocator.allocation import allocate  # noqa: E402
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     low, high = (0.0 - dataset.mean[0]) / dataset.std[0], (1.0 - dataset.mean[0]) / dataset.std[0]
     test_points = data.test_x.reshape(len(data.test_x), -1).double().numpy()
     args.test_images = len(test_points)
-    lines = random_lines(test_points, args.lines, low, high, __import__("numpy").random.default_rng(0))
+    lines = random_lines(test_points, args.lines, low, high, np.random.default_rng(0))
     free = tuple(r for r in rules if r in WEIGHT_FREE_RULES and r != "ours")
     allocations = {d: allocate(entry.network, density=d, baselines=free) for d in densities}
     names = [n for n, p in zip(entry.network.names, entry.network.prunable) if p]

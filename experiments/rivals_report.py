@@ -44,8 +44,7 @@ from typing import Sequence
 from allocator.io_utils import atomic_write_text
 from allocator.study.statistics import paired_interval
 from allocator.study.summary import load_cells
-from experiments.cnn_report import _paired_p_value
-from experiments.statistics import benjamini_hochberg, holm, within_group_correlation
+from experiments.statistics import benjamini_hochberg, holm, paired_t_p_value, within_group_correlation
 
 CHANCE = 0.12  # at or below this test accuracy (10 classes) a cell predicts at chance
 ALPHA = 0.05
@@ -100,7 +99,7 @@ def compare(table: dict, density: float, mine: str, other: str) -> dict | None:
     identical = all(x["kept"] == y["kept"] for x, y in zip(a, b))
     mean, low, high = paired_interval(diffs)
     return {"density": density, "mine": mine, "other": other, "pairs": len(seeds), "mean": mean, "low": low,
-            "high": high, "p": math.nan if identical else _paired_p_value(diffs), "identical": identical,
+            "high": high, "p": math.nan if identical else paired_t_p_value(diffs), "identical": identical,
             "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs), "diffs": dict(zip(seeds, diffs)),
             "ties": [(x, y) for x, y, d in zip(a, b, diffs) if d == 0 and x["kept"] != y["kept"]]}
 
@@ -171,7 +170,7 @@ def analyse(root: Path) -> dict[str, object]:
                 mean, low, high = paired_interval(per_seed)
                 pooled.append({"dataset": dataset, "model": model, "other": rule, "mean": mean, "low": low,
                                "high": high, "pairs": len(seeds), "densities": len(rows), "identical": False,
-                               "p": _paired_p_value(per_seed), "wins": sum(v > 0 for v in per_seed),
+                               "p": paired_t_p_value(per_seed), "wins": sum(v > 0 for v in per_seed),
                                "losses": sum(v < 0 for v in per_seed)})
         cells = list(table.values())
         if len(cells) > 3:

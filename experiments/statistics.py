@@ -4,6 +4,7 @@ accuracy within a density (issue 14's item 2).
 - ``holm``: Holm-Bonferroni adjusted p-values (family-wise error).
 - ``benjamini_hochberg``: Benjamini-Hochberg adjusted p-values (false discovery rate), ``p_(i) m / i`` made monotone
   from the largest down and capped at 1.
+- ``paired_t_p_value``: the paired t-test every report uses (the sign test where the differences do not vary).
 - ``within_group_correlation``: Pearson's correlation of ``x`` and ``y`` after removing each group's mean from both
   (the partial correlation given the group as a categorical factor: what the bound says about accuracy at a fixed
   density, not through density); ``ranks=True`` first turns both into ranks within each group (Spearman-like).
@@ -12,6 +13,7 @@ accuracy within a density (issue 14's item 2).
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Hashable, Sequence
 
 import numpy as np
@@ -75,3 +77,17 @@ def within_group_correlation(x: Sequence[float], y: Sequence[float], groups: Seq
         centred_x[members], centred_y[members] = gx - gx.mean(), gy - gy.mean()
     scale = math.sqrt(float((centred_x ** 2).sum() * (centred_y ** 2).sum()))
     return float((centred_x * centred_y).sum() / scale) if scale > 0 else math.nan
+
+
+def paired_t_p_value(differences: Sequence[float]) -> float:
+    """Two-sided paired t-test p-value of mean difference 0 (``nan`` with fewer than 2 pairs; 1 when all are 0).
+    Equal non-zero differences have no spread for a t-test: the exact two-sided sign test's ``2 / 2^n`` instead."""
+    if len(differences) < 2:
+        return math.nan
+    spread = statistics.stdev(differences)
+    if spread == 0:
+        return 1.0 if statistics.fmean(differences) == 0 else min(1.0, 2.0 * 0.5 ** len(differences))
+    from scipy import stats
+
+    t = statistics.fmean(differences) / (spread / math.sqrt(len(differences)))
+    return float(2 * stats.t.sf(abs(t), len(differences) - 1))

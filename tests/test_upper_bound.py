@@ -1,5 +1,7 @@
 """The certificate's upper bound on the best ln E[B] over every integer allocation (Lagrangian relaxation)."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -178,7 +180,8 @@ def test_few_layers_and_a_small_budget_are_certified_by_enumerating_every_intege
     slack = problem.budget.kept - sum(block.lo for block in problem.blocks)
     grids = [range(block.lo, block.lo + slack + 1) for block in problem.blocks]
     _, optimum, points = exhaustive_search(problem, ExactObjective(problem), grids)  # the oracle, independently
-    assert points == 4656 and result.ln_bound == pytest.approx(optimum, abs=1e-9)
+    # fc1, fc2 >= 1 with fc1 + fc2 <= K - 1 (fc3 takes the rest): C(K - 1, 2) splits
+    assert points == math.comb(problem.budget.kept - 1, 2) and result.ln_bound == pytest.approx(optimum, abs=1e-9)
     assert lagrangian_upper_bound(problem).ln_bound - optimum > 0.01
 
 

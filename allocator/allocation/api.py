@@ -22,7 +22,7 @@ from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective,
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
 from allocator.formulation.saturation import saturation_density
-from allocator.formulation.upper_bound import MONOTONE_MODELS, UpperBound, lagrangian_upper_bound
+from allocator.formulation.upper_bound import UpperBound, lagrangian_upper_bound, monotone_in_density
 from allocator.allocation.floors import bound_drop_nats, conv_floors
 from allocator.bound.conv_law import prepare_rank_tables
 from allocator.network import Network
@@ -145,10 +145,8 @@ def allocate(
     spent = time.perf_counter() - started
     if problem.blocks and data_objective is None and decision.integer_optimum is None:
         say(f"certificate: the Lagrangian upper bound (at most {max(1.0, 0.5 * spent):.1f} s)")
-    monotone = (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance)) \
-        and not model.paper_p0  # spending the whole budget on the last block is optimal (exhaustive_search)
-    enumerated = (decision.integer_optimum is not None and data_objective is None and monotone
-                  and math.isfinite(decision.value))
+    enumerated = decision.integer_optimum is not None and math.isfinite(decision.value)  # _decide: bound objective,
+    # monotone rank model
     # exhaustive_search keeps a later point only when better by IMPROVEMENT_NATS: the maximum is within that of it
     upper = (UpperBound(max(decision.integer_optimum, decision.value) + IMPROVEMENT_NATS, math.nan, 0) if enumerated else
              lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
@@ -158,8 +156,7 @@ def allocate(
     ln_bound = decision.value if data_objective is None else bound_exact.of_units(decision.units)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
         upper is None and bool(problem.blocks) and data_objective is None,
-        (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance))
-        and not model.paper_p0)
+        monotone_in_density(model))
     if upper is not None:
         caveat = (certificate.integer_optimum_sentence(upper.ln_bound, decision.value) if enumerated else
                   certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier)) + (
@@ -320,11 +317,9 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
     proven = [certificate.mip_sentence(mip, levels, options)]
     menus = [block_menu(problem, block, levels) for block in problem.blocks]
     menu_points = math.prod(len(m) for m in menus[:-1])
-    model = problem.rank_model
-    monotone = (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance)) \
-        and not model.paper_p0  # the search gives the last block what is left: optimal only where E[B] is monotone
-    integers = _integer_grids(problem) if monotone and integer_search else None  # ln E[B] only: it never falls
-    # as a layer keeps more, so the last block taking what is left is optimal (a measured distortion may not be)
+    # the search gives the last block what is left: optimal only for ln E[B] under a monotone rank model (a measured
+    # distortion need not be monotone)
+    integers = _integer_grids(problem) if integer_search and monotone_in_density(problem.rank_model) else None
     integer_points = math.prod(len(g) for g in integers[:-1]) if integers is not None else math.inf
     integer_optimum = None
     if integer_points <= exhaustive_limit:  # few layers and a small budget: every integer allocation, not the menu

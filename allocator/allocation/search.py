@@ -244,14 +244,14 @@ def toward_uniform(
     if len(values) < 2:
         return values, current
     step = 1 << max(0, int(math.log2(max(1, max(b.hi - b.lo for b in problem.blocks)))))
+    # each block's +step / -step alone, where one adjoint pass gives them all (else 2B evaluations: no filter)
+    cheap = getattr(objective, "single_changes", None) is not None and problem.network.is_chain and not any(
+        block.is_tied for block in problem.blocks)
     while step >= 1 and not _expired(deadline):
         moved = False
         order = sorted(range(len(values)), key=lambda b: values[b] / weights[b])
         screened: dict[tuple[int, int], float] | None = None  # batch values, once exact trials keep failing
         rejected, batched = 0, False
-        # each block's +step / -step alone, where one adjoint pass gives them all (else 2B evaluations: no filter)
-        cheap = getattr(objective, "single_changes", None) is not None and problem.network.is_chain and not any(
-            block.is_tied for block in problem.blocks)
         gains = losses = None  # screened after the first exact trial of the round fails (a flat bound needs none)
         for donor in reversed(order):
             for receiver in order:

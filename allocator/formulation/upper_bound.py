@@ -54,6 +54,14 @@ from allocator.bound.recursion import ln_expect_over_rank, ln_h_of_layer, ln_n_o
 from allocator.formulation.problem import AllocationProblem
 
 MONOTONE_MODELS = ("binomial", "dense", "exact-structural")
+
+
+def monotone_in_density(model) -> bool:
+    """Whether ``model``'s rank laws are known to be stochastically non-decreasing in the density (so ``E[B]`` never
+    falls as a layer keeps more): the closed forms, the exact structural law, and the plain structural estimate
+    with common random numbers; not the stratified estimate, nor paper 1's ``P(0) = 0`` (its laws lose mass)."""
+    return (model.name in MONOTONE_MODELS or (model.name == "structural" and not model.reduce_variance)) \
+        and not model.paper_p0
 #: The intervals' laws kept between multipliers, bytes (beyond it they are rebuilt per multiplier, in chunks).
 STACK_BYTES = 256 * 2**20
 #: A multiplier hint below this (nats per weight) is rounding noise of a saturated bound: not used.
@@ -114,10 +122,8 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
     known to be stochastically monotone. Past ``deadline`` an evaluation raises ``_OutOfTime``. ``levels`` and
     ``focus``: the grid (``_grid``)."""
     model = problem.rank_model
-    if model.name not in MONOTONE_MODELS and not (model.name == "structural" and not model.reduce_variance):
+    if not monotone_in_density(model):
         return None
-    if model.paper_p0:
-        return None  # paper_p0's laws lose mass (E[B] may be 0)
     network = problem.network
     specs = network.layers
     bound_layers = list(network.bound_layers)
