@@ -301,7 +301,7 @@ def test_regions_cli_on_a_small_trained_model(idx_dir, tmp_path, capsys):
     assert status == 0 and (tmp_path / "regions.png").stat().st_size > 1000
     dense, pruned = document["results"]["dense"], document["results"]["pruned"]
     for row in (dense, pruned):
-        assert row["sampled_lower_bound"] <= row["regions"] <= row["bound_n0_2"]
+        assert row["sampled_lower_bound"] <= row["regions"] <= row["plane_bound"]
     kept = [round(d * w) for d, w in zip(pruned["densities"][:2], (78400, 10000))]
     assert sum(kept) == 884  # density 0.01 of the 88,400 prunable weights
 

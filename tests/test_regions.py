@@ -77,3 +77,48 @@ def test_slice_validation():
         make_slice(np.zeros(4), np.ones(4), 2 * np.ones(4) * 0.5, 0.0, 1.0)
     with pytest.raises(InvalidInputError, match="outside"):
         make_slice(np.full(3, 2.0), np.zeros(3), np.eye(3)[0], 0.0, 1.0)
+
+
+def _deep_pruned_case(rng):
+    """2-3 hidden layers, heavy pruning, and points that agree on half their coordinates (like images' common
+    background), so some first-layer rows are constant on the plane and some later layers lose rank."""
+    n0 = int(rng.integers(4, 9))
+    widths = [int(rng.integers(3, 9)) for _ in range(int(rng.integers(2, 4)))]
+    fan_in = [n0] + widths[:-1]
+    weights = [rng.standard_normal((w, f)) * (rng.random((w, f)) < 0.4) for w, f in zip(widths, fan_in)]
+    if rng.random() < 0.5:  # a repeated row: rank below the number of rows
+        weights[1][1] = weights[1][0]
+    biases = [rng.standard_normal(w) for w in widths]
+    points = rng.random((3, n0))
+    shared = rng.random(n0) < 0.5
+    shared[:3] = False  # three free coordinates: the points span a plane
+    points[1:, shared] = points[0, shared]
+    return weights, biases, make_slice(points[0], points[1], points[2], 0.0, 1.0)
+
+
+@pytest.mark.pure
+def test_plane_bound_is_never_below_the_exact_count():
+    """Serra et al.'s rank bound of the network restricted to the plane against the exact count on 60 random
+    pruned nets; its integer against listing J(k) (a second method), and tight on one layer of three lines."""
+    from allocator.bound.recursion import bound_for_ranks_by_enumeration
+    from allocator.regions.model import PlaneBound, plane_bound
+
+    rng = np.random.default_rng(5)
+    dropped = deficient = 0
+    for _ in range(60):
+        weights, biases, plane = _deep_pruned_case(rng)
+        count = len(enumerate_regions(weights, biases, plane))
+        bound = plane_bound(list(zip(weights, biases)), plane)
+        assert count <= bound.regions
+        if bound.widths:
+            assert bound.regions == bound_for_ranks_by_enumeration(2, list(bound.widths), list(bound.ranks))
+        dropped += bound.widths[:1] != (weights[0].shape[0],)
+        deficient += any(r < min(w, 2 if i == 0 else bound.widths[i - 1])
+                         for i, (w, r) in enumerate(zip(bound.widths, bound.ranks)))
+    assert dropped >= 10 and deficient >= 10  # the cases exercise both reductions
+    origin = np.array([0.5, 0.5])
+    plane = make_slice(origin, origin + np.array([0.5, 0.0]), origin + np.array([0.0, 0.5]), 0.0, 1.0)
+    w = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0], [0.0, 0.0]])  # the last row is constant on the plane
+    b = -w @ origin + np.array([-0.1, 0.2, -0.5, 0.3])
+    assert len(enumerate_regions([w], [b], plane)) == 7
+    assert plane_bound([(w, b)], plane) == PlaneBound(widths=(3,), ranks=(2,), regions=7)

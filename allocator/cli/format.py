@@ -223,11 +223,11 @@ def format_regions(run) -> str:
              f"{list(request.points)} (inside the box of valid pixel values; hidden layers counted exactly by "
              f"polygon splitting)",
              f"  {'model':<8}{'test acc %':>11}{'regions':>9}{'grid lower bound':>18}{'time s':>8}"
-             f"{'bound n0=2':>14}{'(with output)':>15}"]
+             f"{'lines':>7}{'plane bound':>13}"]
     for label, row in run.rows.items():
         lines.append(f"  {label:<8}{100 * row['test_accuracy']:>11.2f}{row['regions']:>9}"
                      f"{row['sampled_lower_bound']:>12} ({row['grid_resolution']}^2){row['seconds']:>8.2f}"
-                     f"{row['bound_n0_2']:>14.4g}{math.exp(row['ln_bound_n0_2_with_output']):>15.4g}")
-    lines.append("  the bound is E[B] for the same widths and densities with n0 = 2 (binomial rank model); 'with output' "
-                 "follows the papers' convention")
+                     f"{(row['plane_widths'] or [0])[0]:>7}{row['plane_bound']:>13.6g}")
+    lines.append("  lines: first-layer neurons that vary on the plane; plane bound: Serra et al.'s rank bound for these "
+                 "weights restricted to the plane (never below the count; allocator/regions/model.py:plane_bound)")
     return "\n".join(lines)

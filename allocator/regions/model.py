@@ -11,15 +11,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from allocator.bound import ln_expected_bound
 from allocator.errors import InvalidInputError
-from allocator.network import Network
 from allocator.regions.geometry import Slice, enumerate_regions, make_slice, sampled_patterns
 
 
 @dataclass(frozen=True)
+class PlaneBound:
+    """Serra et al.'s rank bound for the network restricted to a plane (``plane_bound``): the widths and ranks of
+    the restricted layers and the bound itself (an integer: an upper bound on the regions of the whole plane)."""
+
+    widths: tuple[int, ...]
+    ranks: tuple[int, ...]
+    regions: int
+
+
+@dataclass(frozen=True)
 class RegionCount:
-    """The exact count on one slice, how long it took, a grid lower bound, and the bound for ``n0 = 2``."""
+    """The exact count on one slice, how long it took, a grid lower bound, and the plane's rank bound."""
 
     regions: int
     seconds: float
@@ -27,15 +35,52 @@ class RegionCount:
     grid_resolution: int
     hidden_widths: tuple[int, ...]
     densities: tuple[float, ...]
-    ln_bound_n0_2: float  # output layer excluded (the regions counted are those of the hidden layers)
-    ln_bound_n0_2_with_output: float  # papers' convention
+    plane: PlaneBound
 
     def to_json(self) -> dict[str, object]:
         return {"regions": self.regions, "seconds": self.seconds, "sampled_lower_bound": self.sampled_lower_bound,
                 "grid_resolution": self.grid_resolution, "hidden_widths": list(self.hidden_widths),
-                "densities": list(self.densities), "ln_bound_n0_2": self.ln_bound_n0_2,
-                "ln_bound_n0_2_with_output": self.ln_bound_n0_2_with_output,
-                "bound_n0_2": float(np.exp(self.ln_bound_n0_2))}
+                "densities": list(self.densities), "plane_widths": list(self.plane.widths),
+                "plane_ranks": list(self.plane.ranks), "plane_bound": self.plane.regions}
+
+
+def plane_bound(hidden: Sequence[tuple[np.ndarray, np.ndarray]], plane: Slice) -> PlaneBound:
+    """An upper bound on the linear regions that the hidden layers ``hidden`` (``(W_l, b_l)``, masks applied) cut
+    the whole plane ``x = origin + basis (a, b)`` into, for these very weights (no expectation).
+
+    On the plane the network is one with input ``(a, b)``: its first layer is ``M_1 = W_1 basis`` (``n_1 x 2``).
+    A neuron whose row of ``M_l`` is zero is constant on the plane (it adds to the next layer's bias and splits
+    nothing), so it is dropped, and the next layer keeps only the columns of the neurons left:
+    ``M_{l+1} = W_{l+1}[:, S_l]`` restricted to its non-zero rows ``S_{l+1}``. The regions are the activation
+    patterns of the neurons left, which Serra, Tjandraatmadja & Ramalingam's bound (ICML 2018) caps with
+    ``B(k) = sum over J(k) of prod_l C(n'_l, j_l)``, ``n'_l = |S_l|``, ``k_l = rank M_l``, input width 2
+    (``allocator.bound.recursion``: the recursion with every rank law a point mass). With one hidden layer it is the
+    count of an arrangement of ``n'_1`` lines in general position, ``1 + n'_1 + C(n'_1, 2)``: on a slice the count
+    follows how many first-layer rows meet the plane, not the layer's density. The expected bound ``E[B]`` of the
+    pruned layer (input width 784 or 2) is not a model of this: the plane's first layer is ``W_1 basis``, dense in
+    every row that keeps a weight where the plane moves.
+    """
+    from allocator.bound.recursion import expected_bound_exact
+
+    widths, ranks = [], []
+    matrix = hidden[0][0] @ plane.basis  # M_1
+    for layer in range(len(hidden)):
+        keep = np.nonzero(np.any(matrix != 0, axis=1))[0]
+        if keep.size == 0:
+            break  # every later neuron is constant on the plane
+        rows = matrix[keep]
+        if layer + 1 < len(hidden):
+            matrix = hidden[layer + 1][0][:, keep]  # M_{l+1}: the columns of this layer's neurons left
+        widths.append(int(keep.size))
+        # a tiny relative tolerance: exact rank deficiencies (repeated rows) count, rounding noise does not
+        ranks.append(int(np.linalg.matrix_rank(rows, tol=1e-12 * max(1.0, float(np.abs(rows).max())))))
+    if not widths:
+        return PlaneBound((), (), 1)
+    laws = []
+    for layer, (width, rank) in enumerate(zip(widths, ranks)):
+        cols = 2 if layer == 0 else widths[layer - 1]
+        laws.append([int(k == rank) for k in range(min(width, cols) + 1)])
+    return PlaneBound(tuple(widths), tuple(ranks), int(expected_bound_exact(2, widths, laws)))
 
 
 def mlp_layers(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -59,7 +104,8 @@ def data_slice(points: Sequence[np.ndarray], mean: float, std: float) -> Slice:
 
 
 def count_model_regions(model: nn.Module, plane: Slice, resolution: int = 300) -> RegionCount:
-    """Exact regions of ``model``'s hidden layers on ``plane`` and the bound for the same widths with n0 = 2."""
+    """Exact regions of ``model``'s hidden layers on ``plane`` (inside its valid polygon), a grid lower bound, and
+    the plane's rank bound (``plane_bound``: never below the count)."""
     layers = mlp_layers(model)
     hidden = layers[:-1]
     weights, biases = [w for w, _ in hidden], [b for _, b in hidden]
@@ -68,11 +114,8 @@ def count_model_regions(model: nn.Module, plane: Slice, resolution: int = 300) -
     seconds = time.perf_counter() - start
     sampled, _, _ = sampled_patterns(weights, biases, plane, resolution)
     densities = tuple(float(np.count_nonzero(w)) / w.size for w, _ in layers)
-    widths = tuple(w.shape[0] for w, _ in layers)
-    clean = Network(2, widths, include_output_layer=False)
-    papers = Network(2, widths)
     return RegionCount(len(cells), seconds, sampled, resolution, tuple(w.shape[0] for w in weights), densities,
-                       ln_expected_bound(clean, densities), ln_expected_bound(papers, densities))
+                       plane_bound(hidden, plane))
 
 
 def plot_regions(models: dict[str, nn.Module], plane: Slice, path: str | Path, resolution: int = 500,
