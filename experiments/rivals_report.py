@@ -30,6 +30,9 @@ Corrections of the first report (issue 14, item 3):
 - the association of the bound with accuracy is given within a density (ranks centred per density,
   ``experiments.statistics.within_group_correlation``), beside the across-density correlation and density's own;
 - each model says what was pruned and fine-tuned (LeNet-5 in paper 1's folders: convolutions frozen).
+
+The random-pruning control (``criterion random`` folders: each rule's counts, the kept weights drawn at random) is
+analysed alike in families of its own and reported in its own section, never pooled with the grid.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Sequence
 from allocator.io_utils import atomic_write_text
 from allocator.study.statistics import paired_interval
 from allocator.study.summary import load_cells
+from experiments.rivals_study import CONTROL_MODELS
 from experiments.statistics import benjamini_hochberg, holm, paired_t_p_value, within_group_correlation
 
 CHANCE = 0.12  # at or below this test accuracy (10 classes) a cell predicts at chance
@@ -126,13 +130,13 @@ def _p(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2g}"
 
 
-def analyse(root: Path) -> dict[str, object]:
-    folders = sorted(p.parent for p in root.glob("*/*/*/cells"))
+def analyse(root: Path, criterion: str = "magnitude") -> dict[str, object]:
+    """Every comparison of the module docstring over the run folders of one pruning criterion (``magnitude``: the
+    grid; ``random``: the control, analysed alike in a family of its own)."""
+    folders = sorted(p.parent for p in root.glob(f"*/*/{criterion}/cells"))
     runs = {}
     for folder in folders:
-        dataset, model, criterion = folder.parts[-3:]
-        if criterion != "magnitude":
-            continue  # the random-pruning control is its own question
+        dataset, model, _ = folder.parts[-3:]
         runs[(dataset, model)] = read_folder(folder)
     primary, secondary, pooled, associations, ties = [], {}, [], [], []
     for (dataset, model), run in runs.items():
@@ -243,7 +247,41 @@ def plot(primary: list[dict], runs: dict, path: Path) -> None:
     save_figure(figure, path)
 
 
-def report(root: Path, a: dict) -> list[str]:
+def control_section(a: dict, control: dict) -> list[str]:
+    """The random-pruning control: the same comparisons with random scores (``control``: ``analyse(root, "random")``),
+    beside the magnitude grid's seed-pooled effect of ours against uniform."""
+    lines = ["", "## Control: random pruning", ""]
+    if not control.get("runs"):
+        return lines + ["No random-pruning cells on disk yet (`python -m experiments.rivals_study` runs them on "
+                        f"{', '.join(CONTROL_MODELS)} unless `--no-control`)."]
+    lines += ["Each rule's counts, but the kept weights chosen at random (`criterion random`) instead of by magnitude: "
+              "does an allocation's advantage survive without the criterion it was paired with? Same statistics, one "
+              "family per comparison (Holm over the control's cells); the seed-pooled effect of ours against uniform "
+              "under both criteria side by side.", "",
+              "| data set | model | cells | primary: ours better / worse (Holm) | ours vs uniform: better / worse "
+              "(Holm) | pooled ours - uniform, random (pp) | pooled ours - uniform, magnitude (pp) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    def pooled(analysis: dict, dataset: str, model: str) -> str:
+        rows = [r for r in analysis["pooled"] if (r["dataset"], r["model"], r["other"]) == (dataset, model, "uniform")]
+        return "-" if not rows else f"{_interval(rows[0])} ({rows[0]['pairs']} seeds, {rows[0]['verdict']})"
+
+    for (dataset, model), run in sorted(control["runs"].items()):
+        primary = [r for r in control["primary"] if (r["dataset"], r["model"]) == (dataset, model)]
+        uniform = [r for r in control["secondary"].get("uniform", []) if (r["dataset"], r["model"]) == (dataset, model)]
+        lines.append(f"| {dataset} | {model} | {run['count']} | {sum(r['verdict'] == 'better' for r in primary)} / "
+                     f"{sum(r['verdict'] == 'worse' for r in primary)} of {len(primary)} | "
+                     f"{sum(r['verdict'] == 'better' for r in uniform)} / {sum(r['verdict'] == 'worse' for r in uniform)}"
+                     f" of {len(uniform)} | {pooled(control, dataset, model)} | {pooled(a, dataset, model)} |")
+    lines += ["", "Primary comparison under random pruning, per cell:", "",
+              "| data set | model | density | best ours | best rival | pairs | ours - rival (pp) [95 % CI] | won | "
+              "p (Holm) | verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in control["primary"]:
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['density']:g} | {r['mine']} | {r['other']} | {r['pairs']} | "
+                     f"{_interval(r)} | {r['wins']}/{r['pairs']} | {_p(r['p_holm'])} | {r['verdict']} |")
+    return lines
+
+
+def report(root: Path, a: dict, control: dict | None = None) -> list[str]:
     runs, primary = a["runs"], a["primary"]
     count = sum(run["count"] for run in runs.values())
     better = [r for r in primary if r["verdict"] == "better"]
@@ -328,6 +366,7 @@ def report(root: Path, a: dict) -> list[str]:
               "two dense test accuracies mixes dense models (cells added by a later code version that retrained it): "
               + ("none." if not mixed else "; ".join(f"{model} on {dataset}: seeds {seeds}"
                                                      for (dataset, model), seeds in mixed) + ".")]
+    lines += control_section(a, control or {})
     lines += ["", "## Per model: accuracy and the bound", ""]
     for (dataset, model), run in sorted(runs.items()):
         table = run["cells"]
@@ -363,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     analysis = analyse(root)
     out = Path(args.out)
     plot(analysis["primary"], analysis["runs"], out.parent / "rivals-primary.png")
-    lines = report(root, analysis)
+    lines = report(root, analysis, analyse(root, "random"))
     atomic_write_text(out, "\n".join(lines) + "\n")
     print("\n".join(lines[:24]))
     return 0

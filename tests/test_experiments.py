@@ -155,3 +155,21 @@ def test_rivals_report_merges_budgets_marks_identical_allocations_and_corrects(t
     (primary,) = analysis["primary"]
     assert primary["other"] == "uniform" and primary["verdict"] == "same allocation"
     assert (tmp_path / "rivals-primary.png").stat().st_size > 1000
+    assert "No random-pruning cells on disk yet" in text
+    # the random-pruning control: its own family, never mixed into the magnitude grid's comparisons
+    control = tmp_path / "paper1" / "mnist" / "mlp" / "random"
+    (control / "cells").mkdir(parents=True)
+    (control / "config.json").write_text(json.dumps({"config": {"criterion": "random"}}))
+    for seed in range(6):
+        for rule, shift in (("ours", 0.02), ("uniform", 0.0)):
+            cell = {"seed": seed, "density": 0.002, "allocation": rule, "criterion": "random",
+                    "kept": kept[rule] if rule == "ours" else {"a": 2, "b": 3}, "ln_bound": 10.0,
+                    "test_accuracy": 0.4 + 0.01 * seed + shift + 0.001 * (seed % 2)}
+            (control / "cells" / f"seed{seed}-d0.002-{rule}-random.json").write_text(json.dumps(cell))
+    (again,) = rivals_report.analyse(tmp_path / "paper1")["secondary"]["uniform"]  # unchanged by the control
+    assert again["identical"] and again["pairs"] == uniform["pairs"] == 6
+    randomised = rivals_report.analyse(tmp_path / "paper1", "random")
+    (row,) = randomised["secondary"]["uniform"]
+    assert row["pairs"] == 6 and abs(row["mean"] - 0.02) < 1e-12 and row["verdict"] == "better"
+    assert rivals_report.main(["--root", str(tmp_path / "paper1"), "--out", str(out)]) == 0
+    assert "| mnist | mlp | 12 | 1 / 0 of 1 | 1 / 0 of 1 |" in out.read_text()
