@@ -281,6 +281,85 @@ def control_section(a: dict, control: dict) -> list[str]:
     return lines
 
 
+def grid_time(root: Path) -> dict[str, object]:
+    """What the grid of ``experiments.rivals_study`` (its defaults) still lacks and what it would cost, per run
+    folder: cells wanted and on disk, core seconds per computed cell from the sweep's ``tasks.jsonl`` (a task's
+    seconds over the cells it computed: dense training, the rules' solves, pruning, fine-tuning and evaluation), and
+    the missing cells times that. A folder with no measured task takes its grid folder's cost (the random control:
+    the magnitude folder of the same model), else the same model's cost on the other data set times the median
+    ratio between the data sets over the models measured on both (labelled)."""
+    from allocator.study.run_folder import cell_id
+    from experiments.rivals_study import DATASETS, MODELS, specs
+
+    log = root / "tasks.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    spent: dict[tuple[str, str, str], list[float]] = {}
+    for r in records:
+        if r.get("new_cells"):
+            entry = spent.setdefault((r["dataset"], r["model"], r.get("criterion", "magnitude")), [0.0, 0])
+            entry[0] += r["seconds"]
+            entry[1] += r["new_cells"]
+    measured = {key: seconds / cells for key, (seconds, cells) in spent.items()}
+    rows = []
+    for spec in specs(MODELS, DATASETS, 10, True):
+        for dataset in spec.datasets:
+            for model in spec.models:
+                for criterion in spec.criteria:
+                    folder = root / dataset / model / criterion / "cells"
+                    ids = [cell_id(seed, density, rule, criterion) for seed in spec.seeds
+                           for density in spec.densities[model] for rule in spec.allocations]
+                    present = sum((folder / f"{i}.json").is_file() for i in ids)
+                    rows.append({"dataset": dataset, "model": model, "criterion": criterion, "wanted": len(ids),
+                                 "present": present, "per_cell": measured.get((dataset, model, criterion)),
+                                 "scaled": False})
+    ratios = [measured[(DATASETS[0], m, "magnitude")] / measured[(DATASETS[1], m, "magnitude")] for m in MODELS
+              if (DATASETS[0], m, "magnitude") in measured and (DATASETS[1], m, "magnitude") in measured]
+    ratio = statistics.median(ratios) if ratios else math.nan
+    for row in rows:
+        if row["per_cell"] is None:  # the control costs what the grid's folder of the same model costs
+            row["per_cell"] = measured.get((row["dataset"], row["model"], "magnitude"))
+        if row["per_cell"] is None:
+            other = DATASETS[1] if row["dataset"] == DATASETS[0] else DATASETS[0]
+            known = measured.get((other, row["model"], row["criterion"])) or measured.get((other, row["model"],
+                                                                                           "magnitude"))
+            if known is not None and not math.isnan(ratio):
+                row["per_cell"] = known * (ratio if row["dataset"] == DATASETS[0] else 1 / ratio)
+                row["scaled"] = True
+    return {"rows": rows, "ratio": ratio}
+
+
+def time_section(root: Path) -> list[str]:
+    t = grid_time(root)
+    rows = t["rows"]
+    lines = ["", "## Time: the grid so far and what it lacks", "",
+             "Core seconds per computed cell from `tasks.jsonl` (the sweep's task records: dense training, the rules' "
+             "solves, pruning, fine-tuning and evaluation over the cells computed), measured on this project's 2-core "
+             "CPU machine with one torch thread per worker, some of it while a third process shared the cores (an "
+             "upper estimate). Wall time on 2 workers is half the core time. ~ = scaled from the same model on the "
+             f"other data set by the median ratio over the models measured on both ({t['ratio']:.1f}x).", "",
+             "| data set | model | criterion | cells wanted | on disk | core s per cell | missing, core h |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    missing_core = 0.0
+    unknown = 0
+    for r in rows:
+        left = r["wanted"] - r["present"]
+        if r["per_cell"] is None:
+            cost, unknown = "no measurement", unknown + left
+        else:
+            missing_core += left * r["per_cell"]
+            cost = f"{'~' if r['scaled'] else ''}{r['per_cell']:.2f}"
+        hours = "-" if r["per_cell"] is None else f"{left * r['per_cell'] / 3600:.1f}"
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['criterion']} | {r['wanted']} | {r['present']} | {cost} | "
+                     f"{hours} |")
+    wanted, present = sum(r["wanted"] for r in rows), sum(r["present"] for r in rows)
+    lines += ["", f"On disk {present} of {wanted} cells; the {wanted - present} missing would take about "
+              f"{missing_core / 3600:.1f} core hours, {missing_core / 7200:.1f} h of wall time on 2 workers"
+              + (f" (plus {unknown} cells with no measurement)" if unknown else "")
+              + ". The issue's goal is the MLP grid within 6 h on 2 cores; the fine-tuning of the denser cells "
+              "(masked dense matrix products, 15 epochs) sets that cost."]
+    return lines
+
+
 def report(root: Path, a: dict, control: dict | None = None) -> list[str]:
     runs, primary = a["runs"], a["primary"]
     count = sum(run["count"] for run in runs.values())
@@ -367,6 +446,7 @@ def report(root: Path, a: dict, control: dict | None = None) -> list[str]:
               + ("none." if not mixed else "; ".join(f"{model} on {dataset}: seeds {seeds}"
                                                      for (dataset, model), seeds in mixed) + ".")]
     lines += control_section(a, control or {})
+    lines += time_section(root)
     lines += ["", "## Per model: accuracy and the bound", ""]
     for (dataset, model), run in sorted(runs.items()):
         table = run["cells"]

@@ -173,3 +173,27 @@ def test_rivals_report_merges_budgets_marks_identical_allocations_and_corrects(t
     assert row["pairs"] == 6 and abs(row["mean"] - 0.02) < 1e-12 and row["verdict"] == "better"
     assert rivals_report.main(["--root", str(tmp_path / "paper1"), "--out", str(out)]) == 0
     assert "| mnist | mlp | 12 | 1 / 0 of 1 | 1 / 0 of 1 |" in out.read_text()
+
+
+def test_rivals_report_projects_the_grids_missing_time_from_the_task_records(tmp_path):
+    import json
+
+    from experiments import rivals_report
+
+    records = [{"dataset": "fashion-mnist", "model": "mlp-2x100", "criterion": "magnitude", "seconds": 100.0,
+                "new_cells": 50}, {"dataset": "mnist-npm10k", "model": "mlp-2x100", "criterion": "magnitude",
+                                   "seconds": 10.0, "new_cells": 50},
+               {"dataset": "mnist-npm10k", "model": "mlp-2x200", "criterion": "magnitude", "seconds": 30.0,
+                "new_cells": 0}]  # a resumed task that computed nothing: no measurement
+    (tmp_path / "tasks.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    folder = tmp_path / "fashion-mnist" / "mlp-2x100" / "magnitude" / "cells"
+    folder.mkdir(parents=True)
+    (folder / "seed0-d0.2-ours-magnitude.json").write_text("{}")
+    t = rivals_report.grid_time(tmp_path)
+    rows = {(r["dataset"], r["model"], r["criterion"]): r for r in t["rows"]}
+    assert t["ratio"] == 10.0 and rows[("fashion-mnist", "mlp-2x100", "magnitude")]["per_cell"] == 2.0
+    assert rows[("fashion-mnist", "mlp-2x100", "magnitude")]["present"] == 1
+    assert rows[("mnist-npm10k", "mlp-2x100", "random")]["per_cell"] == 0.2  # the grid folder's cost
+    assert rows[("mnist-npm10k", "mlp-2x200", "magnitude")]["per_cell"] is None
+    text = "\n".join(rivals_report.time_section(tmp_path))
+    assert "| fashion-mnist | mlp-2x100 | magnitude | 1210 | 1 | 2.00 | 0.7 |" in text
