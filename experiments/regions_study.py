@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hidden = mlp_layers(model)[:-1]
         pieces = [line_pieces(hidden, start, end) for start, end in lines]
         return {"regions_per_plane": [c.regions for c in counts], "regions_mean": statistics.fmean(c.regions for c in counts),
-                "count_seconds": sum(c.seconds for c in counts), "plane_bound_per_plane": [c.plane.regions for c in counts],
+                "count_seconds": sum(c.seconds for c in counts), "plane_bound_per_plane": [c.plane.max_regions for c in counts],
                 "test_patterns": distinct_patterns(hidden, test_points), "line_pieces": pieces,
                 "line_pieces_mean": statistics.fmean(pieces), "test_accuracy": evaluate(model, data.test_x, data.test_y)[1]}
 

@@ -257,13 +257,15 @@ def control_section(a: dict, control: dict) -> list[str]:
     lines += ["Each rule's counts, but the kept weights chosen at random (`criterion random`) instead of by magnitude: "
               "does an allocation's advantage survive without the criterion it was paired with? Same statistics, one "
               "family per comparison (Holm over the control's cells); the seed-pooled effect of ours against uniform "
-              "under both criteria side by side.", "",
+              "under both criteria side by side (each pooled over its own densities and seeds, as the columns say: "
+              "the two grids can differ in both).", "",
               "| data set | model | cells | primary: ours better / worse (Holm) | ours vs uniform: better / worse "
               "(Holm) | pooled ours - uniform, random (pp) | pooled ours - uniform, magnitude (pp) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     def pooled(analysis: dict, dataset: str, model: str) -> str:
         rows = [r for r in analysis["pooled"] if (r["dataset"], r["model"], r["other"]) == (dataset, model, "uniform")]
-        return "-" if not rows else f"{_interval(rows[0])} ({rows[0]['pairs']} seeds, {rows[0]['verdict']})"
+        return "-" if not rows else (f"{_interval(rows[0])} ({rows[0]['densities']} densities x {rows[0]['pairs']} "
+                                     f"seeds, {rows[0]['verdict']})")
 
     for (dataset, model), run in sorted(control["runs"].items()):
         primary = [r for r in control["primary"] if (r["dataset"], r["model"]) == (dataset, model)]
@@ -283,16 +285,22 @@ def control_section(a: dict, control: dict) -> list[str]:
 
 def grid_time(root: Path) -> dict[str, object]:
     """What the grid of ``experiments.rivals_study`` (its defaults) still lacks and what it would cost, per run
-    folder: cells wanted and on disk, core seconds per computed cell from the sweep's ``tasks.jsonl`` (a task's
-    seconds over the cells it computed: dense training, the rules' solves, pruning, fine-tuning and evaluation), and
-    the missing cells times that. A folder with no measured task takes its grid folder's cost (the random control:
-    the magnitude folder of the same model), else the same model's cost on the other data set times the median
-    ratio between the data sets over the models measured on both (labelled)."""
+    folder: cells wanted and on disk, and core seconds per computed cell from the sweep's ``tasks.jsonl`` (the tasks'
+    seconds over the cells they computed, so a seed's dense training and the rules' solves are spread over its new
+    cells), then the missing cells times that. A folder with no measured task borrows the cost of the magnitude
+    folder of the same model (the random control; marked ``borrowed``), else the same model's cost on the other data
+    set times the median cost ratio between the data sets over the models measured on both (``scaled``). A record
+    line that does not parse (a sweep killed mid-write) is skipped and counted."""
     from allocator.study.run_folder import cell_id
     from experiments.rivals_study import DATASETS, MODELS, specs
 
     log = root / "tasks.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    records, unreadable = [], 0
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            records.append(json.loads(line)) if line.strip() else None
+        except json.JSONDecodeError:
+            unreadable += 1
     spent: dict[tuple[str, str, str], list[float]] = {}
     for r in records:
         if r.get("new_cells"):
@@ -310,53 +318,60 @@ def grid_time(root: Path) -> dict[str, object]:
                            for density in spec.densities[model] for rule in spec.allocations]
                     present = sum((folder / f"{i}.json").is_file() for i in ids)
                     rows.append({"dataset": dataset, "model": model, "criterion": criterion, "wanted": len(ids),
-                                 "present": present, "per_cell": measured.get((dataset, model, criterion)),
-                                 "scaled": False})
+                                 "present": present,
+                                 "core_seconds_per_cell": measured.get((dataset, model, criterion)), "how": "measured"})
     ratios = [measured[(DATASETS[0], m, "magnitude")] / measured[(DATASETS[1], m, "magnitude")] for m in MODELS
               if (DATASETS[0], m, "magnitude") in measured and (DATASETS[1], m, "magnitude") in measured]
-    ratio = statistics.median(ratios) if ratios else math.nan
+    cost_ratio = statistics.median(ratios) if ratios else math.nan  # first data set's cost per cell over the second's
     for row in rows:
-        if row["per_cell"] is None:  # the control costs what the grid's folder of the same model costs
-            row["per_cell"] = measured.get((row["dataset"], row["model"], "magnitude"))
-        if row["per_cell"] is None:
+        if row["core_seconds_per_cell"] is None and (row["dataset"], row["model"], "magnitude") in measured:
+            row["core_seconds_per_cell"] = measured[(row["dataset"], row["model"], "magnitude")]
+            row["how"] = "borrowed"
+        if row["core_seconds_per_cell"] is None:
             other = DATASETS[1] if row["dataset"] == DATASETS[0] else DATASETS[0]
-            known = measured.get((other, row["model"], row["criterion"])) or measured.get((other, row["model"],
-                                                                                           "magnitude"))
-            if known is not None and not math.isnan(ratio):
-                row["per_cell"] = known * (ratio if row["dataset"] == DATASETS[0] else 1 / ratio)
-                row["scaled"] = True
-    return {"rows": rows, "ratio": ratio}
+            known = measured.get((other, row["model"], "magnitude"))
+            if known is not None and not math.isnan(cost_ratio):
+                row["core_seconds_per_cell"] = known * (cost_ratio if row["dataset"] == DATASETS[0] else 1 / cost_ratio)
+                row["how"] = "scaled"
+        if row["core_seconds_per_cell"] is None:
+            row["how"] = "none"
+    return {"rows": rows, "cost_ratio": cost_ratio, "datasets": DATASETS, "unreadable": unreadable}
 
 
 def time_section(root: Path) -> list[str]:
+    """The ``grid_time`` table and its totals: missing core hours, and wall hours on 2 workers (core time / 2)."""
     t = grid_time(root)
     rows = t["rows"]
+    ratio = "no model measured on both" if math.isnan(t["cost_ratio"]) else f"{t['cost_ratio']:.1f}x"
     lines = ["", "## Time: the grid so far and what it lacks", "",
-             "Core seconds per computed cell from `tasks.jsonl` (the sweep's task records: dense training, the rules' "
-             "solves, pruning, fine-tuning and evaluation over the cells computed), measured on this project's 2-core "
-             "CPU machine with one torch thread per worker, some of it while a third process shared the cores (an "
-             "upper estimate). Wall time on 2 workers is half the core time. ~ = scaled from the same model on the "
-             f"other data set by the median ratio over the models measured on both ({t['ratio']:.1f}x).", "",
+             "Core seconds per computed cell from `tasks.jsonl` (each task's seconds over the cells it computed: a "
+             "seed's dense training, the rules' solves, pruning, fine-tuning and evaluation), on this project's 2-core "
+             "CPU machine, one torch thread per worker; other work shared the cores at times, so these are upper "
+             "estimates. Wall time on 2 workers is half the core time. A folder's average comes from the cells it "
+             "computed so far and may not represent the densities still missing. Marks: † = borrowed from the "
+             "magnitude folder of the same model; ~ = scaled from the same model on the other data set by the median "
+             f"cost ratio {t['datasets'][0]} / {t['datasets'][1]} over the models measured on both ({ratio}).", "",
              "| data set | model | criterion | cells wanted | on disk | core s per cell | missing, core h |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    missing_core = 0.0
-    unknown = 0
+    missing_core_seconds, unmeasured = 0.0, 0
+    marks = {"measured": "", "borrowed": "†", "scaled": "~"}
     for r in rows:
-        left = r["wanted"] - r["present"]
-        if r["per_cell"] is None:
-            cost, unknown = "no measurement", unknown + left
-        else:
-            missing_core += left * r["per_cell"]
-            cost = f"{'~' if r['scaled'] else ''}{r['per_cell']:.2f}"
-        hours = "-" if r["per_cell"] is None else f"{left * r['per_cell'] / 3600:.1f}"
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['criterion']} | {r['wanted']} | {r['present']} | {cost} | "
-                     f"{hours} |")
+        left, cost = r["wanted"] - r["present"], r["core_seconds_per_cell"]
+        if cost is None:
+            unmeasured += left
+            lines.append(f"| {r['dataset']} | {r['model']} | {r['criterion']} | {r['wanted']} | {r['present']} | "
+                         "no measurement | - |")
+            continue
+        missing_core_seconds += left * cost
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['criterion']} | {r['wanted']} | {r['present']} | "
+                     f"{marks[r['how']]}{cost:.2f} | {left * cost / 3600:.1f} |")
     wanted, present = sum(r["wanted"] for r in rows), sum(r["present"] for r in rows)
     lines += ["", f"On disk {present} of {wanted} cells; the {wanted - present} missing would take about "
-              f"{missing_core / 3600:.1f} core hours, {missing_core / 7200:.1f} h of wall time on 2 workers"
-              + (f" (plus {unknown} cells with no measurement)" if unknown else "")
-              + ". The issue's goal is the MLP grid within 6 h on 2 cores; the fine-tuning of the denser cells "
-              "(masked dense matrix products, 15 epochs) sets that cost."]
+              f"{missing_core_seconds / 3600:.1f} core hours, {missing_core_seconds / 7200:.1f} h of wall time on 2 "
+              "workers" + (f" (plus {unmeasured} cells with no measurement)" if unmeasured else "")
+              + ". The issue's goal: the MLP grid within 6 h of wall time on 2 cores."]
+    if t["unreadable"]:
+        lines.append(f"{t['unreadable']} line(s) of tasks.jsonl did not parse and were skipped.")
     return lines
 
 

@@ -109,9 +109,9 @@ def test_plane_bound_is_never_below_the_exact_count():
         weights, biases, plane = _deep_pruned_case(rng)
         count = len(enumerate_regions(weights, biases, plane))
         bound = plane_bound(list(zip(weights, biases)), plane)
-        assert count <= bound.regions
+        assert count <= bound.max_regions
         if bound.widths:
-            assert bound.regions == bound_for_ranks_by_enumeration(2, list(bound.widths), list(bound.ranks))
+            assert bound.max_regions == bound_for_ranks_by_enumeration(2, list(bound.widths), list(bound.ranks))
         dropped += bound.widths[:1] != (weights[0].shape[0],)
         deficient += any(r < min(w, 2 if i == 0 else bound.widths[i - 1])
                          for i, (w, r) in enumerate(zip(bound.widths, bound.ranks)))
@@ -121,4 +121,25 @@ def test_plane_bound_is_never_below_the_exact_count():
     w = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0], [0.0, 0.0]])  # the last row is constant on the plane
     b = -w @ origin + np.array([-0.1, 0.2, -0.5, 0.3])
     assert len(enumerate_regions([w], [b], plane)) == 7
-    assert plane_bound([(w, b)], plane) == PlaneBound(widths=(3,), ranks=(2,), regions=7)
+    assert plane_bound([(w, b)], plane) == PlaneBound(widths=(3,), ranks=(2,), max_regions=7)
+
+
+@pytest.mark.pure
+def test_plane_bound_dead_layers_and_scale():
+    """A first layer constant on the plane leaves one region; a dead second layer leaves the first layer's
+    arrangement; a plane spanned by points 1e-13 apart keeps its ranks (the tolerance is relative)."""
+    from allocator.regions.model import PlaneBound, plane_bound
+
+    origin = np.array([0.5, 0.5, 0.5])
+    plane = make_slice(origin, origin + np.array([0.5, 0.0, 0.0]), origin + np.array([0.0, 0.5, 0.0]), 0.0, 1.0)
+    flat = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -2.0]])  # only the coordinate the plane does not move
+    assert plane_bound([(flat, np.zeros(2))], plane) == PlaneBound((), (), 1)
+    assert len(enumerate_regions([flat], [np.zeros(2)], plane)) == 1
+    lines = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [2.0, 2.0, 0.0]])
+    offsets = -lines @ origin + np.array([-0.1, 0.2, -0.5])
+    dead = np.zeros((4, 3))
+    assert plane_bound([(lines, offsets), (dead, np.ones(4))], plane) == PlaneBound((3,), (2,), 7)
+    assert len(enumerate_regions([lines, dead], [offsets, np.ones(4)], plane)) == 7
+    tiny = make_slice(origin, origin + np.array([1e-13, 0.0, 0.0]), origin + np.array([0.0, 1e-13, 0.0]), 0.0, 1.0)
+    count = len(enumerate_regions([lines], [-lines @ origin + 1e-13 * np.array([-0.1, 0.2, -0.5])], tiny))
+    assert plane_bound([(lines, offsets)], tiny) == PlaneBound((3,), (2,), 7) and count <= 7

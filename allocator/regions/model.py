@@ -22,7 +22,7 @@ class PlaneBound:
 
     widths: tuple[int, ...]
     ranks: tuple[int, ...]
-    regions: int
+    max_regions: int
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class RegionCount:
         return {"regions": self.regions, "seconds": self.seconds, "sampled_lower_bound": self.sampled_lower_bound,
                 "grid_resolution": self.grid_resolution, "hidden_widths": list(self.hidden_widths),
                 "densities": list(self.densities), "plane_widths": list(self.plane.widths),
-                "plane_ranks": list(self.plane.ranks), "plane_bound": self.plane.regions}
+                "plane_ranks": list(self.plane.ranks), "plane_bound": self.plane.max_regions}
 
 
 def plane_bound(hidden: Sequence[tuple[np.ndarray, np.ndarray]], plane: Slice) -> PlaneBound:
@@ -54,9 +54,10 @@ def plane_bound(hidden: Sequence[tuple[np.ndarray, np.ndarray]], plane: Slice) -
     ``M_{l+1} = W_{l+1}[:, S_l]`` restricted to its non-zero rows ``S_{l+1}``. The regions are the activation
     patterns of the neurons left, which Serra, Tjandraatmadja & Ramalingam's bound (ICML 2018) caps with
     ``B(k) = sum over J(k) of prod_l C(n'_l, j_l)``, ``n'_l = |S_l|``, ``k_l = rank M_l``, input width 2
-    (``allocator.bound.recursion``: the recursion with every rank law a point mass). With one hidden layer it is the
-    count of an arrangement of ``n'_1`` lines in general position, ``1 + n'_1 + C(n'_1, 2)``: on a slice the count
-    follows how many first-layer rows meet the plane, not the layer's density. The expected bound ``E[B]`` of the
+    (``allocator.bound.recursion``: the recursion with every rank law a point mass). With one hidden layer of rank 2 it
+    is the count of an arrangement of ``n'_1`` lines in general position, ``1 + n'_1 + C(n'_1, 2)`` (rank 1,
+    parallel lines: ``1 + n'_1``): on a slice the count follows how many first-layer rows vary on the plane, not the
+    layer's density. The expected bound ``E[B]`` of the
     pruned layer (input width 784 or 2) is not a model of this: the plane's first layer is ``W_1 basis``, dense in
     every row that keeps a weight where the plane moves.
     """
@@ -72,8 +73,9 @@ def plane_bound(hidden: Sequence[tuple[np.ndarray, np.ndarray]], plane: Slice) -
         if layer + 1 < len(hidden):
             matrix = hidden[layer + 1][0][:, keep]  # M_{l+1}: the columns of this layer's neurons left
         widths.append(int(keep.size))
-        # a tiny relative tolerance: exact rank deficiencies (repeated rows) count, rounding noise does not
-        ranks.append(int(np.linalg.matrix_rank(rows, tol=1e-12 * max(1.0, float(np.abs(rows).max())))))
+        # numpy's tolerance, relative to the largest singular value (scale-free): a singular value counts unless it
+        # is rounding noise of an exact deficiency (repeated rows); an error leans to a higher rank, which is safe
+        ranks.append(int(np.linalg.matrix_rank(rows)))
     if not widths:
         return PlaneBound((), (), 1)
     laws = []
