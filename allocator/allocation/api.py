@@ -159,7 +159,7 @@ def allocate(
         monotone_in_density(model))
     if upper is not None:
         caveat = (certificate.integer_optimum_sentence(upper.ln_bound, decision.value) if enumerated else
-                  certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier)) + (
+                  certificate.upper_bound_sentence(upper.ln_bound, decision.value, upper.multiplier, upper.relaxation)) + (
             "; " + caveat if caveat else "")
     stability = (_stability(network, model, problem.kept_per_layer(decision.units), baseline_results)
                  if network.is_chain else None)  # a CNN's conv tables for a fresh seed would cost minutes
@@ -197,7 +197,8 @@ def allocate(
         upper_bound=None if upper is None else {"ln_bound": upper.ln_bound, "gap_nats": max(0.0, upper.ln_bound - decision.value),
                                                 "multiplier": None if enumerated else upper.multiplier,
                                                 "method": "exhaustive search over every integer allocation" if enumerated
-                                                else "lagrangian relaxation, allocator.formulation.upper_bound"},
+                                                else f"lagrangian relaxation ({upper.relaxation}), "
+                                                     "allocator.formulation.upper_bound"},
     )
 
 

@@ -76,10 +76,12 @@ def stability_sentence(stability: dict) -> str:
     return (f"on fresh masks (seed {stability['fresh_seed']}) ours - baseline, nats: " + (", ".join(parts) or "none"))
 
 
-def upper_bound_sentence(ln_upper: float, ln_ours: float, multiplier: float) -> str:
-    """The proven distance to the best allocation over every integer allocation (ties and FLOPs relaxed)."""
+def upper_bound_sentence(ln_upper: float, ln_ours: float, multiplier: float, relaxation: str = "state-adaptive") -> str:
+    """The proven distance to the best allocation over every integer allocation (ties and FLOPs relaxed);
+    ``relaxation``: ``allocator.formulation.upper_bound``'s name of the relaxation that gave the bound."""
     return (f"no allocation within the budget and bounds exceeds ln E[B] {ln_upper:.4f} nats (Lagrangian bound, "
-            f"multiplier {multiplier:.3g}): ours is proven within {max(0.0, ln_upper - ln_ours):.4f} nats of the optimum")
+            f"{relaxation} relaxation, multiplier {multiplier:.3g}): ours is proven within "
+            f"{max(0.0, ln_upper - ln_ours):.4f} nats of the optimum")
 
 
 def program_sentence(without_upper_bound: bool, monotone_model: bool = True) -> str:
