@@ -140,15 +140,27 @@ def _intervals(grid: Sequence[int]) -> list[tuple[int, int]]:
     return [(low, high - 1) for low, high in zip(grid[:-1], grid[1:])] + [(grid[-1], grid[-1])]
 
 
-Relaxation = Callable[..., float]
+@dataclass(frozen=True)
+class Relaxation:
+    """``ln UB(lambda)`` of the module docstring: call it as ``f(lambda, slopes=None)`` (``slopes``: a list that
+    receives a subgradient at ``lambda``, on a chain; a program appends nothing). On a chain also ``at_zero()``
+    (``ln UB(0)`` in one recursion) and ``delayed(lambda)`` (``ln UB_1``, the delayed relaxation); ``None`` on a
+    program."""
+
+    evaluate: Callable[..., float]
+    at_zero: Callable[[], float] | None
+    delayed: Callable[[float], float] | None
+
+    def __call__(self, multiplier: float, slopes: list | None = None) -> float:
+        return self.evaluate(multiplier, slopes)
+
+
 
 
 def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | None = None,
                focus: Sequence[int] | None = None) -> Relaxation | None:
-    """``ln UB(lambda)`` of the module docstring as a function ``f(lambda, slopes=None)`` (``slopes``: a list that
-    receives a subgradient at ``lambda``, on a chain; a program appends nothing), or ``None`` for a rank model not
-    known to be stochastically monotone. Past ``deadline`` an evaluation raises ``_OutOfTime``. ``levels`` and
-    ``focus``: the grid (``_grid``)."""
+    """The ``Relaxation`` of ``problem``, or ``None`` for a rank model not known to be stochastically monotone. Past
+    ``deadline`` an evaluation raises ``_OutOfTime``. ``levels`` and ``focus``: the grid (``_grid``)."""
     model = problem.rank_model
     if not monotone_in_density(model):
         return None
@@ -354,9 +366,8 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
             ln_next = ln_n_of_layer(widths[position], cols, ln_pmf(layer, ranges[layer][1]), ln_next)
         return float(ln_next[network.input_width])
 
-    evaluate.at_zero = at_zero if network.is_chain else None  # type: ignore[attr-defined]
-    evaluate.delayed = delayed if network.is_chain else None  # type: ignore[attr-defined]
-    return evaluate
+    chain = network.is_chain
+    return Relaxation(evaluate, at_zero if chain else None, delayed if chain else None)
 
 
 def _undominated(vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -393,7 +404,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
 
     if chain:  # a first bound in one recursion, so that one stands even when a full evaluation cannot finish
         try:
-            tried[0.0] = value_of.at_zero()  # type: ignore[attr-defined]
+            tried[0.0] = value_of.at_zero()
         except _OutOfTime:
             return None
 
@@ -419,7 +430,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     first = UpperBound(tried[best], best, len(tried))
     if not (chain and delayed and _delayed_fits(problem, levels, focus)):
         return first
-    tighter = _delayed_search(value_of.delayed, best)  # type: ignore[attr-defined]
+    tighter = _delayed_search(value_of.delayed, best)
     if tighter is None or tighter[1] >= first.ln_bound:
         return first
     return UpperBound(tighter[1], tighter[0], len(tried) + tighter[2], DELAYED)
