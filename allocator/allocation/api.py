@@ -151,7 +151,8 @@ def allocate(
     upper = (UpperBound(max(decision.integer_optimum, decision.value) + IMPROVEMENT_NATS, math.nan, 0) if enumerated else
              lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
                                     focus=problem.kept_per_layer(decision.units),
-                                    multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units))
+                                    multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units),
+                                    target=decision.value)
              if problem.blocks and data_objective is None else None)
     ln_bound = decision.value if data_objective is None else bound_exact.of_units(decision.units)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(

@@ -384,7 +384,8 @@ def _undominated(vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                            deadline: float | None = None, focus: Sequence[int] | None = None,
-                           multiplier_hint: float | None = None, delayed: bool = True) -> UpperBound | None:
+                           multiplier_hint: float | None = None, delayed: bool = True,
+                           target: float | None = None) -> UpperBound | None:
     """The module docstring's bound, minimised over ``lambda`` (``None`` for a rank model that is not known to be
     stochastically monotone in the density, such as the stratified structural estimate). The search over
     ``lambda`` stops at ``deadline`` (a ``time.perf_counter()`` value) with the best multiplier so far (every
@@ -392,7 +393,8 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     counts per weight layer (the answer) around which the grid lists every integer (``_grid``). ``multiplier_hint``:
     where to look for the best ``lambda`` first (the answer's marginal nats per kept weight: at the optimum of the
     relaxation every layer's marginal value equals ``lambda``); without it a grid from 1e-6 to 20. ``delayed``: on a chain,
-    then the delayed relaxation near the best multiplier (module docstring), the lower of the two returned."""
+    then the delayed relaxation near the best multiplier (module docstring), the lower of the two returned; not tried
+    when the first bound is within ``SLOPE_TOLERANCE_NATS`` of ``target`` (the answer's ``ln E[B]``: nothing to gain)."""
     if deadline is not None and time.perf_counter() >= deadline:
         return None
     value_of = relaxation(problem, levels, deadline, focus)
@@ -430,6 +432,8 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     first = UpperBound(tried[best], best, len(tried))
     if not (chain and delayed and _delayed_fits(problem, levels, focus)):
         return first
+    if target is not None and first.ln_bound - target <= SLOPE_TOLERANCE_NATS:
+        return first
     tighter = _delayed_search(value_of.delayed, best)
     if tighter is None or tighter[1] >= first.ln_bound:
         return first
@@ -439,7 +443,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
 #: The delayed relaxation's search: from the first bound's multiplier, steps of this fraction of it, halved
 #: (ln UB_1 is convex), at most ``DELAYED_STEPS`` evaluations.
 DELAYED_FIRST_STEP = 0.02
-DELAYED_STEPS = 7
+DELAYED_STEPS = 3
 #: Entries (intervals x dimensions over the layers) above which the delayed relaxation is not tried: its vectors are
 #: held whole per layer.
 DELAYED_ENTRIES = 2**23
