@@ -247,6 +247,20 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
             stacked_bytes[0] += 2 * pmfs.nbytes
         return pmfs, tails, chosen
 
+    def backward_positions():
+        """The chain's bound layers from the last: ``(position, layer, cols, m, intervals, chunk)`` with ``cols`` the
+        incoming width, ``m = min(width, cols)`` and ``chunk`` the rows of interval laws taken at once; raises
+        ``_OutOfTime`` past the deadline before each layer."""
+        widths = [network.widths[l] for l in bound_layers]
+        for position in range(len(bound_layers) - 1, -1, -1):
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise _OutOfTime
+            layer = bound_layers[position]
+            cols = network.input_width if position == 0 else widths[position - 1]
+            m = min(widths[position], cols)
+            count = len(interval_rows(layer)[0])
+            yield position, layer, cols, m, count, count if layer in stacks else max(1, CHUNK_ENTRIES // (m + 1))
+
     def ln_ub(multiplier: float, slopes: list | None = None) -> float:
         """All intervals of a layer at once: ``h_l`` depends on ``U(l+1, .)`` only, so it is computed once per layer
         and the expectation over each interval's law is a row of one array (``recursion.ln_expect_over_rank``).
@@ -261,15 +275,8 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
         widths = [network.widths[l] for l in bound_layers]
         ln_next = np.zeros(widths[-1] + 1)
         kept_for_slopes = []  # per position: U(l + 1, .), the chosen rows and the values (the slope's second pass)
-        for position in range(len(bound_layers) - 1, -1, -1):
-            if deadline is not None and time.perf_counter() >= deadline:
-                raise _OutOfTime
-            layer = bound_layers[position]
-            cols = network.input_width if position == 0 else widths[position - 1]
-            m = min(widths[position], cols)
+        for position, layer, cols, m, count, chunk in backward_positions():
             ln_h = ln_h_of_layer(widths[position], m, ln_next)
-            count = len(interval_rows(layer)[0])
-            chunk = count if layer in stacks else max(1, CHUNK_ENTRIES // (m + 1))
             best = np.full(m + 1, -np.inf)
             chosen = np.zeros(m + 1, dtype=int)
             for start in range(0, count, chunk):
@@ -277,9 +284,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                     raise _OutOfTime
                 rows = slice(None) if chunk >= count else slice(start, start + chunk)
                 pmfs, tails, lows = stacked(layer, rows)
-                weighted = np.logaddexp.accumulate(pmfs + ln_h, axis=1)  # sum_{k<=c} P(k) h(k)
-                below = np.concatenate((np.full((pmfs.shape[0], 1), -np.inf), weighted[:, :-1]), axis=1)
-                values = np.logaddexp(below, ln_h + tails)
+                values = _expect_rows(pmfs, tails, ln_h)
                 if network.prunable[layer]:
                     values = values - multiplier * lows[:, None]
                 top = values.max(axis=0)
@@ -319,14 +324,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
         by another, each next one's ``h_l`` computed once and every interval's law applied to it."""
         widths = [network.widths[l] for l in bound_layers]
         options = [np.zeros(widths[-1] + 1)]
-        for position in range(len(bound_layers) - 1, -1, -1):
-            if deadline is not None and time.perf_counter() >= deadline:
-                raise _OutOfTime
-            layer = bound_layers[position]
-            cols = network.input_width if position == 0 else widths[position - 1]
-            m = min(widths[position], cols)
-            count = len(interval_rows(layer)[0])
-            chunk = count if layer in stacks else max(1, CHUNK_ENTRIES // (m + 1))
+        for position, layer, cols, m, count, chunk in backward_positions():
             ln_hs = [ln_h_of_layer(widths[position], m, option) for option in options]
             vectors = []
             for start in range(0, count, chunk):
@@ -336,9 +334,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                 for ln_h in ln_hs:
                     if deadline is not None and time.perf_counter() >= deadline:
                         raise _OutOfTime
-                    weighted = np.logaddexp.accumulate(pmfs + ln_h, axis=1)  # sum_{k<=c} P(k) h(k)
-                    below = np.concatenate((np.full((pmfs.shape[0], 1), -np.inf), weighted[:, :-1]), axis=1)
-                    best = np.maximum(best, np.logaddexp(below, ln_h + tails))
+                    best = np.maximum(best, _expect_rows(pmfs, tails, ln_h))
                 if network.prunable[layer]:
                     best = best - multiplier * lows[:, None]
                 vectors += [np.concatenate((row, np.full(cols - m, row[-1]))) for row in best]
@@ -368,6 +364,14 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
 
     chain = network.is_chain
     return Relaxation(evaluate, at_zero if chain else None, delayed if chain else None)
+
+
+def _expect_rows(ln_pmfs: np.ndarray, ln_tails: np.ndarray, ln_h: np.ndarray) -> np.ndarray:
+    """``ln sum_k P_i(k) h(min(d, k))`` for every row ``i`` of ``ln_pmfs`` and ``d = 0..m`` (``ln_tails``: the rows'
+    ``ln sum_{k >= d} P_i(k)``): ``recursion.ln_expect_over_rank`` for many laws at once."""
+    weighted = np.logaddexp.accumulate(ln_pmfs + ln_h, axis=1)  # sum_{k<=c} P(k) h(k)
+    below = np.concatenate((np.full((ln_pmfs.shape[0], 1), -np.inf), weighted[:, :-1]), axis=1)
+    return np.logaddexp(below, ln_h + ln_tails)
 
 
 def _undominated(vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
