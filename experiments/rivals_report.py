@@ -292,7 +292,7 @@ def grid_time(root: Path) -> dict[str, object]:
     set times the median cost ratio between the data sets over the models measured on both (``scaled``). A record
     line that does not parse (a sweep killed mid-write) is skipped and counted."""
     from allocator.study.run_folder import cell_id
-    from experiments.rivals_study import DATASETS, MODELS, specs
+    from experiments.rivals_study import DATASETS, MODELS, SEEDS, specs
 
     log = root / "tasks.jsonl"
     records, unreadable = [], 0
@@ -309,7 +309,7 @@ def grid_time(root: Path) -> dict[str, object]:
             entry[1] += r["new_cells"]
     measured = {key: seconds / cells for key, (seconds, cells) in spent.items()}
     rows = []
-    for spec in specs(MODELS, DATASETS, 10, True):
+    for spec in specs(MODELS, DATASETS, SEEDS, True):
         for dataset in spec.datasets:
             for model in spec.models:
                 for criterion in spec.criteria:

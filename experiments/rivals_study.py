@@ -30,6 +30,7 @@ DATASETS = ("fashion-mnist", "mnist-npm10k")
 RULES = ("ours", "ours-distortion", "ours-guarded", "uniform", "erk", "igq", "balanced", "synflow", "rd", "lamp",
          "global-magnitude")
 CONTROL_MODELS = ("mlp-2x100", "lenet-300-100")
+SEEDS = 10  # paired seeds of the grid
 
 
 def densities_of(model: str) -> tuple[float, ...]:
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", choices=BACKENDS, default="local")
     parser.add_argument("--out", default="experiments/results/paper1")

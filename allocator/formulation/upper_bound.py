@@ -438,18 +438,12 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
         return first
     if target is not None and first.ln_bound - target <= SLOPE_TOLERANCE_NATS:
         return first
-    tighter = _delayed_search(value_of.delayed, best)
-    if tighter is None or tighter[1] >= first.ln_bound:
+    tighter = _delayed_at(value_of.delayed, best)
+    if tighter is None or tighter >= first.ln_bound:
         return first
-    return UpperBound(tighter[1], tighter[0], len(tried) + tighter[2], DELAYED)
+    return UpperBound(tighter, best, len(tried) + 1, DELAYED)
 
 
-#: The delayed relaxation's search: from the first bound's multiplier, steps of this fraction of it, halved
-#: (ln UB_1 is convex), at most ``DELAYED_STEPS`` evaluations. One: the first bound's multiplier is near the delayed
-#: one's best (searching on moved 784-100x5-10's gap from 0.0354 to 0.0342 nats), and an evaluation costs about 12
-#: of the first relaxation's (0.87 s against 0.07 s at 100 layers of 100), which the 100-layer goal cannot spare.
-DELAYED_FIRST_STEP = 0.02
-DELAYED_STEPS = 1
 #: Entries (intervals x dimensions over the layers) above which the delayed relaxation is not tried: its vectors are
 #: held whole per layer.
 DELAYED_ENTRIES = 2**23
@@ -464,34 +458,14 @@ def _delayed_fits(problem: AllocationProblem, levels: int, focus: Sequence[int] 
     return (levels + extra + 1) * widest <= DELAYED_ENTRIES
 
 
-def _delayed_search(delayed: Callable[[float], float], start: float) -> tuple[float, float, int] | None:
-    """``(multiplier, ln UB_1, evaluations)`` at the best multiplier found near ``start`` by a descent with halving
-    steps; ``None`` when the deadline passed before one evaluation finished."""
-    values: dict[float, float] = {}
-
-    def value(multiplier: float) -> float:
-        if multiplier not in values:
-            try:
-                values[multiplier] = delayed(multiplier)
-            except _OutOfTime:
-                values[multiplier] = math.inf
-        return values[multiplier]
-
-    centre = start
-    step = DELAYED_FIRST_STEP * start if start > 0 else HINT_FLOOR * 1e3  # from 0 the minimum may lie above it
-    if not math.isfinite(value(centre)):
+def _delayed_at(delayed: Callable[[float], float], multiplier: float) -> float | None:
+    """``ln UB_1`` at ``multiplier`` (the first bound's: an evaluation costs about 12 of the first relaxation's, 0.87
+    s against 0.07 s at 100 layers of 100, and a search around it moved 784-100x5-10's gap only from 0.0354 to
+    0.0342 nats); ``None`` when the deadline passes first."""
+    try:
+        return delayed(multiplier)
+    except _OutOfTime:
         return None
-    while len(values) < DELAYED_STEPS and step > 0:
-        left, right = max(0.0, centre - step), centre + step
-        if value(right) < values[centre]:
-            centre = right
-        elif len(values) < DELAYED_STEPS and value(left) < values[centre]:
-            centre = left
-        else:
-            step /= 2
-    finite = {m: v for m, v in values.items() if math.isfinite(v)}
-    best = min(finite, key=finite.get)
-    return best, finite[best], len(values)
 
 
 #: Rows within this of a state's best value count as tied for the slope: the cheapest of them is charged (at a
