@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
-from allocator.allocation import certificate
+from allocator.allocation import certificate, pairing
 from allocator.allocation.baselines import BaselineRule, BaselineUnavailable, get_baseline
 from allocator.allocation.record import Allocation, AllocationStatus, BaselineResult, LayerAllocation
 from allocator.allocation.repair import repair
@@ -297,6 +297,8 @@ def _marginal_nats_per_weight(problem: AllocationProblem, exact: ExactObjective,
     return gains[len(gains) // 2]  # the bound ignores a hint below its HINT_FLOOR (a saturated bound's noise)
 
 
+#: The meet-in-the-middle enumeration (``allocator.allocation.pairing``) runs where its estimate is at most this, s.
+PAIRING_SECONDS = 2.0
 #: Re-solves (extra polish starts) only after a first MIP solve faster than this, seconds.
 RESOLVE_FIRST_SOLVE_S = 1.0
 
@@ -333,6 +335,17 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
             starts.append(("exhaustive", units))
             proven.append(certificate.integer_exhaustive_sentence(points))
             menu_points = math.inf  # the menu's search adds nothing
+    elif integers is not None:  # more points: the meet-in-the-middle pairing values them all, where it is cheap
+        chosen = pairing.plan(problem)
+        if (chosen is not None and chosen.seconds <= PAIRING_SECONDS
+                and time.perf_counter() + chosen.seconds < deadline):
+            say(f"meet in the middle over every whole-budget integer allocation ({chosen.allocations} allocations)")
+            found = pairing.integer_optimum(problem, exact, chosen, deadline=deadline)
+            if found is not None:
+                units, integer_optimum, points = found
+                starts.append(("exhaustive", units))
+                proven.append(certificate.integer_pairing_sentence(points))
+                menu_points = math.inf
     if menu_points <= exhaustive_limit:
         clock = time.perf_counter()
         exact.of_units(starts[0][1])

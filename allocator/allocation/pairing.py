@@ -1,0 +1,181 @@
+"""The exact integer optimum of ``ln E[B]`` on a chain by meet in the middle: every whole-budget allocation valued
+once, each layer step computed once per prefix or suffix.
+
+On a chain the bound factors at any position ``p`` (``allocator.bound.recursion``: ``R_p`` the adjoint row of the
+layers before ``p``, ``N(p, .)`` the recursion's array of the layers from ``p`` on):
+
+    E[B](u) = sum_d R_p(d; u_prefix) N(p, d; u_suffix).
+
+Write a block's units as ``u_b = lo_b + x_b`` with ``0 <= x_b <= hi_b - lo_b``. ``ln E[B]`` never falls when a kept
+count rises (a monotone rank model; the caller checks), and the budget's room covers it (``AllocationProblem``
+checks), so some optimum spends the whole budget: ``sum_b x_b = S``, the budget's spare over the floors. Every prefix
+of offset sum ``s`` pairs with every suffix of sum ``S - s``; ``count_whole_budget`` of them in all. Each prefix row
+and suffix array costs one layer step from its parent's, so the work is (prefixes + suffixes) steps plus one
+log-sum-exp pairing per allocation, against one full evaluation per allocation for ``exhaustive_search``.
+
+Only for chains whose blocks are single layers with no FLOPs budget (``plan`` returns ``None`` otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from allocator.bound.recursion import ln_adjoint_of_layer, ln_n_of_layer
+from allocator.formulation.objective import ExactObjective
+from allocator.formulation.problem import AllocationProblem
+
+#: Spares (budget minus the floors, in kept weights) above this are not planned: the counts' tables grow with it.
+MAX_SPARE = 20_000
+#: The suffix arrays held at once, bytes.
+MAX_SUFFIX_BYTES = 64 * 2**20
+#: Measured costs on this project's 2-core machine (784-100x5-10): one layer step, and one pairing per entry.
+STEP_SECONDS = 30e-6
+PAIR_SECONDS_PER_ENTRY = 20e-9
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where to split (blocks ``0..split-1`` on the prefix side) and what it will cost."""
+
+    split: int
+    allocations: int  # whole-budget allocations, all valued
+    steps: int  # layer steps for every prefix row and suffix array
+    suffix_bytes: int
+    seconds: float  # estimate: steps * STEP_SECONDS + allocations * width * PAIR_SECONDS_PER_ENTRY
+
+
+def _tuples_with_sum(ranges: Sequence[int], spare: int) -> np.ndarray:
+    """``ways[s]``: the offset tuples ``0 <= x_b <= ranges[b]`` with ``sum x_b = s``, for ``s = 0..spare`` (exact
+    integers as Python objects: counts can pass 2**63)."""
+    ways = np.zeros(spare + 1, dtype=object)
+    ways[0] = 1
+    for top in ranges:
+        running = np.cumsum(ways)  # prefix sums: ways'(s) = sum_{x=0}^{min(top, s)} ways(s - x)
+        shifted = np.concatenate((np.zeros(min(top, spare) + 1, dtype=object), running))[: spare + 1]
+        ways = running - shifted
+    return ways
+
+
+def plan(problem: AllocationProblem) -> Plan | None:
+    """The cheapest split for ``problem``, or ``None`` where the pairing does not apply (module docstring)."""
+    network, blocks = problem.network, problem.blocks
+    if (len(blocks) < 2 or not network.is_chain or problem.constraints.flops_budget is not None
+            or any(block.is_tied or len(block.members) != 1 for block in blocks)):
+        return None
+    layers = list(network.bound_layers)
+    if sorted(layers) != list(range(network.n_weight_layers)):
+        return None
+    position = {layer: p for p, layer in enumerate(layers)}
+    if [position[b.members[0]] for b in blocks] != sorted(position[b.members[0]] for b in blocks):
+        return None
+    spare = problem.budget.kept - problem.fixed_prunable_kept - sum(block.lo for block in blocks)
+    if spare < 0 or spare > MAX_SPARE:
+        return None
+    ranges = [min(block.hi - block.lo, spare) for block in blocks]
+    allocations = int(_tuples_with_sum(ranges, spare)[spare])
+    best: Plan | None = None
+    for split in range(1, len(blocks)):
+        at = position[blocks[split].members[0]]
+        width = network.input_width if at == 0 else network.widths[layers[at - 1]]
+        prefix_tuples = _partial_counts(ranges[:split], spare)  # tuples of the first k blocks, k = 1..split
+        suffix_tuples = _partial_counts(ranges[split:][::-1], spare)
+        fixed_steps = len(layers) - len(blocks)  # at most one step per tuple each, bounded by the longest side
+        steps = sum(prefix_tuples) + sum(suffix_tuples) + fixed_steps * max(prefix_tuples[-1], suffix_tuples[-1])
+        suffix_bytes = suffix_tuples[-1] * (width + 1) * 8
+        seconds = steps * STEP_SECONDS + allocations * (width + 1) * PAIR_SECONDS_PER_ENTRY
+        candidate = Plan(split, allocations, steps, suffix_bytes, seconds)
+        if suffix_bytes <= MAX_SUFFIX_BYTES and (best is None or candidate.seconds < best.seconds):
+            best = candidate
+    return best
+
+
+def _partial_counts(ranges: Sequence[int], spare: int) -> list[int]:
+    """For ``k = 1..len(ranges)``: the offset tuples of the first ``k`` blocks with sum at most ``spare``."""
+    counts = []
+    for k in range(1, len(ranges) + 1):
+        counts.append(int(sum(_tuples_with_sum(ranges[:k], spare))))
+    return counts
+
+
+def integer_optimum(problem: AllocationProblem, exact: ExactObjective, chosen: Plan,
+                    deadline: float | None = None) -> tuple[list[int], float, int] | None:
+    """The best whole-budget allocation by the pairing of ``chosen`` (block units), its ``ln E[B]`` from ``exact``
+    and the number of allocations valued; ``None`` if ``deadline`` (``time.perf_counter()``) passed first."""
+    network, blocks = problem.network, problem.blocks
+    layers = list(network.bound_layers)
+    block_at = {layer: b for b, block in enumerate(blocks) for layer in block.members}
+    spare = problem.budget.kept - problem.fixed_prunable_kept - sum(block.lo for block in blocks)
+    split_at = layers.index(blocks[chosen.split].members[0])
+    widths = [network.widths[layer] for layer in layers]
+    cols = [network.input_width] + widths[:-1]
+
+    def law(position: int, kept: int) -> np.ndarray:
+        return exact.law(layers[position], kept).ln_pmf
+
+    def expired() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
+    # suffixes: (offsets of the suffix blocks, their sum, ln N(split_at, .)), deepest layer first
+    suffixes: list[tuple[tuple[int, ...], int, np.ndarray]] = [((), 0, np.zeros(widths[-1] + 1))]
+    for position in range(len(layers) - 1, split_at - 1, -1):
+        b = block_at.get(layers[position])
+        if b is None:
+            kept = problem.fixed_kept[layers[position]]
+            suffixes = [(o, s, ln_n_of_layer(widths[position], cols[position], law(position, kept), a))
+                        for o, s, a in suffixes]
+            continue
+        grown = []
+        for offsets, total, array in suffixes:
+            for x in range(min(blocks[b].hi - blocks[b].lo, spare - total) + 1):
+                grown.append(((x,) + offsets, total + x,
+                              ln_n_of_layer(widths[position], cols[position], law(position, blocks[b].lo + x), array)))
+            if expired():
+                return None
+        suffixes = grown
+    row = np.full(network.input_width + 1, -np.inf)
+    row[network.input_width] = 0.0
+    prefixes: list[tuple[tuple[int, ...], int, np.ndarray]] = [((), 0, row)]
+    for position in range(split_at):
+        b = block_at.get(layers[position])
+        if b is None:
+            kept = problem.fixed_kept[layers[position]]
+            prefixes = [(o, s, ln_adjoint_of_layer(widths[position], cols[position], law(position, kept), r))
+                        for o, s, r in prefixes]
+            continue
+        grown = []
+        for offsets, total, vector in prefixes:
+            for x in range(min(blocks[b].hi - blocks[b].lo, spare - total) + 1):
+                grown.append((offsets + (x,), total + x,
+                              ln_adjoint_of_layer(widths[position], cols[position], law(position, blocks[b].lo + x),
+                                                  vector)))
+            if expired():
+                return None
+        prefixes = grown
+    groups: dict[int, list[int]] = {}
+    for index, (_, total, _) in enumerate(suffixes):
+        groups.setdefault(total, []).append(index)
+    stacked = {total: np.stack([suffixes[i][2] for i in members]) for total, members in groups.items()}
+    best_value, best_offsets, valued = -np.inf, None, 0
+    for offsets, total, vector in prefixes:
+        partners = groups.get(spare - total)
+        if not partners:
+            continue
+        summed = stacked[spare - total] + vector[None, :]
+        top = summed.max(axis=1)
+        finite = np.isfinite(top)
+        values = np.full(len(partners), -np.inf)
+        values[finite] = top[finite] + np.log(np.exp(summed[finite] - top[finite, None]).sum(axis=1))
+        j = int(np.argmax(values))
+        valued += len(partners)
+        if values[j] > best_value:
+            best_value, best_offsets = float(values[j]), offsets + suffixes[partners[j]][0]
+        if expired():
+            return None
+    if best_offsets is None:
+        return None
+    units = [block.lo + x for block, x in zip(blocks, best_offsets)]
+    return units, exact.of_units(units), valued
