@@ -30,6 +30,9 @@ from allocator.formulation.problem import AllocationProblem
 
 #: Spares (budget minus the floors, in kept weights) above this are not planned: the counts' tables grow with it.
 MAX_SPARE = 20_000
+#: More blocks, or more whole-budget allocations, are not planned (far beyond any time share the solver gives it).
+MAX_BLOCKS = 12
+MAX_ALLOCATIONS = 10**9
 #: The suffix arrays held at once, bytes.
 MAX_SUFFIX_BYTES = 64 * 2**20
 #: Measured costs on this project's 2-core machine (784-100x5-10): one layer step, and one pairing per entry.
@@ -48,22 +51,25 @@ class Plan:
     seconds: float  # estimate: steps * STEP_SECONDS + allocations * width * PAIR_SECONDS_PER_ENTRY
 
 
-def _tuples_with_sum(ranges: Sequence[int], spare: int) -> np.ndarray:
-    """``ways[s]``: the offset tuples ``0 <= x_b <= ranges[b]`` with ``sum x_b = s``, for ``s = 0..spare`` (exact
-    integers as Python objects: counts can pass 2**63)."""
+def _running_ways(ranges: Sequence[int], spare: int) -> list[np.ndarray]:
+    """``ways[k][s]`` for ``k = 1..len(ranges)``: the offset tuples ``0 <= x_b <= ranges[b]`` of the first ``k``
+    blocks with ``sum x_b = s``, ``s = 0..spare`` (Python integers: counts can pass 2**63); one pass, O(k spare)."""
     ways = np.zeros(spare + 1, dtype=object)
     ways[0] = 1
+    table = []
     for top in ranges:
-        running = np.cumsum(ways)  # prefix sums: ways'(s) = sum_{x=0}^{min(top, s)} ways(s - x)
+        running = np.cumsum(ways)  # ways'(s) = sum_{x=0}^{min(top, s)} ways(s - x), by prefix sums
         shifted = np.concatenate((np.zeros(min(top, spare) + 1, dtype=object), running))[: spare + 1]
         ways = running - shifted
-    return ways
+        table.append(ways)
+    return table
 
 
 def plan(problem: AllocationProblem) -> Plan | None:
-    """The cheapest split for ``problem``, or ``None`` where the pairing does not apply (module docstring)."""
+    """The cheapest split for ``problem``, or ``None`` where the pairing does not apply (module docstring) or would
+    value more than ``MAX_ALLOCATIONS`` allocations."""
     network, blocks = problem.network, problem.blocks
-    if (len(blocks) < 2 or not network.is_chain or problem.constraints.flops_budget is not None
+    if (not 2 <= len(blocks) <= MAX_BLOCKS or not network.is_chain or problem.constraints.flops_budget is not None
             or any(block.is_tied or len(block.members) != 1 for block in blocks)):
         return None
     layers = list(network.bound_layers)
@@ -76,29 +82,26 @@ def plan(problem: AllocationProblem) -> Plan | None:
     if spare < 0 or spare > MAX_SPARE:
         return None
     ranges = [min(block.hi - block.lo, spare) for block in blocks]
-    allocations = int(_tuples_with_sum(ranges, spare)[spare])
+    forward = _running_ways(ranges, spare)
+    allocations = int(forward[-1][spare])
+    if allocations > MAX_ALLOCATIONS:
+        return None
+    backward = _running_ways(ranges[::-1], spare)
+    prefix_tuples = [int(sum(ways)) for ways in forward]  # of the first k blocks, sum at most spare
+    suffix_tuples = [int(sum(ways)) for ways in backward]  # of the last k blocks
+    fixed_steps = len(layers) - len(blocks)
     best: Plan | None = None
     for split in range(1, len(blocks)):
         at = position[blocks[split].members[0]]
         width = network.input_width if at == 0 else network.widths[layers[at - 1]]
-        prefix_tuples = _partial_counts(ranges[:split], spare)  # tuples of the first k blocks, k = 1..split
-        suffix_tuples = _partial_counts(ranges[split:][::-1], spare)
-        fixed_steps = len(layers) - len(blocks)  # at most one step per tuple each, bounded by the longest side
-        steps = sum(prefix_tuples) + sum(suffix_tuples) + fixed_steps * max(prefix_tuples[-1], suffix_tuples[-1])
-        suffix_bytes = suffix_tuples[-1] * (width + 1) * 8
+        prefix, suffix = prefix_tuples[:split], suffix_tuples[: len(blocks) - split]
+        steps = sum(prefix) + sum(suffix) + fixed_steps * max(prefix[-1], suffix[-1])  # a fixed layer: one per tuple
+        suffix_bytes = suffix[-1] * (width + 1) * 8
         seconds = steps * STEP_SECONDS + allocations * (width + 1) * PAIR_SECONDS_PER_ENTRY
         candidate = Plan(split, allocations, steps, suffix_bytes, seconds)
         if suffix_bytes <= MAX_SUFFIX_BYTES and (best is None or candidate.seconds < best.seconds):
             best = candidate
     return best
-
-
-def _partial_counts(ranges: Sequence[int], spare: int) -> list[int]:
-    """For ``k = 1..len(ranges)``: the offset tuples of the first ``k`` blocks with sum at most ``spare``."""
-    counts = []
-    for k in range(1, len(ranges) + 1):
-        counts.append(int(sum(_tuples_with_sum(ranges[:k], spare))))
-    return counts
 
 
 def integer_optimum(problem: AllocationProblem, exact: ExactObjective, chosen: Plan,
