@@ -71,3 +71,25 @@ def test_four_layers_at_low_density_are_proven_optimal_by_the_pairing():
     assert answer.upper_bound["method"] == "exhaustive search over every integer allocation"
     assert answer.upper_bound["gap_nats"] < 1e-9
     assert "all 198485 that spend the whole budget valued by meet in the middle" in answer.certificate
+
+
+def test_the_plan_counts_slow_rank_laws_and_the_search_stops_at_its_deadline():
+    """Monte-Carlo laws cost ~1e4 times the binomial's: the plan's estimate must carry them, and a run past its
+    deadline returns ``None`` within about one law's time, not after a whole prefix's laws."""
+    import time
+
+    network = Network.from_arch("784,100,100,10")
+    problem = AllocationProblem.build(network, make_budget(network, kept=300), RankModel("binomial"))
+    cheap = pairing.plan(problem)
+    dear = pairing.plan(problem, law_seconds=0.05)
+    assert dear.seconds == pytest.approx(cheap.seconds + dear.laws * 0.05)
+    assert dear.laws == sum(min(b.hi - b.lo, 300 - 2) + 1 for b in problem.blocks)
+    started = time.perf_counter()
+    assert pairing.integer_optimum(problem, ExactObjective(problem), cheap, deadline=started) is None
+    assert time.perf_counter() - started < 0.5
+
+
+def test_no_plan_for_a_rank_model_not_known_to_be_monotone():
+    network = Network.from_arch("20,8,8,8,3")
+    problem = AllocationProblem.build(network, make_budget(network, kept=20), RankModel("structural"))
+    assert pairing.plan(problem) is None

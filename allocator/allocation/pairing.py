@@ -27,16 +27,20 @@ import numpy as np
 from allocator.bound.recursion import ln_adjoint_of_layer, ln_n_of_layer
 from allocator.formulation.objective import ExactObjective
 from allocator.formulation.problem import AllocationProblem
+from allocator.formulation.upper_bound import monotone_in_density
 
 #: Spares (budget minus the floors, in kept weights) above this are not planned: the counts' tables grow with it.
 MAX_SPARE = 20_000
 #: More blocks, or more whole-budget allocations, are not planned (far beyond any time share the solver gives it).
 MAX_BLOCKS = 12
 MAX_ALLOCATIONS = 10**9
-#: The suffix arrays held at once, bytes.
-MAX_SUFFIX_BYTES = 64 * 2**20
-#: Measured costs on this project's 2-core machine (784-100x5-10): one layer step, and one pairing per entry.
-STEP_SECONDS = 30e-6
+#: The prefix rows and suffix arrays held at once (the suffixes twice: grouped by sum for the pairing), bytes.
+MAX_BYTES = 128 * 2**20
+#: Measured costs on this project's 2-core machine (784-100x5-10; wide layers checked up to 4000): one layer step
+#: on a dimension of ``w + 1`` entries costs about ``STEP_SECONDS + STEP_SECONDS_PER_ENTRY * (w + 1)``, one pairing
+#: ``PAIR_SECONDS_PER_ENTRY`` per entry.
+STEP_SECONDS = 15e-6
+STEP_SECONDS_PER_ENTRY = 0.15e-6
 PAIR_SECONDS_PER_ENTRY = 20e-9
 
 
@@ -47,8 +51,9 @@ class Plan:
     split: int
     allocations: int  # whole-budget allocations, all valued
     steps: int  # layer steps for every prefix row and suffix array
-    suffix_bytes: int
-    seconds: float  # estimate: steps * STEP_SECONDS + allocations * width * PAIR_SECONDS_PER_ENTRY
+    laws: int  # distinct rank laws it needs (one per block and kept count)
+    held_bytes: int  # prefix rows and suffix arrays (twice) at once
+    seconds: float  # estimate: the steps and pairings at the measured costs, plus laws * law_seconds
 
 
 def _running_ways(ranges: Sequence[int], spare: int) -> list[np.ndarray]:
@@ -65,12 +70,15 @@ def _running_ways(ranges: Sequence[int], spare: int) -> list[np.ndarray]:
     return table
 
 
-def plan(problem: AllocationProblem) -> Plan | None:
-    """The cheapest split for ``problem``, or ``None`` where the pairing does not apply (module docstring) or would
-    value more than ``MAX_ALLOCATIONS`` allocations."""
+def plan(problem: AllocationProblem, law_seconds: float = 0.0) -> Plan | None:
+    """The cheapest split for ``problem``, or ``None`` where the pairing does not apply (module docstring: also a rank
+    model not known to be monotone in the density), would value more than ``MAX_ALLOCATIONS`` allocations or hold
+    more than ``MAX_BYTES``. ``law_seconds``: what one new rank law costs (the caller measures it: Monte-Carlo laws
+    cost ~1e4 times the binomial's)."""
     network, blocks = problem.network, problem.blocks
     if (not 2 <= len(blocks) <= MAX_BLOCKS or not network.is_chain or problem.constraints.flops_budget is not None
-            or any(block.is_tied or len(block.members) != 1 for block in blocks)):
+            or any(block.is_tied or len(block.members) != 1 for block in blocks)
+            or not monotone_in_density(problem.rank_model)):
         return None
     layers = list(network.bound_layers)
     if sorted(layers) != list(range(network.n_weight_layers)):
@@ -90,16 +98,27 @@ def plan(problem: AllocationProblem) -> Plan | None:
     prefix_tuples = [int(sum(ways)) for ways in forward]  # of the first k blocks, sum at most spare
     suffix_tuples = [int(sum(ways)) for ways in backward]  # of the last k blocks
     fixed_steps = len(layers) - len(blocks)
+
+    def step_seconds(layer: int) -> float:  # a step runs over the layer's width and the one before
+        before = network.input_width if position[layer] == 0 else network.widths[layers[position[layer] - 1]]
+        return STEP_SECONDS + STEP_SECONDS_PER_ENTRY * (max(network.widths[layer], before) + 1)
+
+    block_step = [step_seconds(block.members[0]) for block in blocks]
+    widest_step = max(step_seconds(layer) for layer in layers)
+    laws = sum(r + 1 for r in ranges)
     best: Plan | None = None
     for split in range(1, len(blocks)):
         at = position[blocks[split].members[0]]
         width = network.input_width if at == 0 else network.widths[layers[at - 1]]
         prefix, suffix = prefix_tuples[:split], suffix_tuples[: len(blocks) - split]
         steps = sum(prefix) + sum(suffix) + fixed_steps * max(prefix[-1], suffix[-1])  # a fixed layer: one per tuple
-        suffix_bytes = suffix[-1] * (width + 1) * 8
-        seconds = steps * STEP_SECONDS + allocations * (width + 1) * PAIR_SECONDS_PER_ENTRY
-        candidate = Plan(split, allocations, steps, suffix_bytes, seconds)
-        if suffix_bytes <= MAX_SUFFIX_BYTES and (best is None or candidate.seconds < best.seconds):
+        step_time = (sum(c * t for c, t in zip(prefix, block_step[:split]))
+                     + sum(c * t for c, t in zip(suffix, block_step[::-1]))
+                     + fixed_steps * max(prefix[-1], suffix[-1]) * widest_step)
+        held_bytes = (prefix[-1] + 2 * suffix[-1]) * (width + 1) * 8
+        seconds = step_time + allocations * (width + 1) * PAIR_SECONDS_PER_ENTRY + laws * law_seconds
+        candidate = Plan(split, allocations, steps, laws, held_bytes, seconds)
+        if held_bytes <= MAX_BYTES and (best is None or candidate.seconds < best.seconds):
             best = candidate
     return best
 
@@ -136,8 +155,8 @@ def integer_optimum(problem: AllocationProblem, exact: ExactObjective, chosen: P
             for x in range(min(blocks[b].hi - blocks[b].lo, spare - total) + 1):
                 grown.append(((x,) + offsets, total + x,
                               ln_n_of_layer(widths[position], cols[position], law(position, blocks[b].lo + x), array)))
-            if expired():
-                return None
+                if expired():
+                    return None
         suffixes = grown
     row = np.full(network.input_width + 1, -np.inf)
     row[network.input_width] = 0.0
@@ -155,8 +174,8 @@ def integer_optimum(problem: AllocationProblem, exact: ExactObjective, chosen: P
                 grown.append((offsets + (x,), total + x,
                               ln_adjoint_of_layer(widths[position], cols[position], law(position, blocks[b].lo + x),
                                                   vector)))
-            if expired():
-                return None
+                if expired():
+                    return None
         prefixes = grown
     groups: dict[int, list[int]] = {}
     for index, (_, total, _) in enumerate(suffixes):
