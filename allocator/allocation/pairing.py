@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -141,42 +141,37 @@ def integer_optimum(problem: AllocationProblem, exact: ExactObjective, chosen: P
     def expired() -> bool:
         return deadline is not None and time.perf_counter() > deadline
 
-    # suffixes: (offsets of the suffix blocks, their sum, ln N(split_at, .)), deepest layer first
-    suffixes: list[tuple[tuple[int, ...], int, np.ndarray]] = [((), 0, np.zeros(widths[-1] + 1))]
-    for position in range(len(layers) - 1, split_at - 1, -1):
+    Entry = tuple[tuple[int, ...], int, np.ndarray]  # (offsets of the side's blocks, their sum, its array)
+
+    def grow(entries: list[Entry], position: int, step: Callable[[int, int, np.ndarray, np.ndarray], np.ndarray],
+             before: bool) -> list[Entry] | None:
+        """Every entry taken through the layer at ``position`` by ``step`` (one child per offset of a block's
+        layer, the entry itself for a fixed layer); ``before``: the new offset goes first (suffixes grow upward)."""
         b = block_at.get(layers[position])
         if b is None:
             kept = problem.fixed_kept[layers[position]]
-            suffixes = [(o, s, ln_n_of_layer(widths[position], cols[position], law(position, kept), a))
-                        for o, s, a in suffixes]
-            continue
-        grown = []
-        for offsets, total, array in suffixes:
+            return [(o, s, step(widths[position], cols[position], law(position, kept), a)) for o, s, a in entries]
+        grown: list[Entry] = []
+        for offsets, total, array in entries:
             for x in range(min(blocks[b].hi - blocks[b].lo, spare - total) + 1):
-                grown.append(((x,) + offsets, total + x,
-                              ln_n_of_layer(widths[position], cols[position], law(position, blocks[b].lo + x), array)))
+                child = step(widths[position], cols[position], law(position, blocks[b].lo + x), array)
+                grown.append(((x,) + offsets if before else offsets + (x,), total + x, child))
                 if expired():
                     return None
-        suffixes = grown
+        return grown
+
+    suffixes: list[Entry] | None = [((), 0, np.zeros(widths[-1] + 1))]  # ln N(split_at, .), deepest layer first
+    for position in range(len(layers) - 1, split_at - 1, -1):
+        suffixes = grow(suffixes, position, ln_n_of_layer, before=True)
+        if suffixes is None:
+            return None
     row = np.full(network.input_width + 1, -np.inf)
     row[network.input_width] = 0.0
-    prefixes: list[tuple[tuple[int, ...], int, np.ndarray]] = [((), 0, row)]
+    prefixes: list[Entry] | None = [((), 0, row)]  # the adjoint rows R_split_at
     for position in range(split_at):
-        b = block_at.get(layers[position])
-        if b is None:
-            kept = problem.fixed_kept[layers[position]]
-            prefixes = [(o, s, ln_adjoint_of_layer(widths[position], cols[position], law(position, kept), r))
-                        for o, s, r in prefixes]
-            continue
-        grown = []
-        for offsets, total, vector in prefixes:
-            for x in range(min(blocks[b].hi - blocks[b].lo, spare - total) + 1):
-                grown.append((offsets + (x,), total + x,
-                              ln_adjoint_of_layer(widths[position], cols[position], law(position, blocks[b].lo + x),
-                                                  vector)))
-                if expired():
-                    return None
-        prefixes = grown
+        prefixes = grow(prefixes, position, ln_adjoint_of_layer, before=False)
+        if prefixes is None:
+            return None
     groups: dict[int, list[int]] = {}
     for index, (_, total, _) in enumerate(suffixes):
         groups.setdefault(total, []).append(index)
