@@ -336,11 +336,13 @@ def _decide(problem: AllocationProblem, exact: ExactObjective, levels: int, solu
             proven.append(certificate.integer_exhaustive_sentence(points))
             menu_points = math.inf  # the menu's search adds nothing
     elif integers is not None:  # more points: the meet-in-the-middle pairing values them all, where it is cheap
-        clock = time.perf_counter()  # what one new rank law costs here (Monte-Carlo laws: ~1e4 x the binomial's)
-        exact.law(problem.blocks[0].members[0], (problem.blocks[0].lo + problem.blocks[0].hi) // 2 + 1)
-        chosen = pairing.plan(problem, law_seconds=time.perf_counter() - clock)
-        if (chosen is not None and chosen.seconds <= PAIRING_SECONDS
-                and time.perf_counter() + chosen.seconds < deadline):
+        chosen = pairing.plan(problem)
+        seconds = math.inf
+        if chosen is not None and chosen.seconds <= PAIRING_SECONDS:
+            clock = time.perf_counter()  # what one new rank law costs here (Monte-Carlo laws: ~1e4 x the binomial's)
+            exact.law(problem.blocks[0].members[0], (problem.blocks[0].lo + problem.blocks[0].hi) // 2 + 1)
+            seconds = chosen.seconds + chosen.laws * (time.perf_counter() - clock)
+        if chosen is not None and seconds <= PAIRING_SECONDS and time.perf_counter() + seconds < deadline:
             say(f"meet in the middle over every whole-budget integer allocation ({chosen.allocations} allocations)")
             found = pairing.integer_optimum(problem, exact, chosen, deadline=deadline)
             if found is not None:

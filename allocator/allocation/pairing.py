@@ -7,9 +7,9 @@ layers before ``p``, ``N(p, .)`` the recursion's array of the layers from ``p`` 
     E[B](u) = sum_d R_p(d; u_prefix) N(p, d; u_suffix).
 
 Write a block's units as ``u_b = lo_b + x_b`` with ``0 <= x_b <= hi_b - lo_b``. ``ln E[B]`` never falls when a kept
-count rises (a monotone rank model; the caller checks), and the budget's room covers it (``AllocationProblem``
+count rises (a monotone rank model; ``plan`` checks), and the budget's room covers it (``AllocationProblem``
 checks), so some optimum spends the whole budget: ``sum_b x_b = S``, the budget's spare over the floors. Every prefix
-of offset sum ``s`` pairs with every suffix of sum ``S - s``; ``count_whole_budget`` of them in all. Each prefix row
+of offset sum ``s`` pairs with every suffix of sum ``S - s``; ``Plan.allocations`` of them in all. Each prefix row
 and suffix array costs one layer step from its parent's, so the work is (prefixes + suffixes) steps plus one
 log-sum-exp pairing per allocation, against one full evaluation per allocation for ``exhaustive_search``.
 
@@ -53,7 +53,7 @@ class Plan:
     steps: int  # layer steps for every prefix row and suffix array
     laws: int  # distinct rank laws it needs (one per block and kept count)
     held_bytes: int  # prefix rows and suffix arrays (twice) at once
-    seconds: float  # estimate: the steps and pairings at the measured costs, plus laws * law_seconds
+    seconds: float  # estimate: the steps and pairings at the measured costs (new rank laws not counted: ``laws``)
 
 
 def _running_ways(ranges: Sequence[int], spare: int) -> list[np.ndarray]:
@@ -70,11 +70,11 @@ def _running_ways(ranges: Sequence[int], spare: int) -> list[np.ndarray]:
     return table
 
 
-def plan(problem: AllocationProblem, law_seconds: float = 0.0) -> Plan | None:
+def plan(problem: AllocationProblem, max_bytes: int = MAX_BYTES) -> Plan | None:
     """The cheapest split for ``problem``, or ``None`` where the pairing does not apply (module docstring: also a rank
     model not known to be monotone in the density), would value more than ``MAX_ALLOCATIONS`` allocations or hold
-    more than ``MAX_BYTES``. ``law_seconds``: what one new rank law costs (the caller measures it: Monte-Carlo laws
-    cost ~1e4 times the binomial's)."""
+    more than ``max_bytes``. The caller adds ``laws`` times what one new rank law costs it (Monte-Carlo laws cost
+    ~1e4 times the binomial's)."""
     network, blocks = problem.network, problem.blocks
     if (not 2 <= len(blocks) <= MAX_BLOCKS or not network.is_chain or problem.constraints.flops_budget is not None
             or any(block.is_tied or len(block.members) != 1 for block in blocks)
@@ -116,9 +116,9 @@ def plan(problem: AllocationProblem, law_seconds: float = 0.0) -> Plan | None:
                      + sum(c * t for c, t in zip(suffix, block_step[::-1]))
                      + fixed_steps * max(prefix[-1], suffix[-1]) * widest_step)
         held_bytes = (prefix[-1] + 2 * suffix[-1]) * (width + 1) * 8
-        seconds = step_time + allocations * (width + 1) * PAIR_SECONDS_PER_ENTRY + laws * law_seconds
+        seconds = step_time + allocations * (width + 1) * PAIR_SECONDS_PER_ENTRY
         candidate = Plan(split, allocations, steps, laws, held_bytes, seconds)
-        if held_bytes <= MAX_BYTES and (best is None or candidate.seconds < best.seconds):
+        if held_bytes <= max_bytes and (best is None or candidate.seconds < best.seconds):
             best = candidate
     return best
 
