@@ -231,22 +231,6 @@ def test_the_delayed_relaxation_lies_between_the_optimum_and_the_adaptive_one(wi
     assert optimum - 1e-9 <= delayed <= adaptive + 1e-9
 
 
-def test_the_delayed_relaxation_tightens_the_certificate_at_depth():
-    """784-100x5-10 at density 0.001: the state-adaptive bound is 0.112 nats above the answer, the delayed one
-    0.034 (measured); the allocation file says which relaxation gave the bound."""
-    from allocator.allocation import allocate
-    from allocator.formulation.upper_bound import relaxation
-
-    network = Network.from_arch([784] + [100] * 5 + [10])
-    result = allocate(network, density=0.001)
-    problem = AllocationProblem.build(network, make_budget(network, density=0.001), RankModel("binomial"))
-    value_of = relaxation(problem, focus=list(result.kept))
-    multiplier = result.upper_bound["multiplier"]
-    assert value_of(multiplier) - result.ln_bound > 0.1
-    assert result.upper_bound["gap_nats"] < 0.04 and "one-layer-delayed information" in result.upper_bound["method"]
-    assert "one-layer-delayed information relaxation" in result.certificate
-
-
 def _delayed_by_matrices(problem, multiplier: float) -> float:
     """The delayed relaxation with every integer a level, from explicit transition matrices in plain floats:
     ``T_l(x)[d, d'] = sum_k P_x(k) sum_{j <= min(d, k)} C(n_l, j) [d' = min(n_l - j, min(d, k))]``, then
