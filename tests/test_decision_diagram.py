@@ -61,7 +61,7 @@ def _focus(problem, fractions):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # set on every example
 @given(widths=st.lists(st.integers(2, 10), min_size=2, max_size=4), n0=st.integers(2, 16), classes=st.integers(2, 4),
        share=st.floats(0.03, 0.5), rank_model=st.sampled_from(["binomial", "dense", "exact-structural"]),
-       multiplier=st.floats(0.0, 3.0), levels=st.sampled_from([3, 12, 200]), width=st.sampled_from([1, 2, 3, 8, 10**6]),
+       multiplier=st.floats(0.0, 3.0), levels=st.sampled_from([3, 12, 200]), width=st.sampled_from([1, 2, 3, 8, 50]),
        fractions=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5), min_kept=st.integers(0, 2),
        window=st.sampled_from([0, 0, 1, 4]), merge=st.sampled_from([0.0, 3e-4, 0.1]))
 def test_never_below_the_exhaustive_optimum_at_any_multiplier_width_and_focus(widths, n0, classes, share, rank_model,
@@ -73,7 +73,7 @@ def test_never_below_the_exhaustive_optimum_at_any_multiplier_width_and_focus(wi
     monkeypatch.setattr(upper_bound, "DIAGRAM_MERGE_NATS", merge)
     problem = _small_problem(widths, n0, classes, share, rank_model, min_kept)
     try:
-        _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=400_000)
+        _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=50_000)
     except ValueError:  # too many integer allocations to list
         assume(False)
     value_of = relaxation(problem, levels=levels, focus=_focus(problem, fractions))
@@ -157,3 +157,20 @@ def test_the_diagram_needs_an_answer_to_steer_by_and_stops_at_its_deadline():
     with pytest.raises(upper_bound._OutOfTime):
         late.diagram(1.0, 64)
     np.testing.assert_array_equal(upper_bound._cover(np.zeros((3, 4)), 2, np.zeros(4), 0.0), np.zeros((1, 4)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 40), dims=st.integers(1, 6), width=st.integers(1, 12), merge=st.sampled_from([0.0, 0.05, 1.0]),
+       seed=st.integers(0, 2**32 - 1), holes=st.booleans())
+def test_the_chosen_members_cover_every_candidate(rows, dims, width, merge, seed, holes):
+    """``_cover``'s contract, on random vectors (some entries ``-inf`` where ``holes``): at most ``width`` members and
+    every candidate at or below one of them at every entry (each member itself at or below the candidates' maximum)."""
+    rng = np.random.default_rng(seed)
+    candidates = rng.normal(size=(rows, dims)).round(1)  # rounding makes ties and exact bounds common
+    if holes:
+        candidates[rng.random(size=candidates.shape) < 0.2] = -np.inf
+    members = upper_bound._cover(candidates, width, rng.normal(size=dims), merge)
+    assert members.shape[0] <= width
+    for candidate in candidates:
+        assert np.any(np.all(members >= candidate[None, :], axis=1))
+    assert np.all(members <= np.maximum(candidates.max(axis=0), upper_bound.LN_NOTHING)[None, :])
