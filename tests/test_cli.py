@@ -132,6 +132,8 @@ def test_solve_json_and_model_name(capsys):
         (["--density", "0.01", "--export", "onnx=a.txt"], "argument --export"),
         (["--density", "0.01", "--baselines", "magic"], "baseline 'magic' is unknown"),
         (["--density", "0.01", "--time-limit", "0"], "time limit is 0.0 s"),
+        (["--density", "0.01", "--certificate-seconds", "-1"], "certificate time is -1.0 s"),
+        (["--density", "0.01", "--certificate-seconds", "nan"], "certificate time is nan s"),
     ],
 )
 def test_solve_errors_are_one_line(capsys, argv, fragment):

@@ -169,7 +169,7 @@ VERBS = {
               "--exclude-output-layer", "--paper-p0", "--allocation", "--cache-dir"],
     "solve": ["--arch", "--model", "--density", "--sparsity", "--kept", "--compression", "--min-density",
               "--max-density", "--pin", "--min-kept", "--tie", "--flops-budget", "--levels", "--solutions",
-              "--time-limit", "--baselines", "--rank-model", "--samples", "--json", "--quiet"],
+              "--time-limit", "--certificate-seconds", "--baselines", "--rank-model", "--samples", "--json", "--quiet"],
     "validate": ["--model", "--dataset", "--density", "--allocations", "--criterion", "--seeds", "--seed-list",
                  "--epochs", "--finetune-epochs", "--batch-size", "--lr", "--select-on", "--threads",
                  "--koopman-steps", "--input-shape"],

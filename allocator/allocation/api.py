@@ -141,15 +141,16 @@ def allocate(
                            baseline_starts, integer_search=data_objective is None and objective == "bound")
     else:
         decision = _Decision((), exact.of_units([]), "fixed", 0, AllocationStatus.FIXED, (certificate.FIXED_SENTENCE,), None, ())
-    # the certificate's upper bound gets at most half the time the solve took so far (1 s at least)
+    # the certificate's upper bound gets options.certificate_s, else half the time the solve took so far (1 s at least)
     spent = time.perf_counter() - started
+    share = options.certificate_s if options.certificate_s is not None else max(1.0, 0.5 * spent)
     if problem.blocks and data_objective is None and decision.integer_optimum is None:
-        say(f"certificate: the Lagrangian upper bound (at most {max(1.0, 0.5 * spent):.1f} s)")
+        say(f"certificate: the Lagrangian upper bound (at most {share:.1f} s)")
     enumerated = decision.integer_optimum is not None and math.isfinite(decision.value)  # _decide: bound objective,
     # monotone rank model
     # exhaustive_search keeps a later point only when better by IMPROVEMENT_NATS: the maximum is within that of it
     upper = (UpperBound(max(decision.integer_optimum, decision.value) + IMPROVEMENT_NATS, math.nan, 0) if enumerated else
-             lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + max(1.0, 0.5 * spent)),
+             lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + share),
                                     focus=problem.kept_per_layer(decision.units),
                                     multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units),
                                     target=decision.value)

@@ -295,7 +295,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     curves = _distortion_curves(args, network, budgets) if args.objective != "bound" else None
     baselines = [name for name in baselines if name != "synflow"]
     say = None if (args.quiet or args.json) else (lambda message: print(f"[allocator] {message}", file=sys.stderr))
-    options = SolverOptions(time_limit_s=args.time_limit)
+    options = SolverOptions(time_limit_s=args.time_limit, certificate_s=args.certificate_seconds)
     if args.precision is not None:  # masks enough for the target on the uniform allocation of the first budget
         from allocator.formulation.problem import make_budget
 

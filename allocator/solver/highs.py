@@ -33,6 +33,9 @@ class SolverOptions:
         presolve: ``"off"`` (default), ``"on"`` or ``"choose"``. Off by default: HiGHS presolve can stall for
             minutes on one long dense budget row and ignores the time limit meanwhile.
         threads: HiGHS threads (an integer >= 1).
+        certificate_s: seconds the certificate's upper bound may take after the solve (> 0; ``None``: half the
+            solve's time so far, 1 s at least); always inside ``time_limit_s`` too. More time lets the relaxed
+            decision diagram (``allocator.formulation.upper_bound``) grow wider and the proven gap shrink.
 
     Raises:
         InvalidInputError: naming the option and what is accepted.
@@ -42,6 +45,7 @@ class SolverOptions:
     mip_rel_gap: float = 0.0
     presolve: str = "off"
     threads: int = 1
+    certificate_s: float | None = None
 
     def __post_init__(self) -> None:
         limit = self.time_limit_s
@@ -54,6 +58,10 @@ class SolverOptions:
             raise InvalidInputError(f"presolve is {self.presolve!r}; accepted: {', '.join(PRESOLVE_CHOICES)}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
             raise InvalidInputError(f"threads is {self.threads!r}; expected an integer >= 1")
+        share = self.certificate_s
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                  or not (math.isfinite(share) and share > 0)):
+            raise InvalidInputError(f"certificate time is {share!r} s; expected a positive number of seconds")
 
     def with_time_limit(self, seconds: float) -> "SolverOptions":
         """The same options with another time limit."""
@@ -61,7 +69,7 @@ class SolverOptions:
 
     def as_dict(self) -> dict[str, object]:
         return {"time_limit_s": self.time_limit_s, "mip_rel_gap": self.mip_rel_gap, "presolve": self.presolve,
-                "threads": self.threads}
+                "threads": self.threads, "certificate_s": self.certificate_s}
 
 
 @dataclass(frozen=True)
