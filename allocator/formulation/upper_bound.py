@@ -619,28 +619,66 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
 DIAGRAM_GROWTH = 2.5
 
 
+#: The multiplier search of the diagram: golden-section steps inside ``[1 - DIAGRAM_SPREAD, 1 + DIAGRAM_SPREAD]``
+#: times the first bound's multiplier (measured at 784-100x5-10: 0.0091 nats at it, 0.0042 at 1.02 times it).
+DIAGRAM_SPREAD = 0.05
+DIAGRAM_GOLDEN_STEPS = 12
+
+
 def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, target: float | None,
                 deadline: float | None = None) -> UpperBound:
-    """The relaxed decision diagram at ``first``'s multiplier, at the widths ``DIAGRAM_WIDTHS`` in turn until the
-    next one's estimate passes ``deadline`` or the bound is within ``SLOPE_TOLERANCE_NATS`` of ``target``: the least
-    bound found (each is valid), or ``first`` where none is lower."""
+    """The relaxed decision diagram at ``first``'s multiplier, at the widths ``DIAGRAM_WIDTHS`` in turn, then at the
+    widest one finished a golden-section search of the multiplier around ``first``'s (the diagram's dual need not
+    be least where the state-adaptive one is; every multiplier gives a valid bound, so the search needs no
+    convexity), each step only where its estimate fits before ``deadline``, until the bound is within
+    ``SLOPE_TOLERANCE_NATS`` of ``target``: the least bound found, or ``first`` where none is lower."""
     found = first
     evaluations = first.evaluations
-    last_seconds = 0.0
-    for width in DIAGRAM_WIDTHS:
+    seconds = {0: 0.0}
+    widest = 0
+
+    def close_enough() -> bool:
+        return target is not None and found.ln_bound - target <= SLOPE_TOLERANCE_NATS
+
+    def fits(estimate: float) -> bool:
+        return deadline is None or time.perf_counter() + estimate <= deadline
+
+    def evaluate(multiplier: float, width: int) -> float:
+        nonlocal found, evaluations
         started = time.perf_counter()
-        if deadline is not None and started + DIAGRAM_GROWTH * last_seconds > deadline:
-            break
-        try:
-            value = diagram(first.multiplier, width)
-        except _OutOfTime:
-            break
-        last_seconds = time.perf_counter() - started
+        value = diagram(multiplier, width)  # raises _OutOfTime past the deadline
+        seconds[width] = time.perf_counter() - started
         evaluations += 1
         if value < found.ln_bound:
-            found = UpperBound(value, first.multiplier, evaluations, f"{DIAGRAM} (width {width})")
-        if target is not None and found.ln_bound - target <= SLOPE_TOLERANCE_NATS:
-            break
+            found = UpperBound(value, multiplier, evaluations, f"{DIAGRAM} (width {width})")
+        return value
+
+    try:
+        for width in DIAGRAM_WIDTHS:
+            if close_enough() or not fits(DIAGRAM_GROWTH * seconds[widest]):
+                break
+            evaluate(first.multiplier, width)
+            widest = width
+        if widest and first.multiplier > 0:
+            tried: dict[float, float] = {}
+
+            def at(multiplier: float) -> float:
+                if multiplier not in tried:
+                    if close_enough() or not fits(seconds[widest]):
+                        raise _OutOfTime
+                    tried[multiplier] = evaluate(multiplier, widest)
+                return tried[multiplier]
+
+            low, high = (1 - DIAGRAM_SPREAD) * first.multiplier, (1 + DIAGRAM_SPREAD) * first.multiplier
+            ratio = (math.sqrt(5) - 1) / 2
+            for _ in range(DIAGRAM_GOLDEN_STEPS):
+                a, b = high - ratio * (high - low), low + ratio * (high - low)
+                if at(a) < at(b):
+                    high = b
+                else:
+                    low = a
+    except _OutOfTime:
+        pass
     return found
 
 
