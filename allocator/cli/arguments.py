@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--solutions", type=positive_int, default=3, help="MIP solutions polished (no-good cuts)")
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
     solve.add_argument("--certificate-seconds", type=float, default=None,
-                       help="seconds the certificate's upper bound may take after the solve (default: a quarter "
-                            "of the solve's time, 1 s at least; within --time-limit): more proves a smaller gap on deep nets")
+                       help="seconds the certificate's upper bound may take after the solve (default: half the "
+                            "solve's time, 1 s at least; within --time-limit): more proves a smaller gap on deep nets")
     solve.add_argument("--objective", choices=("bound", "distortion", "guarded"), default="bound",
                        help="bound: maximise ln E[B] (default); distortion: minimise the measured output distortion "
                             "of the model on --dataset; guarded: minimise it subject to ln E[B] >= the bound's best "

@@ -33,8 +33,8 @@ class SolverOptions:
         presolve: ``"off"`` (default), ``"on"`` or ``"choose"``. Off by default: HiGHS presolve can stall for
             minutes on one long dense budget row and ignores the time limit meanwhile.
         threads: HiGHS threads (an integer >= 1).
-        certificate_s: seconds the certificate's upper bound may take after the solve (> 0; ``None``: a quarter of
-            the solve's time so far, 1 s at least); always inside ``time_limit_s`` too. More time lets the relaxed
+        certificate_s: seconds the certificate's upper bound may take after the solve (> 0; ``None``: half the
+            solve's time so far, 1 s at least); always inside ``time_limit_s`` too. More time lets the relaxed
             decision diagram (``allocator.formulation.upper_bound``) grow wider and the proven gap shrink.
 
     Raises:
