@@ -78,10 +78,10 @@ feasible allocation. With ``width = 1`` it is the state-adaptive bound; with no 
 relaxed decision diagrams of Bergman, Cire, van Hoeve & Hooker (*Decision Diagrams for Optimization*, 2016) merge
 nodes the same way. The diagram's dual need not be least at the state-adaptive bound's multiplier, so the widest
 diagram that fits is also evaluated along a golden-section search within 5 % of it (any multiplier is valid).
-Measured (784-100xD-10 at density 0.001, 2 shared cores, given 30 s, against the delayed relaxation): gap
-0.035 -> 0.000 nats at D = 5, 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.006 at D = 50,
-0.76 -> 0.012 at D = 100, 0.89 -> 0.38 at D = 200 (loose there: a wider diagram and a finer multiplier both help,
-0.99 times the multiplier took width 32 from 0.48 to 0.30 nats); ``experiments/bench_depth --sweep`` prints them.
+Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation): gap 0.035 -> 0.000 nats at
+D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.000 at D = 50,
+0.76 -> 0.012 at D = 100, 0.89 -> 0.18 at D = 200 (loose there: a wider diagram and a finer multiplier both help;
+0.99 times the first multiplier took width 32 from 0.48 to 0.30 nats); ``experiments/bench_depth --sweep``.
 """
 
 from __future__ import annotations
