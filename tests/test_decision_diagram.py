@@ -63,14 +63,19 @@ def _focus(problem, fractions):
        share=st.floats(0.03, 0.5), rank_model=st.sampled_from(["binomial", "dense", "exact-structural"]),
        multiplier=st.floats(0.0, 3.0), levels=st.sampled_from([3, 12, 200]), width=st.sampled_from([1, 2, 3, 8, 50]),
        fractions=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5), min_kept=st.integers(0, 2),
-       window=st.sampled_from([0, 0, 1, 4]), merge=st.sampled_from([0.0, 3e-4, 0.1]))
+       window=st.sampled_from([0, 0, 1, 4]), merge=st.sampled_from([0.0, 3e-4, 0.1]),
+       focus_window=st.sampled_from([0, 1, 2, 64]), chunk=st.sampled_from([1, 2, 3, 64]))
 def test_never_below_the_exhaustive_optimum_at_any_multiplier_width_and_focus(widths, n0, classes, share, rank_model,
                                                                               multiplier, levels, width, fractions,
-                                                                              min_kept, window, merge, monkeypatch):
-    """Any multiplier, grid, width, window, merge threshold and answer to steer by (even a poor one) gives a valid
-    bound; width 1 is the state-adaptive bound exactly."""
+                                                                              min_kept, window, merge, focus_window,
+                                                                              chunk, monkeypatch):
+    """Any multiplier, grid (``FOCUS_WINDOW`` small, so that intervals of several counts occur: charged their lowest,
+    valued at their highest), width, window, merge threshold, chunk and answer to steer by (even a poor one) gives a
+    valid bound; width 1 is the state-adaptive bound exactly."""
     monkeypatch.setattr(upper_bound, "DIAGRAM_WINDOW", window)
     monkeypatch.setattr(upper_bound, "DIAGRAM_MERGE_NATS", merge)
+    monkeypatch.setattr(upper_bound, "FOCUS_WINDOW", focus_window)
+    monkeypatch.setattr(upper_bound, "DIAGRAM_CHUNK", chunk)
     problem = _small_problem(widths, n0, classes, share, rank_model, min_kept)
     try:
         _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=50_000)
@@ -159,14 +164,17 @@ def test_the_diagram_needs_an_answer_to_steer_by_and_stops_at_its_deadline():
     np.testing.assert_array_equal(upper_bound._cover(np.zeros((3, 4)), 2, np.zeros(4), 0.0), np.zeros((1, 4)))
 
 
-@settings(max_examples=200, deadline=None)
-@given(rows=st.integers(1, 40), dims=st.integers(1, 6), width=st.integers(1, 12), merge=st.sampled_from([0.0, 0.05, 1.0]),
-       seed=st.integers(0, 2**32 - 1), holes=st.booleans())
-def test_the_chosen_members_cover_every_candidate(rows, dims, width, merge, seed, holes):
-    """``_cover``'s contract, on random vectors (some entries ``-inf`` where ``holes``): at most ``width`` members and
-    every candidate at or below one of them at every entry (each member itself at or below the candidates' maximum)."""
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 150), dims=st.integers(1, 6), width=st.integers(1, 12), merge=st.sampled_from([0.0, 0.05, 1.0]),
+       seed=st.integers(0, 2**32 - 1), holes=st.booleans(), chunk=st.sampled_from([1, 2, 3, 64]))
+def test_the_chosen_members_cover_every_candidate(rows, dims, width, merge, seed, holes, chunk, monkeypatch):
+    """``_cover``'s contract, on random vectors (some entries ``-inf`` where ``holes``; chunks of 1-3 so that the
+    excesses held from a chunk's start are used): at most ``width`` members and every candidate at or below one of
+    them at every entry (each member itself at or below the candidates' maximum)."""
+    monkeypatch.setattr(upper_bound, "DIAGRAM_CHUNK", chunk)
     rng = np.random.default_rng(seed)
     candidates = rng.normal(size=(rows, dims)).round(1)  # rounding makes ties and exact bounds common
+    candidates += 1e-4 * rng.integers(0, 2, size=candidates.shape)  # and near-bounds, just above a member
     if holes:
         candidates[rng.random(size=candidates.shape) < 0.2] = -np.inf
     members = upper_bound._cover(candidates, width, rng.normal(size=dims), merge)

@@ -93,7 +93,7 @@ def upper_bound_sentence(ln_upper: float, ln_ours: float, multiplier: float, rel
 def program_sentence(without_upper_bound: bool, monotone_model: bool = True) -> str:
     """What a program's (a CNN with convs inside the bound) answer does and does not come with; ``monotone_model``:
     the rank model's laws grow with the density (else a missing certificate is the model's doing, not time's)."""
-    reason = ("its time share (half the solve's time, 1 s at least) ended before one multiplier was evaluated; "
+    reason = ("its time share (half the solve's time, 1 s at least, or SolverOptions.certificate_s) ended before one multiplier was evaluated; "
               "allocator.formulation.upper_bound computes it without a deadline" if monotone_model else
               "this rank model's laws are not known to grow with the density (the stratified structural estimate), "
               "or lose mass (paper_p0)")

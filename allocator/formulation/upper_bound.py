@@ -74,7 +74,8 @@ most ``DIAGRAM_MERGE_NATS`` anywhere); and, once ``width - 1`` members are held,
 maximum of every candidate no member bounds. Members are taken in the order of their value under the answer's own
 prefix (``sum_d R_l(d) V(d)``, ``R_l`` the adjoint row of ``allocator.bound.recursion``), so the paths that carry
 the answer keep vectors of their own. Then ``ln UB_D(lambda) = lambda K + max_{V in S_1} ln V(n0)`` bounds every
-feasible allocation. With ``width = 1`` it is the state-adaptive bound; with no width limit the dual itself. The
+feasible allocation. With ``width = 1`` it is the state-adaptive bound; with no width limit, every integer a grid
+point and no far rows (``DIAGRAM_WINDOW`` unbounded) the dual itself. The
 relaxed decision diagrams of Bergman, Cire, van Hoeve & Hooker (*Decision Diagrams for Optimization*, 2016) merge
 nodes the same way. The diagram's dual need not be least at the state-adaptive bound's multiplier, so the widest
 diagram that fits is also evaluated along a golden-section search within 5 % of it (any multiplier is valid).
@@ -132,7 +133,7 @@ DIAGRAM = "decision-diagram"
 @dataclass(frozen=True)
 class UpperBound:
     """``ln_bound``: the proven upper bound (nats) at multiplier ``multiplier``; ``evaluations``: multipliers tried;
-    ``relaxation``: which relaxation gave it (``ADAPTIVE`` or ``DELAYED``)."""
+    ``relaxation``: which relaxation gave it (``ADAPTIVE``, ``DELAYED``, or ``DIAGRAM`` with its width: "decision-diagram (width 64)")."""
 
     ln_bound: float
     multiplier: float
@@ -399,7 +400,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                 raise _OutOfTime
             reference = references[position]
             folded = np.concatenate((reference[:m], [np.logaddexp.reduce(reference[m:])]))
-            chosen = _cover(candidates, width, folded, DIAGRAM_MERGE_NATS)
+            chosen = _cover(candidates, width, folded, DIAGRAM_MERGE_NATS, deadline)
             members = np.concatenate((chosen, np.repeat(chosen[:, -1:], cols - m, axis=1)), axis=1)
         for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
             if network.prunable[layer] and layer not in bound_layers:
@@ -484,8 +485,17 @@ def _expect_many(ln_pmfs: np.ndarray, ln_tails: np.ndarray, ln_hs: np.ndarray) -
 
 def _excess(candidates: np.ndarray, members: np.ndarray) -> np.ndarray:
     """``max_d (c(d) - v(d))`` for every member ``v`` (rows) and candidate ``c`` (columns); both finite (``_cover``
-    raises ``-inf`` to ``LN_NOTHING``)."""
-    return (candidates[None, :, :] - members[:, None, :]).max(axis=2)
+    raises ``-inf`` to ``LN_NOTHING``). Members taken a block at a time so that no difference array exceeds
+    ``EXCESS_ENTRIES`` (wide layers: 255 members x 64 candidates x 20,001 dimensions would be 2.6 GB)."""
+    block = max(1, EXCESS_ENTRIES // max(1, candidates.shape[0] * candidates.shape[1]))
+    if members.shape[0] <= block:
+        return (candidates[None, :, :] - members[:, None, :]).max(axis=2)
+    return np.concatenate([(candidates[None, :, :] - members[start:start + block, None, :]).max(axis=2)
+                           for start in range(0, members.shape[0], block)], axis=0)
+
+
+#: The most entries of one difference array in ``_excess`` (16 MiB of float64).
+EXCESS_ENTRIES = 2**21
 
 
 #: ``-inf`` (nothing) raised to a finite log so that differences stay defined: ``e^{-1e300}`` is 0 in floats, and a
@@ -493,9 +503,11 @@ def _excess(candidates: np.ndarray, members: np.ndarray) -> np.ndarray:
 LN_NOTHING = -1e300
 
 
-def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_nats: float) -> np.ndarray:
+def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_nats: float,
+           deadline: float | None = None) -> np.ndarray:
     """At most ``width`` vectors that cover ``candidates`` (each candidate at or below one of them everywhere): the
-    module docstring's choice, members in the order of ``ln sum_d R(d) V(d)`` with ``R = e^{ln_reference}``."""
+    module docstring's choice, members in the order of ``ln sum_d R(d) V(d)`` with ``R = e^{ln_reference}``. Raises
+    ``_OutOfTime`` past ``deadline`` (checked per chunk of candidates and of dimensions)."""
     if candidates.shape[0] <= width:
         return candidates
     candidates = np.maximum(candidates, LN_NOTHING)
@@ -509,6 +521,8 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
         chunk = order[position:position + DIAGRAM_CHUNK]
         position += DIAGRAM_CHUNK
         # excess over the members held when the chunk starts; a merge only lowers it, so it stays an upper bound
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise _OutOfTime
         stale = _excess(candidates[chunk], held[:count]) if count else np.full((0, chunk.size), np.inf)
         before = count
         if count:  # bounded by a member already: placed at once
@@ -545,6 +559,8 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
     envelope = np.full(rest.shape[1], -np.inf)
     by_dimension = np.argsort(-rest, axis=0, kind="stable")
     for d in range(rest.shape[1]):
+        if deadline is not None and d % 64 == 0 and time.perf_counter() >= deadline:
+            raise _OutOfTime
         for index in by_dimension[:, d]:
             index = int(index)
             if index not in covered:
@@ -568,7 +584,8 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     counts per weight layer (the answer) around which the grid lists every integer (``_grid``). ``multiplier_hint``:
     where to look for the best ``lambda`` first (the answer's marginal nats per kept weight: at the optimum of the
     relaxation every layer's marginal value equals ``lambda``); without it a grid from 1e-6 to 20. ``delayed``: on a chain,
-    then the delayed relaxation at the best multiplier (module docstring), the lower of the two returned; not tried
+    then (with a ``focus``) the relaxed decision diagram at the best multiplier, else the delayed relaxation (module
+    docstring), the lower returned; ``delayed=False`` turns both off; not tried
     when the first bound is within ``SLOPE_TOLERANCE_NATS`` of ``target`` (the answer's ``ln E[B]``: nothing to gain)."""
     if deadline is not None and time.perf_counter() >= deadline:
         return None
@@ -619,9 +636,10 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     return UpperBound(tighter, best, len(tried) + 1, DELAYED)
 
 
-#: A doubled width costs about this many times the last one (measured 2.0-3.5 at 20-100 layers): a width whose
+#: A doubled width costs about this many times the last one (measured 2.0-3.8 at 20-100 layers and on 10,000-wide
+#: ones): a width whose
 #: estimate does not fit before the deadline is not started.
-DIAGRAM_GROWTH = 2.5
+DIAGRAM_GROWTH = 4.0
 
 
 #: The multiplier search of the diagram: golden-section steps inside ``[1 - DIAGRAM_SPREAD, 1 + DIAGRAM_SPREAD]``
@@ -633,7 +651,9 @@ DIAGRAM_GOLDEN_STEPS = 12
 def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, target: float | None,
                 deadline: float | None = None) -> UpperBound:
     """The relaxed decision diagram at ``first``'s multiplier, at the widths ``DIAGRAM_WIDTHS`` in turn, then at the
-    widest one finished a golden-section search of the multiplier around ``first``'s (the diagram's dual need not
+    width that gave the least bound (widening stops after two doublings without a gain; nothing at a multiplier
+    of 0, where no diagram can beat ``first``) a golden-section search of the multiplier around ``first``'s (the
+    diagram's dual need not
     be least where the state-adaptive one is; every multiplier gives a valid bound, so the search needs no
     convexity), each step only where its estimate fits before ``deadline``, until the bound is within
     ``SLOPE_TOLERANCE_NATS`` of ``target``: the least bound found, or ``first`` where none is lower."""
@@ -659,12 +679,20 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
         return value
 
     try:
+        if first.multiplier <= 0:
+            return first  # at lambda = 0 every layer at its top count: the diagram's dual is that bound too
+        best_width, best_value = 0, math.inf
         for width in DIAGRAM_WIDTHS:
             if close_enough() or not fits(DIAGRAM_GROWTH * seconds[widest]):
                 break
-            evaluate(first.multiplier, width)
+            value = evaluate(first.multiplier, width)
             widest = width
-        if widest and first.multiplier > 0:
+            if value < best_value - SLOPE_TOLERANCE_NATS:
+                best_width, best_value = width, value
+            elif width >= 4 * max(best_width, 1):
+                break  # two doublings without a gain: widening no longer pays here
+        widest = best_width  # the multiplier's search runs at the width that gave the least bound
+        if widest:
             tried: dict[float, float] = {}
 
             def at(multiplier: float) -> float:
