@@ -182,3 +182,19 @@ def test_the_chosen_members_cover_every_candidate(rows, dims, width, merge, seed
     for candidate in candidates:
         assert np.any(np.all(members >= candidate[None, :], axis=1))
     assert np.all(members <= np.maximum(candidates.max(axis=0), upper_bound.LN_NOTHING)[None, :])
+
+
+@pytest.mark.parametrize("kept", [6, 12, 20])
+def test_a_prunable_layer_outside_the_bound_is_charged_its_floor(kept):
+    """Without the output layer in the bound (``include_output_layer=False``) the last weight layer is prunable but
+    outside the recursion: it still spends at least its floor of the budget, so the diagram charges ``lambda lo``
+    for it. Never below the exhaustive optimum at any multiplier and width (charging more would be)."""
+    network = Network(6, (5, 4, 3), prunable=(True, True, True), include_output_layer=False)
+    assert network.bound_layers == (0, 1)
+    problem = AllocationProblem.build(network, make_budget(network, kept=kept), RankModel("binomial"),
+                                      Constraints(min_kept=2))
+    _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=50_000)
+    value_of = relaxation(problem, levels=3, focus=[2] * network.n_weight_layers)
+    for multiplier in (0.0, 0.3, 1.0, 3.0, 10.0):
+        for width in (1, 2, 4):
+            assert value_of.diagram(multiplier, width) >= optimum - 1e-9
