@@ -206,6 +206,9 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
     ranges = [(lo, min(hi, problem.budget.kept - (floor_total - lo))) if p else (lo, hi)
               for (lo, hi), p in zip(ranges, network.prunable)]
     grids = [_grid(lo, hi, levels, None if focus is None else focus[layer]) for layer, (lo, hi) in enumerate(ranges)]
+    # prunable layers outside the bound still spend at least their floors of the budget: every relaxation charges them
+    outside_floor = sum(ranges[layer][0] for layer in range(network.n_weight_layers)
+                        if network.prunable[layer] and layer not in bound_layers)
     laws: dict[tuple[int, int], np.ndarray] = {}
 
     def ln_pmf(layer: int, kept: int) -> np.ndarray:
@@ -244,9 +247,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                 best = candidate if best is None else np.maximum(best, candidate)
             ln_next = best - extra_cost
         value = float(ln_next[min(network.input_width, ln_next.size - 1)])
-        for layer in range(network.n_weight_layers):
-            if network.prunable[layer] and layer not in bound_layers:
-                value -= multiplier * ranges[layer][0]
+        value -= multiplier * outside_floor
         return multiplier * budget + value
 
     stacks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -321,11 +322,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                 kept_for_slopes.append((position, layer, cols, m, ln_next, chosen, best))
             ln_next = np.concatenate((best, np.full(cols - m, best[-1])))
         value = float(ln_next[network.input_width])
-        outside = 0.0
-        for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
-            if network.prunable[layer] and layer not in bound_layers:
-                value -= multiplier * ranges[layer][0]
-                outside += ranges[layer][0]
+        value -= multiplier * outside_floor
         if slopes is not None:  # the value stands even when the deadline cuts the slope's pass short
             ln_cost_next = np.full(widths[-1] + 1, -np.inf)  # ln C(l + 1, .): nothing is paid after the last layer
             for position, layer, cols, m, ln_after, chosen, best in kept_for_slopes:
@@ -342,7 +339,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                     later = ln_expect_over_rank(pmf[0], ln_h_cost)[where] - raw
                     ln_cost[where] = np.logaddexp(math.log(paid) if paid > 0 else -np.inf, later)
                 ln_cost_next = np.concatenate((ln_cost, np.full(cols - m, ln_cost[-1])))
-            slopes.append(budget - outside - math.exp(float(ln_cost_next[network.input_width])))
+            slopes.append(budget - outside_floor - math.exp(float(ln_cost_next[network.input_width])))
         return multiplier * budget + value
 
     def delayed(multiplier: float) -> float:
@@ -366,9 +363,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
                 vectors += [np.concatenate((row, np.full(cols - m, row[-1]))) for row in best]
             options = _undominated(vectors)
         value = max(float(option[network.input_width]) for option in options)
-        for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
-            if network.prunable[layer] and layer not in bound_layers:
-                value -= multiplier * ranges[layer][0]
+        value -= multiplier * outside_floor
         return multiplier * budget + value
 
     def diagram(multiplier: float, width: int) -> float:
@@ -402,9 +397,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
             folded = np.concatenate((reference[:m], [np.logaddexp.reduce(reference[m:])]))
             chosen = _cover(candidates, width, folded, DIAGRAM_MERGE_NATS, deadline)
             members = np.concatenate((chosen, np.repeat(chosen[:, -1:], cols - m, axis=1)), axis=1)
-        for layer in range(network.n_weight_layers):  # prunable layers outside the bound still spend the budget
-            if network.prunable[layer] and layer not in bound_layers:
-                value -= multiplier * ranges[layer][0]
+        value -= multiplier * outside_floor
         return multiplier * budget + value
 
     answer_rows: list[list[np.ndarray]] = []
@@ -448,9 +441,7 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
 def _expect_rows(ln_pmfs: np.ndarray, ln_tails: np.ndarray, ln_h: np.ndarray) -> np.ndarray:
     """``ln sum_k P_i(k) h(min(d, k))`` for every row ``i`` of ``ln_pmfs`` and ``d = 0..m`` (``ln_tails``: the rows'
     ``ln sum_{k >= d} P_i(k)``): ``recursion.ln_expect_over_rank`` for many laws at once."""
-    weighted = np.logaddexp.accumulate(ln_pmfs + ln_h, axis=1)  # sum_{k<=c} P(k) h(k)
-    below = np.concatenate((np.full((ln_pmfs.shape[0], 1), -np.inf), weighted[:, :-1]), axis=1)
-    return np.logaddexp(below, ln_h + ln_tails)
+    return _expect_many(ln_pmfs, ln_tails, ln_h[None, :])[0]
 
 
 def _undominated(vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
