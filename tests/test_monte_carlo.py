@@ -14,7 +14,8 @@ from allocator.bound.uncertainty import ln_bound_standard_error
 from allocator.cli.main import main
 
 @pytest.mark.pure
-@pytest.mark.parametrize("arch, density", [("60,20,20,5", 0.05), ("100,30,30,10", 0.02)])
+@pytest.mark.parametrize("arch, density", [("60,20,20,5", 0.05),
+                                           pytest.param("100,30,30,10", 0.02, marks=pytest.mark.slow)])  # 15 s
 def test_the_reported_standard_error_matches_the_spread_over_20_seeds(arch, density):
     network = Network.from_arch(arch)
     densities = [density] * (len(network.widths) - 1) + [1.0]
