@@ -68,23 +68,24 @@ the candidates ``e^{-lambda a_i} sum_k P_{b_i}(k) h_l(min(., k); V)`` for every 
 ``S_{l+1}`` cover layer ``l`` (the steps of the first proof, applied to one ``V`` at a time); so do they with the
 intervals far from the answer (more than ``DIAGRAM_WINDOW`` from its kept count) taken only against the pointwise
 maximum of ``S_{l+1}`` (``h_l`` is non-decreasing in its vector). ``S_l`` is then chosen from the candidates with
-at most ``width`` members, by three operations that keep the cover: drop a candidate that a member bounds
-everywhere; replace a member by its pointwise maximum with a candidate (a merge, done where it raises the member by at
-most ``DIAGRAM_MERGE_NATS`` anywhere); and, once ``width`` members are held, the same merge for every candidate
-left, into the member it exceeds least (the least ``max_d (c(d) - V(d))``; the choice only decides how tight the
-cover is). Members are taken in the order of their value under the answer's own prefix (``sum_d R_l(d) V(d)``,
+at most ``width`` members, by two operations that keep the cover: drop a candidate that a member bounds
+everywhere; replace a member by its pointwise maximum with a candidate (a merge: done where it raises the member by
+at most ``DIAGRAM_MERGE_NATS`` anywhere, and, once ``width`` members are held, for every candidate left, into the
+member it exceeds least, ``max_d (c(d) - V(d))`` taken in float32; the choice only decides how tight the cover
+is). Members are taken in the order of their value under the answer's own prefix (``sum_d R_l(d) V(d)``,
 ``R_l`` the adjoint row of ``allocator.bound.recursion``), so the paths that carry the answer keep vectors of their
 own. (Session 7 folded the candidates left into one extra member, their pointwise maximum: at 784-100x100-10,
-width 64, 0.042 nats against 0.018 for the nearest merge, in about the same time.) Then ``ln UB_D(lambda) = lambda K + max_{V in S_1} ln V(n0)`` bounds every
-feasible allocation. With ``width = 1`` it is the state-adaptive bound; with no width limit, every integer a grid
+width 64, 0.042 nats against 0.018 for the nearest merge, in about the same time.) Then
+``ln UB_D(lambda) = lambda K + max_{V in S_1} ln V(n0)`` bounds every feasible allocation. With ``width = 1`` it is the state-adaptive bound; with no width limit, every integer a grid
 point and no far rows (``DIAGRAM_WINDOW`` unbounded) the dual itself. The
 relaxed decision diagrams of Bergman, Cire, van Hoeve & Hooker (*Decision Diagrams for Optimization*, 2016) merge
 nodes the same way. The diagram's dual need not be least at the state-adaptive bound's multiplier, so the widest
 diagram that fits is also evaluated along a golden-section search within 2 % of it (any multiplier is valid).
-Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation): gap 0.035 -> 0.000 nats at
-D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.000 at D = 50,
-0.76 -> 0.012 at D = 100, 0.89 -> 0.18 at D = 200 (loose there: a wider diagram and a finer multiplier both help;
-0.99 times the first multiplier took width 32 from 0.48 to 0.30 nats); ``experiments/bench_depth --sweep``.
+Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation; session 8): gap 0.035 ->
+0.000 nats at D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.001 at
+D = 50, 0.76 -> 0.009 at D = 100, 0.89 -> 0.11 at D = 200 (loose there: a wider diagram and a finer multiplier
+both help; 0.9925 times the first multiplier took width 32 from 0.33 to 0.12 nats);
+``experiments/bench_depth --sweep``.
 """
 
 from __future__ import annotations
@@ -479,8 +480,9 @@ def _expect_many(ln_pmfs: np.ndarray, ln_tails: np.ndarray, ln_hs: np.ndarray) -
 def _excess(candidates: np.ndarray, members: np.ndarray, deadline: float | None = None) -> np.ndarray:
     """``max_d (c(d) - v(d))`` for every member ``v`` (rows) and candidate ``c`` (columns); both finite (``_cover``
     raises ``-inf`` to ``LN_NOTHING``). Members taken a block at a time so that no difference array exceeds
-    ``EXCESS_ENTRIES`` (wide layers: 255 members x 64 candidates x 20,001 dimensions would be 2.6 GB); raises
-    ``_OutOfTime`` past ``deadline``, checked per block."""
+    ``EXCESS_ENTRIES`` (wide layers: 256 members x 64 candidates x 20,001 dimensions would be 2.6 GB) unless one
+    member against every candidate does (callers pass candidates in chunks); raises ``_OutOfTime`` past
+    ``deadline``, checked per block."""
     block = max(1, EXCESS_ENTRIES // max(1, candidates.shape[0] * candidates.shape[1]))
     if members.shape[0] <= block:
         return (candidates[None, :, :] - members[:, None, :]).max(axis=2)
@@ -498,7 +500,8 @@ def _rough(vectors: np.ndarray, offset: np.ndarray) -> np.ndarray:
     maximum, valid whatever the choice), so half the bytes of float64 serve."""
     shifted = vectors - offset[None, :]
     np.maximum(shifted, -1e30, out=shifted)
-    return shifted.astype(np.float32)
+    with np.errstate(over="ignore"):  # a finite value over a dimension no member reaches: inf, chosen arbitrarily
+        return shifted.astype(np.float32)
 
 
 #: The most entries of one difference array in ``_excess`` (16 MiB of float64).
@@ -514,8 +517,8 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
            deadline: float | None = None) -> np.ndarray:
     """At most ``width`` vectors that cover ``candidates`` (each candidate at or below one of them everywhere): the
     module docstring's choice, members in the order of ``ln sum_d R(d) V(d)`` with ``R = e^{ln_reference}``, then
-    every candidate left over merged into the member it exceeds least. Raises ``_OutOfTime`` past ``deadline``
-    (checked per chunk of candidates)."""
+    every candidate left over merged into the member it exceeds least (chosen in float32: ``_rough``). Raises
+    ``_OutOfTime`` past ``deadline`` (checked per chunk of candidates and per block of members)."""
     if candidates.shape[0] <= width:
         return candidates
     candidates = np.maximum(candidates, LN_NOTHING)
@@ -566,7 +569,10 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
     if deadline is not None and time.perf_counter() >= deadline:
         raise _OutOfTime
     offset = members.max(axis=0)  # excess is the same after taking a per-dimension offset from both
-    nearest = _excess(_rough(rest, offset), _rough(members, offset), deadline).argmin(axis=0)
+    rough_members = _rough(members, offset)
+    rows = max(1, EXCESS_ENTRIES // (members.shape[0] * members.shape[1]))  # leftovers taken at once
+    nearest = np.concatenate([_excess(_rough(rest[start:start + rows], offset), rough_members, deadline).argmin(axis=0)
+                              for start in range(0, rest.shape[0], rows)])
     order = np.argsort(nearest, kind="stable")
     groups, starts = np.unique(nearest[order], return_index=True)
     merged = members.copy()
