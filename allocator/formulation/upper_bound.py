@@ -718,6 +718,9 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
     # the multiplier's search at the width that gave the least bound; where an evaluation there no longer fits, at
     # half that width, and so on (any width's bound is valid, and at depth the multiplier can matter more than the
     # width: 784-100x200-10, width 32 at 0.9925 times the first multiplier 0.12 nats, width 64 at it 0.33)
+    low, high = (1 - DIAGRAM_SPREAD) * first.multiplier, (1 + DIAGRAM_SPREAD) * first.multiplier
+    ratio = (math.sqrt(5) - 1) / 2
+    steps = 0  # the bracket carries over to a narrower width (its steps were decided at a wider one)
     for width in [w for w in reversed(DIAGRAM_WIDTHS) if w <= best_width and w in seconds]:
         tried: dict[float, float] = {}
 
@@ -728,15 +731,14 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
                 tried[multiplier] = evaluate(multiplier, width)
             return tried[multiplier]
 
-        low, high = (1 - DIAGRAM_SPREAD) * first.multiplier, (1 + DIAGRAM_SPREAD) * first.multiplier
-        ratio = (math.sqrt(5) - 1) / 2
         try:
-            for _ in range(DIAGRAM_GOLDEN_STEPS):
+            while steps < DIAGRAM_GOLDEN_STEPS:
                 a, b = high - ratio * (high - low), low + ratio * (high - low)
                 if at(a) < at(b):
                     high = b
                 else:
                     low = a
+                steps += 1
         except _OutOfTime:
             if close_enough():
                 break
