@@ -202,9 +202,10 @@ def test_a_prunable_layer_outside_the_bound_is_charged_its_floor(kept):
 
 def test_where_a_step_no_longer_fits_at_the_best_width_the_multiplier_search_goes_on_narrower(monkeypatch):
     """``_diagram_at`` on a stand-in diagram and a stand-in clock (width 16, 32, 64 cost 1, 2, 4 s; the value falls
-    with the width and far more with the multiplier, as at 200 layers). Widening reaches 64 at t = 7 s; with the
-    deadline at 10 s no step fits at 64, so the golden section goes on at 32 and then 16 from the same bracket,
-    and the least bound found (at 32, 0.99528 times the first multiplier) is returned, the deadline held."""
+    with the width and far more with the multiplier, least at 1.005 times the first one, as at depth). Widening
+    reaches 64 at t = 7 s; with the deadline at 10 s no step fits at 64, so the compass search goes on at 32 (its
+    step up to 1.0025 times the multiplier is lower there) and then at 16 from the same centre, and the least bound
+    found (width 32 at 1.0025) is returned, the deadline held."""
     clock = [0.0]
 
     class FakeTime:
@@ -219,12 +220,12 @@ def test_where_a_step_no_longer_fits_at_the_best_width_the_multiplier_search_goe
 
     def diagram(multiplier: float, width: int) -> float:
         clock[0] += cost[width]
-        calls.append((round(multiplier, 5), width))
-        return base[width] + 1e5 * (multiplier - 0.99) ** 2
+        calls.append((round(multiplier, 6), width))
+        return base[width] + 1e5 * (multiplier - 1.005) ** 2
 
     first = upper_bound.UpperBound(100.0, 1.0, 1)
     found = upper_bound._diagram_at(diagram, first, target=0.0, deadline=10.0)
-    assert calls == [(1.0, 16), (1.0, 32), (1.0, 64), (0.99528, 32), (0.99528, 16)]
+    assert calls == [(1.0, 16), (1.0, 32), (1.0, 64), (1.0025, 32), (1.0025, 16)]
     assert clock[0] <= 10.0
-    assert found.relaxation == "decision-diagram (width 32)" and found.multiplier == pytest.approx(0.99528, abs=1e-5)
-    assert found.ln_bound == pytest.approx(2.0 + 1e5 * (found.multiplier - 0.99) ** 2)
+    assert found.relaxation == "decision-diagram (width 32)" and found.multiplier == pytest.approx(1.0025)
+    assert found.ln_bound == pytest.approx(2.0 + 1e5 * 0.0025 ** 2)
