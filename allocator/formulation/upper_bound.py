@@ -83,7 +83,7 @@ nodes the same way. The diagram's dual need not be least at the state-adaptive b
 diagram that fits is also evaluated along a compass search of steps of 0.25 % around it (any multiplier is valid).
 Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation; session 8): gap 0.035 ->
 0.000 nats at D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.001 at
-D = 50, 0.76 -> 0.009 at D = 100, 0.89 -> 0.11 at D = 200 (loose there: a wider diagram and a finer multiplier
+D = 50, 0.76 -> 0.000 at D = 100, 0.89 -> 0.28 at D = 200 (loose there: a wider diagram and a finer multiplier
 both help; 0.9925 times the first multiplier took width 32 from 0.33 to 0.12 nats);
 ``experiments/bench_depth --sweep``.
 """
