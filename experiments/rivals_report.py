@@ -389,7 +389,9 @@ def report(root: Path, a: dict, control: dict | None = None) -> list[str]:
              "comparisons and corrections before any number.", "",
              "## Answer per model (primary comparison)", "",
              f"Best of our objectives against the best rival, per (data set, model, density), Holm over the "
-             f"{sum(not r['identical'] for r in primary)} testable cells ({len(same)} more cells: the two keep the same "
+             f"{sum(not math.isnan(r['p']) for r in primary)} testable cells "
+             f"({sum(not r['identical'] and math.isnan(r['p']) for r in primary)} more with one seed pair: no test; "
+             f"{len(same)} more cells: the two keep the same "
              f"counts). Ours better after correction: {len(better)}; worse: {len(worse)}.", "",
              "| data set | model | cells | ours better (Holm) | ours worse (Holm) | n.s. | same allocation | "
              "where ours loses, uncorrected (mean < 0, p < 0.05) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
