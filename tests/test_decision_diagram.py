@@ -229,3 +229,40 @@ def test_where_a_step_no_longer_fits_at_the_best_width_the_multiplier_search_goe
     assert clock[0] <= 10.0
     assert found.relaxation == "decision-diagram (width 32)" and found.multiplier == pytest.approx(1.0025)
     assert found.ln_bound == pytest.approx(2.0 + 1e5 * 0.0025 ** 2)
+
+
+def test_given_room_the_multiplier_is_scouted_at_the_narrowest_width_and_the_diagram_widened_there(monkeypatch):
+    """``_diagram_at`` on a stand-in diagram and clock as above, the least bound at 0.9925 times the first multiplier
+    and 30 s to spend: after width 16 at the first multiplier (1 s) the scout plus widening fits, so the compass
+    search at width 16 walks down in steps of 0.25 % until a step no longer lowers it; the wider widths are then
+    evaluated at the scout's multiplier, not the first one, and the widest that fits gives the bound returned."""
+    clock = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(upper_bound, "time", FakeTime)
+    cost = {16: 1.0, 32: 2.0, 64: 4.0, 128: 8.0, 256: 16.0}
+    base = {16: 3.0, 32: 2.0, 64: 1.0, 128: 0.5, 256: 0.25}
+    calls = []
+
+    def diagram(multiplier: float, width: int) -> float:
+        clock[0] += cost[width]
+        calls.append((round(multiplier, 6), width))
+        return base[width] + 1e5 * (multiplier - 0.9925) ** 2
+
+    first = upper_bound.UpperBound(100.0, 1.0, 1)
+    found = upper_bound._diagram_at(diagram, first, target=0.0, deadline=30.0)
+    scouted = 0.9975 ** 3
+    assert calls[:7] == [(1.0, 16), (1.0025, 16), (0.9975, 16), (round(0.9975 ** 2, 6), 16),
+                         (round(scouted, 6), 16), (round(scouted * 0.9975, 6), 16), (round(scouted * 1.0025, 6), 16)]
+    assert calls[7:10] == [(round(scouted, 6), 32), (round(scouted, 6), 64), (round(scouted, 6), 128)]
+    assert clock[0] <= 30.0
+    assert found.relaxation == "decision-diagram (width 128)" and found.multiplier == pytest.approx(scouted)
+
+    calls.clear()
+    clock[0] = 0.0  # with 10 s no scout fits after the first evaluation: widening at the first multiplier, as above
+    upper_bound._diagram_at(diagram, first, target=0.0, deadline=10.0)
+    assert calls[:3] == [(1.0, 16), (1.0, 32), (1.0, 64)]
