@@ -80,7 +80,9 @@ width 64, 0.042 nats against 0.018 for the nearest merge, in about the same time
 is the state-adaptive bound; with no width limit, every integer a grid point and no far rows (``DIAGRAM_WINDOW``
 unbounded) the dual itself. The relaxed decision diagrams of Bergman, Cire, van Hoeve & Hooker (*Decision Diagrams for Optimization*, 2016) merge
 nodes the same way. The diagram's dual need not be least at the state-adaptive bound's multiplier, so the widest
-diagram that fits is also evaluated along a compass search of steps of 0.25 % around it (any multiplier is valid).
+diagram that fits is also evaluated along a compass search of steps of 0.25 % around it (any multiplier is valid),
+scouted first at the narrowest width where the time allows (``_diagram_at``; given 30 s, D = 200 below went from 0.28
+to 0.069 nats, session 9).
 Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation; session 8): gap 0.035 ->
 0.000 nats at D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.001 at
 D = 50, 0.76 -> 0.000 at D = 100, 0.89 -> 0.28 at D = 200 (loose there: a wider diagram and a finer multiplier
