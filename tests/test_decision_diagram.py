@@ -200,12 +200,10 @@ def test_a_prunable_layer_outside_the_bound_is_charged_its_floor(kept):
             assert value_of.diagram(multiplier, width) >= optimum - 1e-9
 
 
-def test_where_a_step_no_longer_fits_at_the_best_width_the_multiplier_search_goes_on_narrower(monkeypatch):
-    """``_diagram_at`` on a stand-in diagram and a stand-in clock (width 16, 32, 64 cost 1, 2, 4 s; the value falls
-    with the width and far more with the multiplier, least at 1.005 times the first one, as at depth). Widening
-    reaches 64 at t = 7 s; with the deadline at 10 s no step fits at 64, so the compass search goes on at 32 (its
-    step up to 1.0025 times the multiplier is lower there) and then at 16 from the same centre, and the least bound
-    found (width 32 at 1.0025) is returned, the deadline held."""
+def _stand_in_diagram(monkeypatch, least_at: float):
+    """A stand-in diagram on a stand-in clock for ``_diagram_at``: width 16, 32, 64, 128, 256 cost 1, 2, 4, 8, 16 s;
+    the value falls with the width (3, 2, 1, 0.5, 0.25) and far more with the multiplier's distance from
+    ``least_at``. Returns the diagram, the clock (a one-entry list) and the list of (multiplier, width) calls."""
     clock = [0.0]
 
     class FakeTime:
@@ -221,7 +219,18 @@ def test_where_a_step_no_longer_fits_at_the_best_width_the_multiplier_search_goe
     def diagram(multiplier: float, width: int) -> float:
         clock[0] += cost[width]
         calls.append((round(multiplier, 6), width))
-        return base[width] + 1e5 * (multiplier - 1.005) ** 2
+        return base[width] + 1e5 * (multiplier - least_at) ** 2
+
+    return diagram, clock, calls
+
+
+def test_where_a_step_no_longer_fits_at_the_best_width_the_multiplier_search_goes_on_narrower(monkeypatch):
+    """``_diagram_at`` on a stand-in diagram and a stand-in clock (width 16, 32, 64 cost 1, 2, 4 s; the value falls
+    with the width and far more with the multiplier, least at 1.005 times the first one, as at depth). Widening
+    reaches 64 at t = 7 s; with the deadline at 10 s no step fits at 64, so the compass search goes on at 32 (its
+    step up to 1.0025 times the multiplier is lower there) and then at 16 from the same centre, and the least bound
+    found (width 32 at 1.0025) is returned, the deadline held."""
+    diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=1.005)
 
     first = upper_bound.UpperBound(100.0, 1.0, 1)
     found = upper_bound._diagram_at(diagram, first, target=0.0, deadline=10.0)
@@ -236,22 +245,7 @@ def test_given_room_the_multiplier_is_scouted_at_the_narrowest_width_and_the_dia
     and 30 s to spend: after width 16 at the first multiplier (1 s) the scout plus widening fits, so the compass
     search at width 16 walks down in steps of 0.25 % until a step no longer lowers it; the wider widths are then
     evaluated at the scout's multiplier, not the first one, and the widest that fits gives the bound returned."""
-    clock = [0.0]
-
-    class FakeTime:
-        @staticmethod
-        def perf_counter() -> float:
-            return clock[0]
-
-    monkeypatch.setattr(upper_bound, "time", FakeTime)
-    cost = {16: 1.0, 32: 2.0, 64: 4.0, 128: 8.0, 256: 16.0}
-    base = {16: 3.0, 32: 2.0, 64: 1.0, 128: 0.5, 256: 0.25}
-    calls = []
-
-    def diagram(multiplier: float, width: int) -> float:
-        clock[0] += cost[width]
-        calls.append((round(multiplier, 6), width))
-        return base[width] + 1e5 * (multiplier - 0.9925) ** 2
+    diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=0.9925)
 
     first = upper_bound.UpperBound(100.0, 1.0, 1)
     found = upper_bound._diagram_at(diagram, first, target=0.0, deadline=30.0)
