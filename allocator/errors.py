@@ -15,3 +15,7 @@ class InfeasibleError(AllocatorError, ValueError):
 
 class SolverError(AllocatorError, RuntimeError):
     """A solver is missing, or failed in a way that left no usable answer."""
+
+
+class RunFailedError(AllocatorError, RuntimeError):
+    """Some tasks of a long run failed; the others completed and were written, so rerunning resumes."""

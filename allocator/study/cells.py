@@ -150,6 +150,26 @@ def pending_cells(config: ValidateConfig, cells_dir: Path, seed: int, say: Say |
     return todo
 
 
+def _refuse_other_dense(earlier: Sequence[tuple[Path, dict | None]], dense_accuracy: float, seed: int,
+                        cells_dir: Path) -> None:
+    """Refuse to add cells to ``seed`` when the cells on disk came from another dense model.
+
+    A seed's cells are paired by sharing one dense model. Where its checkpoint (``dense/``, not in git) is gone and
+    retraining does not reproduce it bit for bit (another CPU, another torch), the new dense model's test accuracy
+    differs from the ``dense_test_accuracy`` the earlier cells recorded; new cells would then not pair with them, and
+    a new cell with the same counts as an old one would copy its results. Raised before any cell is computed."""
+    other = [(path, done) for path, done in earlier
+             if done is not None and done.get("dense_test_accuracy") is not None
+             and abs(float(done["dense_test_accuracy"]) - dense_accuracy) > 1e-9]
+    if other:
+        recorded = sorted({float(done["dense_test_accuracy"]) for _, done in other})
+        raise InvalidInputError(
+            f"seed {seed}: the dense model now has test accuracy {dense_accuracy:.4f}, but {len(other)} cells in "
+            f"{cells_dir} (e.g. {other[0][0].name}) came from one at {', '.join(f'{a:.4f}' for a in recorded)}; new "
+            "cells would not pair with them. Restore that seed's dense checkpoint, or move its cells away to "
+            "recompute the seed")
+
+
 @dataclass
 class _Prepared:
     """A pruned cell waiting for fine-tuning."""
@@ -185,8 +205,9 @@ class SeedCells:
         self.say = progress.message if progress is not None else say
         self._scores: dict[str, torch.Tensor] | None = None
         self._by_kept: dict[tuple[tuple[str, int], ...], _Prepared] = {}
-        for path in sorted(cells_dir.glob(f"seed{seed}-*-{config.criterion}.json")):  # cells of earlier runs
-            done = read_cell(path)
+        earlier = [(path, read_cell(path)) for path in sorted(cells_dir.glob(f"seed{seed}-*-{config.criterion}.json"))]
+        _refuse_other_dense(earlier, dense_accuracy, seed, cells_dir)
+        for path, done in earlier:  # cells of earlier runs
             if done is not None and "test_accuracy" in done and "same_counts_as" not in done:
                 key = tuple(sorted(done["kept"].items()))
                 self._by_kept.setdefault(key, _Prepared(path, done, None, done["kept"], 0.0, finished=done))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
-from allocator.errors import InvalidInputError
+from allocator.errors import InvalidInputError, RunFailedError
 
 BACKENDS = ("serial", "local", "ray")
 
@@ -187,7 +187,7 @@ def run_sweep(
                 failed(by_ref[finished[0]], error)
     summarise_sweep(spec, out_root)
     if failures:
-        raise RuntimeError(f"{len(failures)} of {len(tasks)} sweep tasks failed (the others completed; rerun to "
+        raise RunFailedError(f"{len(failures)} of {len(tasks)} sweep tasks failed (the others completed; rerun to "
                            "resume):\n" + "\n".join(failures))
     return reports
 
