@@ -1,6 +1,7 @@
 """The study scripts run end to end in their --smoke modes and write their result files."""
 
 import json
+import math
 
 import pytest
 
@@ -206,3 +207,28 @@ def test_rivals_report_projects_the_grids_missing_time_from_the_task_records(tmp
     assert "| mnist-npm10k | mlp-2x100 | random | 1210 | 0 | †0.20 | 0.1 |" in text
     assert "| fashion-mnist | lenet5 | magnitude | 1430 | 0 | ~20.00 | 7.9 |" in text
     assert "1 line(s) of tasks.jsonl did not parse" in text
+
+
+def test_cnn_report_compares_each_of_ours_with_every_rule_once_paired_by_seed(tmp_path):
+    """``comparisons`` against a hand computation: differences on the seeds both rules hold, ours against the guarded
+    rule listed once (under ``ours``), the guarded rule against the others."""
+    from experiments import cnn_report
+
+    accuracy = {("ours", 0): 0.80, ("ours", 1): 0.82, ("ours-guarded:0.1", 0): 0.84, ("ours-guarded:0.1", 1): 0.83,
+                ("lamp", 0): 0.83, ("lamp", 1): 0.86, ("lamp", 2): 0.90}  # lamp's seed 2 has no pair
+    cells = tmp_path / "fashion-mnist" / "lenet5" / "magnitude" / "cells"
+    cells.mkdir(parents=True)
+    for (rule, seed), value in accuracy.items():
+        (cells / f"seed{seed}-d0.01-{rule.replace(':', '@')}-magnitude.json").write_text(json.dumps(
+            {"seed": seed, "density": 0.01, "allocation": rule, "test_accuracy": value, "kept": {"a": seed}}))
+    folder = cells.parent
+    ours = {r["rule"]: r for r in cnn_report.comparisons(folder, "ours")}
+    guarded = {r["rule"]: r for r in cnn_report.comparisons(folder, "ours-guarded:0.1")}
+    assert set(ours) == {"ours-guarded:0.1", "lamp"} and set(guarded) == {"lamp"}
+    assert ours["lamp"]["pairs"] == 2 and ours["lamp"]["mean"] == pytest.approx(-0.035)
+    # two pairs: t = mean / (sd / sqrt 2) with one degree of freedom, whose law is Cauchy: p = 1 - 2 atan|t| / pi
+    t = -0.035 / (math.sqrt(2) * 0.005 / math.sqrt(2))
+    assert ours["lamp"]["wins"] == 0 and ours["lamp"]["p"] == pytest.approx(1 - 2 * math.atan(abs(t)) / math.pi)
+    assert guarded["lamp"]["mean"] == pytest.approx(((0.84 - 0.83) + (0.83 - 0.86)) / 2)
+    assert guarded["lamp"]["wins"] == 1 and guarded["lamp"]["losses"] == 1
+    assert ours["ours-guarded:0.1"]["mean"] == pytest.approx(((0.80 - 0.84) + (0.82 - 0.83)) / 2)

@@ -246,6 +246,16 @@ def test_validation_run_resumes(idx_dir, tmp_path):
     assert {(row["density"], row["allocation"]) for row in grown["table"]} == {
         (0.01, rule) for rule in config.allocations} | {(0.02, "ours"), (0.02, "erk")}
     assert [row["density"] for row in grown["paired_ours_minus"]["erk"]] == [0.02]
+    # a seed whose cells came from another dense model (checkpoint lost, retraining not bit-identical) is refused
+    # before any new cell: a cell of seed 0 says its dense model scored otherwise
+    stale = sorted((tmp_path / "cells").glob("seed0-*.json"))[0]
+    record = json.loads(stale.read_text())
+    record["dense_test_accuracy"] = record["dense_test_accuracy"] - 0.0022
+    stale.write_text(json.dumps(record))
+    before = sorted(p.name for p in (tmp_path / "cells").glob("*.json"))
+    with pytest.raises(InvalidInputError, match=r"seed 0: the dense model now has test accuracy .* came from one at"):
+        run_validation(ValidateConfig(**{**config.__dict__, "allocations": ("ours", "erk", "igq")}), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "cells").glob("*.json")) == before
 
 
 @pytest.mark.solver
