@@ -46,7 +46,8 @@ def analyse(folder: Path) -> dict[str, object]:
             if rule == "ours":
                 continue
             other = {c["seed"]: c for c in groups.get((density, rule), [])}
-            seeds = sorted(set(ours_cells) & set(other))
+            seeds = sorted(s for s in set(ours_cells) & set(other)  # one dense model per pair (cnn_report)
+                           if ours_cells[s].get("dense_test_accuracy") == other[s].get("dense_test_accuracy"))
             diffs = [ours_cells[s]["test_accuracy"] - other[s]["test_accuracy"] for s in seeds]
             tally = versus.setdefault(rule, {"wins": 0, "losses": 0, "ties": 0})
             tally["wins"] += sum(d > 0 for d in diffs)

@@ -232,3 +232,10 @@ def test_cnn_report_compares_each_of_ours_with_every_rule_once_paired_by_seed(tm
     assert guarded["lamp"]["mean"] == pytest.approx(((0.84 - 0.83) + (0.83 - 0.86)) / 2)
     assert guarded["lamp"]["wins"] == 1 and guarded["lamp"]["losses"] == 1
     assert ours["ours-guarded:0.1"]["mean"] == pytest.approx(((0.80 - 0.84) + (0.82 - 0.83)) / 2)
+    # seed 1's lamp cell re-run on another dense model: it no longer pairs with ours' seed 1
+    path = cells / "seed1-d0.01-lamp-magnitude.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "dense_test_accuracy": 0.88}))
+    again = {r["rule"]: r for r in cnn_report.comparisons(folder, "ours")}
+    assert again["lamp"]["pairs"] == 1 and again["lamp"]["other_dense"] == 1
+    assert again["lamp"]["mean"] == pytest.approx(0.80 - 0.83)
+    assert cnn_report.dense_models_per_seed(folder)[1] == {None: 2, 0.88: 1}
