@@ -102,6 +102,10 @@ def plot(rows: Sequence[tuple[str, dict]], path: Path) -> None:
                                                                            3.6 * len(references)), squeeze=False)
     for (reference, model), axis in zip([(ref, m) for ref in references for m in models], axes.flat):
         mine = [r for m, r in rows if m == model and r["reference"] == reference]
+        if not mine:  # this model has no cells of that rule
+            axis.set_axis_off()
+            axis.text(0.5, 0.5, f"{model}: no {reference} cells", ha="center", va="center", fontsize=9)
+            continue
         for rule in sorted({r["rule"] for r in mine}):
             points = sorted((r["density"], 100 * r["mean"]) for r in mine if r["rule"] == rule)
             axis.plot([d for d, _ in points], [v for _, v in points], marker="o", label=f"{reference} - {rule}")
