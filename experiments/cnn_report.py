@@ -100,6 +100,8 @@ def plot(rows: Sequence[tuple[str, dict]], path: Path) -> None:
         return
     figure, axes = pyplot().subplots(len(references), len(models), figsize=(4.6 * len(models),
                                                                            3.6 * len(references)), squeeze=False)
+    palette = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {rule: palette[i % len(palette)] for i, rule in enumerate(sorted({r["rule"] for _, r in rows}))}
     for (reference, model), axis in zip([(ref, m) for ref in references for m in models], axes.flat):
         mine = [r for m, r in rows if m == model and r["reference"] == reference]
         if not mine:  # this model has no cells of that rule
@@ -108,7 +110,8 @@ def plot(rows: Sequence[tuple[str, dict]], path: Path) -> None:
             continue
         for rule in sorted({r["rule"] for r in mine}):
             points = sorted((r["density"], 100 * r["mean"]) for r in mine if r["rule"] == rule)
-            axis.plot([d for d, _ in points], [v for _, v in points], marker="o", label=f"{reference} - {rule}")
+            axis.plot([d for d, _ in points], [v for _, v in points], marker="o", label=f"{reference} - {rule}",
+                      color=colours[rule])
         axis.axhline(0.0, color="grey", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_title(f"{model}: {reference}", fontsize=10)
