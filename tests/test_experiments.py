@@ -189,7 +189,10 @@ def test_rivals_report_projects_the_grids_missing_time_from_the_task_records(tmp
     (tmp_path / "tasks.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     folder = tmp_path / "fashion-mnist" / "mlp-2x100" / "magnitude" / "cells"
     folder.mkdir(parents=True)
-    (folder / "seed0-d0.2-ours-magnitude.json").write_text("{}")
+    (folder / "seed0-d0.2-ours-magnitude.json").write_text("{}")  # an unfinished seed with no checkpoint: stranded
+    (folder / "seed1-d0.2-ours-magnitude.json").write_text("{}")  # one whose checkpoint is there: grows
+    (folder.parent / "dense").mkdir()
+    (folder.parent / "dense" / "seed1-0123abcd.pt").write_bytes(b"")
     records.append({"dataset": "mnist-npm10k", "model": "lenet5", "criterion": "magnitude", "seconds": 8.0,
                     "new_cells": 4})  # measured on one data set only: scaled to the other
     (tmp_path / "tasks.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n{\"dataset\": \"cut")
@@ -197,15 +200,17 @@ def test_rivals_report_projects_the_grids_missing_time_from_the_task_records(tmp
     rows = {(r["dataset"], r["model"], r["criterion"]): r for r in t["rows"]}
     assert t["cost_ratio"] == 10.0 and t["unreadable"] == 1
     assert rows[("fashion-mnist", "mlp-2x100", "magnitude")]["core_seconds_per_cell"] == 2.0
-    assert rows[("fashion-mnist", "mlp-2x100", "magnitude")]["present"] == 1
+    assert rows[("fashion-mnist", "mlp-2x100", "magnitude")]["present"] == 2
+    assert rows[("fashion-mnist", "mlp-2x100", "magnitude")]["stranded"] == 1
     assert rows[("mnist-npm10k", "mlp-2x100", "random")]["core_seconds_per_cell"] == 0.2  # the grid folder's cost
     assert rows[("mnist-npm10k", "mlp-2x100", "random")]["how"] == "borrowed"
     assert rows[("fashion-mnist", "lenet5", "magnitude")]["core_seconds_per_cell"] == 20.0  # 2 s x 10
     assert rows[("mnist-npm10k", "mlp-2x200", "magnitude")]["core_seconds_per_cell"] is None
     text = "\n".join(rivals_report.time_section(tmp_path))
-    assert "| fashion-mnist | mlp-2x100 | magnitude | 1210 | 1 | 2.00 | 0.7 |" in text
-    assert "| mnist-npm10k | mlp-2x100 | random | 1210 | 0 | †0.20 | 0.1 |" in text
-    assert "| fashion-mnist | lenet5 | magnitude | 1430 | 0 | ~20.00 | 7.9 |" in text
+    assert "| fashion-mnist | mlp-2x100 | magnitude | 1210 | 2 | 1 | 2.00 | 0.7 |" in text  # 1209 cells x 2 s
+    assert "| mnist-npm10k | mlp-2x100 | random | 1210 | 0 | 0 | †0.20 | 0.1 |" in text
+    assert "| fashion-mnist | lenet5 | magnitude | 1430 | 0 | 0 | ~20.00 | 7.9 |" in text
+    assert "On disk 2 of 20680 cells (1 of them stranded); the 20679 to compute" in text
     assert "1 line(s) of tasks.jsonl did not parse" in text
 
 
