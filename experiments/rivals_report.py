@@ -291,7 +291,7 @@ def grid_time(root: Path) -> dict[str, object]:
     folder of the same model (the random control; marked ``borrowed``), else the same model's cost on the other data
     set times the median cost ratio between the data sets over the models measured on both (``scaled``). A record
     line that does not parse (a sweep killed mid-write) is skipped and counted."""
-    from allocator.study.run_folder import cell_id
+    from allocator.study.run_folder import cell_id, has_dense_checkpoint
     from experiments.rivals_study import DATASETS, MODELS, SEEDS, specs
 
     log = root / "tasks.jsonl"
@@ -322,7 +322,7 @@ def grid_time(root: Path) -> dict[str, object]:
                         wanted, present = wanted + len(ids), present + here
                         # an unfinished seed grows only from its own dense model: without its checkpoint it is
                         # recomputed whole (the sweep refuses to pair new cells with the old ones)
-                        if 0 < here < len(ids) and not any((folder.parent / "dense").glob(f"seed{seed}-*.pt")):
+                        if 0 < here < len(ids) and not has_dense_checkpoint(folder.parent, seed):
                             stranded += here
                     rows.append({"dataset": dataset, "model": model, "criterion": criterion, "wanted": wanted,
                                  "present": present, "stranded": stranded,

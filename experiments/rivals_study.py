@@ -51,20 +51,23 @@ def specs(models: Sequence[str], datasets: Sequence[str], seeds: int, control: b
 
 
 def cells_on_disk(spec: SweepSpec, root: Path) -> tuple[int, int]:
-    """(cells the spec asks for, of those already in their run folders)."""
-    from allocator.study.run_folder import cell_id
+    """(cells the spec asks for, of those already in their run folders, of those the stranded ones: cells of an
+    unfinished seed whose dense checkpoint is not on disk, which the sweep refuses to grow)."""
+    from allocator.study.run_folder import cell_id, has_dense_checkpoint
 
-    wanted = present = 0
+    wanted = present = stranded = 0
     for dataset in spec.datasets:
         for model in spec.models:
             for criterion in spec.criteria:
                 folder = root / dataset / model / criterion / "cells"
                 for seed in spec.seeds:
-                    for density in spec.densities[model]:
-                        for rule in spec.allocations:
-                            wanted += 1
-                            present += (folder / f"{cell_id(seed, density, rule, criterion)}.json").is_file()
-    return wanted, present
+                    ids = [cell_id(seed, density, rule, criterion) for density in spec.densities[model]
+                           for rule in spec.allocations]
+                    here = sum((folder / f"{i}.json").is_file() for i in ids)
+                    wanted, present = wanted + len(ids), present + here
+                    if 0 < here < len(ids) and not has_dense_checkpoint(folder.parent, seed):
+                        stranded += here  # an unfinished seed without its dense model: recomputed whole
+    return wanted, present, stranded
 
 
 def recipe_clashes(grids: Sequence[SweepSpec], root: Path) -> list[tuple[str, list[str]]]:
@@ -104,14 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = [d for d in args.datasets.split(",") if d]
     grids = specs(models, datasets, args.seeds, not args.no_control)
     if args.dry_run:
-        total = done = 0
+        total = done = lost = 0
         for spec in grids:
-            wanted, present = cells_on_disk(spec, Path(args.out))
-            total, done = total + wanted, done + present
+            wanted, present, stranded = cells_on_disk(spec, Path(args.out))
+            total, done, lost = total + wanted, done + present, lost + stranded
             print(f"{spec.criteria[0]}: {len(spec.datasets)} data sets x {len(spec.models)} models x "
                   f"{len(spec.seeds)} seeds x {len(spec.allocations)} rules x densities per model "
-                  f"{ {m: len(spec.densities[m]) for m in spec.models} }: {wanted} cells, {present} on disk")
-        print(f"in all: {total} cells, {done} on disk, {total - done} to run")
+                  f"{ {m: len(spec.densities[m]) for m in spec.models} }: {wanted} cells, {present} on disk "
+                  f"({stranded} stranded: unfinished seeds without their dense checkpoint, to move away and recompute)")
+        print(f"in all: {total} cells, {done} on disk ({lost} stranded), {total - done + lost} to run")
         clashes = recipe_clashes(grids, Path(args.out))
         for folder, fields in clashes:
             print(f"  {folder}: its recipe differs in {', '.join(fields)}: the run would refuse it")

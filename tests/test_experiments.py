@@ -115,8 +115,8 @@ def test_the_rivals_study_plans_its_grid_and_reuses_paper_1s_folders(capsys, tmp
     assert main(["--dry-run", "--models", "mlp-2x100,lenet-300-100", "--datasets", "fashion-mnist", "--seeds", "2",
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "magnitude: 1 data sets x 2 models x 2 seeds x 11 rules" in out and "440 cells, 0 on disk" in out
-    assert "random: 1 data sets x 2 models" in out and "in all: 880 cells, 0 on disk, 880 to run" in out
+    assert "magnitude: 1 data sets x 2 models x 2 seeds x 11 rules" in out and "440 cells, 0 on disk (0 stranded" in out
+    assert "random: 1 data sets x 2 models" in out and "in all: 880 cells, 0 on disk (0 stranded), 880 to run" in out
     assert main(["--dry-run", "--models", "mlp-2x100", "--datasets", "fashion-mnist", "--seeds", "1",
                  "--no-control"]) == 0  # paper 1's folder on disk: its recipe is the grid's
     assert "on disk" in capsys.readouterr().out

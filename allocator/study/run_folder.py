@@ -91,6 +91,12 @@ def save_allocation_if_changed(allocation, path: Path) -> None:
     save_allocation(allocation, path)
 
 
+def has_dense_checkpoint(out: Path, seed: int) -> bool:
+    """Whether run folder ``out`` holds a dense checkpoint of ``seed`` (of any key): the one way an unfinished seed
+    grows, since retraining does not reproduce a dense model bit for bit on another machine."""
+    return any((Path(out) / "dense").glob(f"seed{seed}-*.pt"))
+
+
 def dense_model(config: ValidateConfig, entry, data, out: Path, seed: int, position: str, say: Say):
     """The seed's dense model: loaded from the run folder's cache, or built with ``torch.manual_seed(seed)``,
     trained by ``config.train`` and cached. Writes ``dense/seed<S>.json``; returns ``(model, test accuracy)``.
