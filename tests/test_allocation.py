@@ -288,3 +288,36 @@ def test_bad_flops_budget_and_polish_starts():
         allocate(network, density=0.01, constraints=Constraints(flops_budget=float("nan")))
     with pytest.raises(InvalidInputError, match="polish_starts is 0"):
         allocate(network, density=0.01, polish_starts=0)
+
+
+def test_is_feasible_and_kept_per_layer_agree_with_their_definitions_on_random_units():
+    """The fast paths (no tied block, no FLOPs budget) against the definitions written out here: every block in
+    its range and the prunable layers' kept counts (pinned ones included) within the budget; with a tied group or a
+    FLOPs budget the general path answers."""
+    rng = np.random.default_rng(7)
+    network = Network.from_arch("300,60,40,30,10")
+    names = network.names
+    for constraints in (None, Constraints(pinned={names[1]: 0.05}), Constraints(tied=[names[1:3]]),
+                        Constraints(flops_budget=2000.0)):
+        problem = AllocationProblem.build(network, make_budget(network, density=0.02), RankModel("binomial"),
+                                          constraints)
+        outcomes = set()
+        for trial in range(300):
+            units = [int(rng.integers(b.lo - 3, b.hi + 4)) if trial % 2 else  # mostly over the budget
+                     int(rng.integers(b.lo - 1, b.lo + problem.budget.kept // len(problem.blocks) + 2))  # often within
+                     for b in problem.blocks]
+            kept = list(problem.fixed_kept)
+            for block, value in zip(problem.blocks, units):
+                for member, count in zip(block.members, problem.member_kept(block, value)):
+                    kept[member] = count
+            assert problem.kept_per_layer(units) == tuple(kept)
+            assert all(type(k) is int for k in problem.kept_per_layer(np.array(units)))
+            prunable_total = sum(k for k, p in zip(kept, network.prunable) if p)
+            flops = sum(f * k for f, k, p in zip(network.flops_per_weight, kept, network.prunable) if p)
+            expected = (all(b.lo <= u <= b.hi for b, u in zip(problem.blocks, units))
+                        and prunable_total <= problem.budget.kept
+                        and (problem.constraints.flops_budget is None
+                             or flops <= problem.constraints.flops_budget + 1e-9))
+            assert problem.is_feasible(units) == expected
+            outcomes.add(expected)
+        assert outcomes == {True, False}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -283,14 +284,33 @@ class AllocationProblem:
             return None
         return tuple(block.members[0] for block in self.blocks)
 
+    @functools.cached_property
+    def _fixed_ints(self) -> tuple[int | None, ...]:
+        """``fixed_kept`` as Python integers (``None`` kept)."""
+        return tuple(None if k is None else int(k) for k in self.fixed_kept)
+
+    @functools.cached_property
+    def _fast_feasibility(self) -> tuple[tuple[int, ...], tuple[int, ...], int] | None:
+        """``(lows, highs, budget left)`` when no block is tied, every block's layer is prunable and there is no
+        FLOPs budget: then ``units`` is feasible iff ``lows <= units <= highs`` entrywise and ``sum(units) <= budget
+        left`` (the budget less the pinned prunable layers' counts), which ``is_feasible`` checks at C speed (the
+        polish calls it some 15,000 times at 100 layers). ``None`` otherwise."""
+        single = self._single_members
+        if single is None or self.constraints.flops_budget is not None or \
+                not all(self.network.prunable[m] for m in single):
+            return None
+        return (tuple(b.lo for b in self.blocks), tuple(b.hi for b in self.blocks),
+                self.budget.kept - self.fixed_prunable_kept)
+
     def kept_per_layer(self, units: Sequence[int]) -> tuple[int, ...]:
         """Kept count of every weight layer (non-prunable layers at all their weights) for block ``units``."""
-        kept = list(self.fixed_kept)
         single = self._single_members
         if single is not None:
-            for member, value in zip(single, units):
+            kept = list(self._fixed_ints)
+            for member, value in zip(single, map(int, units)):
                 kept[member] = value
-            return tuple(int(k) for k in kept)  # type: ignore[arg-type]
+            return tuple(kept)  # type: ignore[arg-type]
+        kept = list(self.fixed_kept)
         for block, value in zip(self.blocks, units):
             for member, count in zip(block.members, self.member_kept(block, value)):
                 kept[member] = count
@@ -306,6 +326,11 @@ class AllocationProblem:
 
     def is_feasible(self, units: Sequence[int]) -> bool:
         """Every block within its range, the budget and the optional FLOPs budget respected."""
+        fast = self._fast_feasibility
+        if fast is not None:
+            lows, highs, left = fast
+            return (len(units) == len(lows) and all(map(operator.le, lows, units))
+                    and all(map(operator.le, units, highs)) and sum(units) <= left)
         if any(not b.lo <= u <= b.hi for b, u in zip(self.blocks, units)):
             return False
         kept = self.kept_per_layer(units)
