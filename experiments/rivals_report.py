@@ -291,8 +291,7 @@ def grid_time(root: Path) -> dict[str, object]:
     folder of the same model (the random control; marked ``borrowed``), else the same model's cost on the other data
     set times the median cost ratio between the data sets over the models measured on both (``scaled``). A record
     line that does not parse (a sweep killed mid-write) is skipped and counted."""
-    from allocator.study.run_folder import cell_id, has_dense_checkpoint
-    from experiments.rivals_study import DATASETS, MODELS, SEEDS, specs
+    from experiments.rivals_study import DATASETS, MODELS, SEEDS, folder_cells, specs
 
     log = root / "tasks.jsonl"
     records, unreadable = [], 0
@@ -313,17 +312,8 @@ def grid_time(root: Path) -> dict[str, object]:
         for dataset in spec.datasets:
             for model in spec.models:
                 for criterion in spec.criteria:
-                    folder = root / dataset / model / criterion / "cells"
-                    wanted = present = stranded = 0
-                    for seed in spec.seeds:
-                        ids = [cell_id(seed, density, rule, criterion) for density in spec.densities[model]
-                               for rule in spec.allocations]
-                        here = sum((folder / f"{i}.json").is_file() for i in ids)
-                        wanted, present = wanted + len(ids), present + here
-                        # an unfinished seed grows only from its own dense model: without its checkpoint it is
-                        # recomputed whole (the sweep refuses to pair new cells with the old ones)
-                        if 0 < here < len(ids) and not has_dense_checkpoint(folder.parent, seed):
-                            stranded += here
+                    wanted, present, stranded = folder_cells(root / dataset / model / criterion, spec.seeds,
+                                                             spec.densities[model], spec.allocations, criterion)
                     rows.append({"dataset": dataset, "model": model, "criterion": criterion, "wanted": wanted,
                                  "present": present, "stranded": stranded,
                                  "core_seconds_per_cell": measured.get((dataset, model, criterion)), "how": "measured"})

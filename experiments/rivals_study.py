@@ -50,24 +50,32 @@ def specs(models: Sequence[str], datasets: Sequence[str], seeds: int, control: b
     return out
 
 
-def cells_on_disk(spec: SweepSpec, root: Path) -> tuple[int, int]:
-    """(cells the spec asks for, of those already in their run folders, of those the stranded ones: cells of an
-    unfinished seed whose dense checkpoint is not on disk, which the sweep refuses to grow)."""
+def folder_cells(run_dir: Path, seeds: Sequence[int], densities: Sequence[float], rules: Sequence[str],
+                 criterion: str) -> tuple[int, int, int]:
+    """(cells one run folder is asked for, of those on disk, of those the stranded ones: cells of an unfinished seed
+    whose dense checkpoint is not on disk, which the sweep refuses to grow, so the seed is recomputed whole)."""
     from allocator.study.run_folder import cell_id, has_dense_checkpoint
 
     wanted = present = stranded = 0
+    for seed in seeds:
+        ids = [cell_id(seed, density, rule, criterion) for density in densities for rule in rules]
+        here = sum((run_dir / "cells" / f"{i}.json").is_file() for i in ids)
+        wanted, present = wanted + len(ids), present + here
+        if 0 < here < len(ids) and not has_dense_checkpoint(run_dir, seed):
+            stranded += here
+    return wanted, present, stranded
+
+
+def cells_on_disk(spec: SweepSpec, root: Path) -> tuple[int, int, int]:
+    """``folder_cells`` summed over the spec's run folders."""
+    totals = [0, 0, 0]
     for dataset in spec.datasets:
         for model in spec.models:
             for criterion in spec.criteria:
-                folder = root / dataset / model / criterion / "cells"
-                for seed in spec.seeds:
-                    ids = [cell_id(seed, density, rule, criterion) for density in spec.densities[model]
-                           for rule in spec.allocations]
-                    here = sum((folder / f"{i}.json").is_file() for i in ids)
-                    wanted, present = wanted + len(ids), present + here
-                    if 0 < here < len(ids) and not has_dense_checkpoint(folder.parent, seed):
-                        stranded += here  # an unfinished seed without its dense model: recomputed whole
-    return wanted, present, stranded
+                counts = folder_cells(root / dataset / model / criterion, spec.seeds, spec.densities[model],
+                                      spec.allocations, criterion)
+                totals = [t + c for t, c in zip(totals, counts)]
+    return totals[0], totals[1], totals[2]
 
 
 def recipe_clashes(grids: Sequence[SweepSpec], root: Path) -> list[tuple[str, list[str]]]:
