@@ -1,7 +1,7 @@
 """The CNN study (issue 12): every conv and linear layer pruned, ours against the rules users pick instead.
 
 Run: ``.venv/bin/python -m experiments.cnn_study [--models lenet5,vgg-small,resnet8] [--seeds 5] [--workers 1]
-[--epochs 15] [--finetune-epochs 15] [--quick]``, then ``python -m experiments.cnn_report``.
+[--first-seed 0] [--epochs 15] [--finetune-epochs 15] [--quick]``, then ``python -m experiments.cnn_report``.
 
 Grid: Fashion-MNIST (full: 55,000 train, 5,000 validation, 10,000 test); LeNet-5 (28x28 grey), the small VGG-style
 net and ResNet-8 of the registry, each with its convolutions inside the bound (``convs_inside``: the allocation
@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--densities", help=f"comma-separated global densities (default {DENSITIES}; quick: its own)")
     parser.add_argument("--allocations", help=f"comma-separated rules (default {ALLOCATIONS}; quick: its own)")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (default 0): seeds first..first+seeds-1, e.g. new seeds for a folder whose "
+                             "earlier seeds lost their dense checkpoints")
     parser.add_argument("--epochs", type=int, help="dense training epochs (default 15; quick: 5)")
     parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default 15; quick: 3)")
     parser.add_argument("--workers", type=int, default=1)
@@ -52,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         parser.error(f"--models {unknown} not in the study; accepted: {', '.join(MODELS)}")
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error(f"--seeds {args.seeds} / --first-seed {args.first_seed}: expected seeds >= 1 and first seed >= 0")
     profile = QUICK if args.quick else {"densities": DENSITIES, "allocations": ALLOCATIONS, "epochs": 15,
                                         "finetune_epochs": 15}
     try:
@@ -64,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else profile["finetune_epochs"]
     spec = SweepSpec(
         datasets=("fashion-mnist",), models=models, densities={m: densities for m in models},
-        allocations=allocations, seeds=tuple(range(args.seeds)), train_epochs=epochs,
+        allocations=allocations, seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)), train_epochs=epochs,
         finetune_epochs=finetune_epochs, convs_inside=models,
     )
     out = args.out + ("-quick" if args.quick else "")
