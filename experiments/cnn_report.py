@@ -48,8 +48,8 @@ def comparison_rows(rows: Sequence[tuple[str, dict]]) -> list[str]:
         same = " (same allocation)" if r["identical"] else ""
         p = "n/a" if math.isnan(r["p"]) else f"{r['p']:.3g}"
         ph = "n/a" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}"
-        lines.append(f"| {m} | {r['density']:g} | {r['reference']} | {r['rule']}{same} | {r['pairs']} | {100 * r['mean']:+.2f} | "
-                     f"{r['wins']}/{r['pairs']} | {p} | {ph} |")
+        lines.append(f"| {m} | {r['density']:g} | {r['reference']} | {r['rule']}{same} | {r['pairs']} | "
+                     f"{100 * r['mean']:+.2f} | {r['wins']}/{r['pairs']} | {p} | {ph} |")
     return lines
 
 
@@ -73,9 +73,11 @@ def comparisons(folder: Path, reference: str = "ours") -> list[dict[str, object]
         diffs = [mine[s]["test_accuracy"] - other[s]["test_accuracy"] for s in seeds]
         if not diffs:
             continue
-        out.append({"density": density, "reference": reference, "rule": rule, "pairs": len(seeds), "mean": statistics.fmean(diffs),
-                    "p": paired_t_p_value(diffs), "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
-                    "other_dense": len(common) - len(seeds), "identical": all(mine[s].get("kept") == other[s].get("kept") for s in seeds)})
+        out.append({"density": density, "reference": reference, "rule": rule, "pairs": len(seeds),
+                    "mean": statistics.fmean(diffs), "p": paired_t_p_value(diffs),
+                    "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
+                    "other_dense": len(common) - len(seeds),
+                    "identical": all(mine[s].get("kept") == other[s].get("kept") for s in seeds)})
     return out
 
 
@@ -173,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables += section(f"{model} on {dataset} ({criterion}), every conv and linear layer pruned", a) + [""]
         rows += [(model, r) for reference in REFERENCES for r in comparisons(folder, reference)]
     wins, losses, tested = holm_split(rows)
-    mixed = [f"{folder.parts[-2]} seed {seed} ({', '.join(f'{n} cells at {100 * a:.2f} %' for a, n in sorted(c.items()))})"
+    mixed = [f"{folder.parts[-2]} seed {seed} ("
+             + ", ".join(f"{n} cells at {100 * a:.2f} %" for a, n in sorted(c.items())) + ")"
              for folder in folders for seed, c in dense_models_per_seed(folder).items() if len(c) > 1]
     dropped = sum(r["other_dense"] for _, r in rows)
     lines = ["# CNN study: measured answers", "",

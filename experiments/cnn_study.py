@@ -6,12 +6,12 @@ Run: ``.venv/bin/python -m experiments.cnn_study [--models lenet5,vgg-small,resn
 Grid: Fashion-MNIST (full: 55,000 train, 5,000 validation, 10,000 test); LeNet-5 (28x28 grey), the small VGG-style
 net and ResNet-8 of the registry, each with its convolutions inside the bound (``convs_inside``: the allocation
 covers every conv and linear layer, convs floored at the uniform share, the classifier dense); global densities
-across the accuracy cliff and the bound's saturation (0.1, 0.05, 0.03, 0.02, 0.01, 0.005); allocations ours, uniform, ERK, SynFlow, RD,
-IGQ, global magnitude, LAMP, ours-guarded:0.1; layer magnitude pruning; paired seeds (the same dense model and data order for every
-rule of a seed); every conv and linear layer fine-tuned with masks fixed, one cell at a time (paper 1's full
-protocol, not frozen). ``--quick``: 4 densities (0.05, 0.03, 0.02, 0.01), 5 rules (ours, uniform, ERK, LAMP and
-ours-guarded:0.1), 5 dense and 3 fine-tuning epochs; ``--densities``, ``--allocations`` and the epochs override
-either profile.
+across the accuracy cliff and the bound's saturation (0.1, 0.05, 0.03, 0.02, 0.01, 0.005); allocations ours,
+uniform, ERK, SynFlow, RD, IGQ, global magnitude, LAMP, ours-guarded:0.1; layer magnitude pruning; paired seeds (the
+same dense model and data order for every rule of a seed); every conv and linear layer fine-tuned with masks
+fixed, one cell at a time (paper 1's full protocol, not frozen). ``--quick``: 4 densities (0.05, 0.03, 0.02,
+0.01), 5 rules (ours, uniform, ERK, LAMP and ours-guarded:0.1), 5 dense and 3 fine-tuning epochs; ``--densities``,
+``--allocations`` and the epochs override either profile.
 Cells are written atomically into ``experiments/results/cnn/fashion-mnist/MODEL/magnitude/cells/``; rerunning
 resumes. Each cell's wall time is in its record; the report sums them.
 """
@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allocations", help=f"comma-separated rules (default {ALLOCATIONS}; quick: its own)")
     parser.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
     parser.add_argument("--first-seed", type=int, default=0,
-                        help="the first seed (default 0): seeds first..first+seeds-1, e.g. new seeds for a folder whose "
-                             "earlier seeds lost their dense checkpoints")
+                        help="the first seed (default 0): seeds first..first+seeds-1, e.g. new seeds for a folder "
+                             "whose earlier seeds lost their dense checkpoints")
     parser.add_argument("--epochs", type=int, help="dense training epochs (default 15; quick: 5)")
     parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default 15; quick: 3)")
     parser.add_argument("--workers", type=int, default=1)
@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else profile["finetune_epochs"]
     spec = SweepSpec(
         datasets=("fashion-mnist",), models=models, densities={m: densities for m in models},
-        allocations=allocations, seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)), train_epochs=epochs,
+        allocations=allocations, seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
+        train_epochs=epochs,
         finetune_epochs=finetune_epochs, convs_inside=models,
     )
     out = args.out + ("-quick" if args.quick else "")
