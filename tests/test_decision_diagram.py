@@ -88,6 +88,50 @@ def test_never_below_the_exhaustive_optimum_at_any_multiplier_width_and_focus(wi
         assert bound == pytest.approx(value_of(multiplier), abs=1e-9)
 
 
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # set on every example
+@given(widths=st.lists(st.integers(2, 10), min_size=2, max_size=4), n0=st.integers(2, 16), classes=st.integers(2, 4),
+       share=st.floats(0.03, 0.5), rank_model=st.sampled_from(["binomial", "dense", "exact-structural"]),
+       built_at=st.floats(0.0, 3.0), others=st.lists(st.floats(0.0, 3.0), min_size=3, max_size=3),
+       levels=st.sampled_from([3, 12, 200]), width=st.sampled_from([1, 2, 3, 8]),
+       fractions=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5), min_kept=st.integers(0, 2),
+       window=st.sampled_from([0, 1, 4]), merge=st.sampled_from([0.0, 3e-4, 0.1]), focus_window=st.sampled_from([0, 2]))
+def test_a_held_structure_is_a_convex_bound_at_every_multiplier(widths, n0, classes, share, rank_model, built_at, others,
+                                                              levels, width, fractions, min_kept, window, merge,
+                                                              focus_window, monkeypatch):
+    """A structure built at one multiplier (``diagram_built``) and evaluated at others (``diagram_fixed``): equal to
+    the built value where it was built, never below the exhaustive optimum anywhere, and its slopes are
+    subgradients (the value at every other multiplier lies on or above each tangent) that match a central finite
+    difference where the function is smooth."""
+    monkeypatch.setattr(upper_bound, "DIAGRAM_WINDOW", window)
+    monkeypatch.setattr(upper_bound, "DIAGRAM_MERGE_NATS", merge)
+    monkeypatch.setattr(upper_bound, "FOCUS_WINDOW", focus_window)
+    problem = _small_problem(widths, n0, classes, share, rank_model, min_kept)
+    try:
+        _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=50_000)
+    except ValueError:  # too many integer allocations to list
+        assume(False)
+    value_of = relaxation(problem, levels=levels, focus=_focus(problem, fractions))
+    value, structure = value_of.diagram_built(built_at, width)
+    assert value == pytest.approx(value_of.diagram(built_at, width), abs=1e-12)
+    assert value_of.diagram_fixed(built_at, structure) == pytest.approx(value, abs=1e-9)
+    points = [built_at] + others
+    tangents = []
+    for multiplier in points:
+        slopes: list = []
+        held = value_of.diagram_fixed(multiplier, structure, slopes)
+        assert held >= optimum - 1e-9
+        tangents.append((multiplier, held, slopes[0]))
+    for at, held, slope in tangents:
+        for multiplier, other, _ in tangents:
+            assert other >= held + slope * (multiplier - at) - 1e-7 * (1 + abs(held))
+    at, held, slope = tangents[1]
+    step = 1e-6
+    left, right = (value_of.diagram_fixed(at + sign * step, structure) for sign in (-1, 1))
+    if abs(left + right - 2 * held) < 1e-9:  # no kink within the step: the slope is the derivative
+        assert slope == pytest.approx((right - left) / (2 * step), rel=1e-3, abs=1e-3)
+
+
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # the same patch for all
 @given(widths=st.lists(st.integers(2, 6), min_size=2, max_size=3), n0=st.integers(2, 10), classes=st.integers(2, 3),
@@ -161,7 +205,7 @@ def test_the_diagram_needs_an_answer_to_steer_by_and_stops_at_its_deadline():
     late = relaxation(problem, deadline=time.perf_counter() - 1.0, focus=[20] * 11)
     with pytest.raises(upper_bound._OutOfTime):
         late.diagram(1.0, 64)
-    np.testing.assert_array_equal(upper_bound._cover(np.zeros((3, 4)), 2, np.zeros(4), 0.0), np.zeros((1, 4)))
+    np.testing.assert_array_equal(upper_bound._cover(np.zeros((3, 4)), 2, np.zeros(4), 0.0)[0], np.zeros((1, 4)))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -177,11 +221,15 @@ def test_the_chosen_members_cover_every_candidate(rows, dims, width, merge, seed
     candidates += 1e-4 * rng.integers(0, 2, size=candidates.shape)  # and near-bounds, just above a member
     if holes:
         candidates[rng.random(size=candidates.shape) < 0.2] = -np.inf
-    members = upper_bound._cover(candidates, width, rng.normal(size=dims), merge)
+    members, joined = upper_bound._cover(candidates, width, rng.normal(size=dims), merge)
     assert members.shape[0] <= width
     for candidate in candidates:
         assert np.any(np.all(members >= candidate[None, :], axis=1))
     assert np.all(members <= np.maximum(candidates.max(axis=0), upper_bound.LN_NOTHING)[None, :])
+    # the structure: every candidate joined one member, and each member is the maximum of the ones that joined it
+    assert joined.shape == (rows,) and set(joined.tolist()) == set(range(members.shape[0]))
+    rebuilt, _ = upper_bound._join(np.maximum(candidates, upper_bound.LN_NOTHING), None, joined)
+    np.testing.assert_array_equal(rebuilt, np.maximum(members, upper_bound.LN_NOTHING))
 
 
 @pytest.mark.parametrize("kept", [6, 12, 20])
@@ -260,3 +308,46 @@ def test_given_room_the_multiplier_is_scouted_at_the_narrowest_width_and_the_dia
     clock[0] = 0.0  # with 10 s no scout fits after the first evaluation: widening at the first multiplier, as above
     upper_bound._diagram_at(diagram, first, target=0.0, deadline=10.0)
     assert calls[:3] == [(1.0, 16), (1.0, 32), (1.0, 64)]
+
+
+def test_a_held_structure_is_minimised_by_its_slopes_then_rebuilt_at_its_minimum(monkeypatch):
+    """``_diagram_at`` with stand-in ``built`` and ``fixed`` on the stand-in clock: a structure built at multiplier
+    ``c`` holds the convex bound ``base + 10 (m - c)^2 + 50 |m - 0.995|`` at every ``m`` (a built one is its value
+    at ``c``; a held evaluation costs half a build). After widening at the first multiplier (no scout, widths up to
+    64), the held structure is minimised by its slopes (bracketed by steps of 0.25 %, then the tangents' crossing:
+    0.995), a structure is built there, its own minimum is found where it was built, and that least value is
+    returned; every evaluation within the 30 s deadline."""
+    diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=1.0)
+    cost = {16: 1.0, 32: 2.0, 64: 4.0, 128: 8.0, 256: 16.0}
+    base = {16: 3.0, 32: 2.0, 64: 1.0, 128: 0.5, 256: 0.25}
+
+    def held_value(multiplier: float, structure: tuple) -> tuple[float, float]:
+        width, center = structure
+        value = base[width] + 10 * (multiplier - center) ** 2 + 50 * abs(multiplier - 0.995)
+        slope = 20 * (multiplier - center) + (50 if multiplier > 0.995 else -50)
+        return value, slope
+
+    def built(multiplier: float, width: int):
+        clock[0] += cost[width]
+        calls.append((round(multiplier, 6), width))
+        return held_value(multiplier, (width, multiplier))[0], (width, multiplier)
+
+    held_calls = []
+
+    def fixed(multiplier: float, structure: tuple, slopes: list | None = None) -> float:
+        clock[0] += cost[structure[0]] / 2
+        held_calls.append(round(multiplier, 6))
+        value, slope = held_value(multiplier, structure)
+        if slopes is not None:
+            slopes.append(slope)
+        return value
+
+    monkeypatch.setattr(upper_bound, "DIAGRAM_SCOUT_ROOM", 1e9)  # no scout: widening at the first multiplier
+    monkeypatch.setattr(upper_bound, "DIAGRAM_WIDTHS", (16, 32, 64))
+    first = upper_bound.UpperBound(100.0, 1.0, 1)
+    found = upper_bound._diagram_at(diagram, first, target=0.0, deadline=30.0, built=built, fixed=fixed)
+    assert calls == [(1.0, 16), (1.0, 32), (1.0, 64), (0.995, 64)]  # widening, then a build at the held minimum
+    assert held_calls[:4] == [1.0, 0.997506, 0.992544, 0.995]  # the slope search on the structure built at 1.0
+    assert clock[0] <= 30.0
+    assert found.multiplier == pytest.approx(0.995, abs=1e-6) and found.ln_bound == pytest.approx(1.0, abs=1e-5)
+    assert found.relaxation == "decision-diagram (width 64)"  # the structure rebuilt there gave the least bound
