@@ -92,8 +92,12 @@ by induction ``ln V(d)`` is a maximum of log-sums of exponentials of affine func
 subgradient is ``K - C(n0)``, ``C`` the kept count paid from a state on by the maximising candidates, carried as
 ``ln (V C)`` beside ``ln V`` (``(V C)`` of a candidate ``= e^{-lambda a} E[h(V' C')] + a V``). Built diagrams are
 jagged in ``lambda`` (784-100x200-10, width 128: 0.0061, 0.0158, 0.0125, 0.0271 nats at 0.9915, 0.992, 0.9925,
-0.993 times the first multiplier), a held one is not, so ``_diagram_at`` minimises the held structure of its best
-build by its slopes and builds again at that minimum (given 30 s there: 0.069 -> 0.045 nats, session 11).
+0.993 times the first multiplier), a held one is not. Session 11 tried minimising the held structure of the best
+build by its slopes, then building again at that minimum, in place of ``_diagram_at``'s compass steps, and did not
+keep it: head to head (one run each, 784-100xD-10 at 0.001, 4/10/30 s) it equalled the compass at D = 20 and 50,
+lost at D = 100 given 4 s (0.0147 against 0.0000 nats: a held evaluation with its slope costs 0.8 of a build
+there, 1.1 s against 1.3 s, and gives no new structure) and was 0.045 once and 0.069 once at D = 200 given 30 s
+against the compass's 0.069 and 0.025. A held evaluation without its slope costs a third of a build.
 Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation; session 8): gap 0.035 ->
 0.000 nats at D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.001 at
 D = 50, 0.76 -> 0.000 at D = 100, 0.89 -> 0.28 at D = 200 (loose there: a wider diagram and a finer multiplier
@@ -186,7 +190,10 @@ class Relaxation:
     """``ln UB(lambda)`` of the module docstring: call it as ``f(lambda, slopes=None)`` (``slopes``: a list that
     receives a subgradient at ``lambda``, on a chain; a program appends nothing). On a chain also ``at_zero()``
     (``ln UB(0)`` in one recursion) and ``delayed(lambda)`` (``ln UB_1``, the delayed relaxation); ``None`` on a
-    program. ``diagram(lambda, width)``: ``ln UB_D``, the relaxed decision diagram (chains with a ``focus``)."""
+    program. ``diagram(lambda, width)``: ``ln UB_D``, the relaxed decision diagram (chains with a ``focus``);
+    ``diagram_built(lambda, width, slopes=None)`` gives it with its structure, ``diagram_fixed(lambda, structure,
+    slopes=None)`` a held structure's bound (module docstring: valid at every multiplier, convex, with a
+    subgradient)."""
 
     evaluate: Callable[..., float]
     at_zero: Callable[[], float] | None
@@ -740,7 +747,7 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     if target is not None and first.ln_bound - target <= SLOPE_TOLERANCE_NATS:
         return first
     if value_of.diagram is not None:
-        found = _diagram_at(value_of.diagram, first, target, deadline, value_of.diagram_built, value_of.diagram_fixed)
+        found = _diagram_at(value_of.diagram, first, target, deadline)
         if found is not first:
             return found  # else no diagram finished in time: the delayed relaxation may still fit
     tighter = _delayed_at(value_of.delayed, best)
@@ -777,8 +784,7 @@ DIAGRAM_SCOUT_ROOM = 12.0
 
 
 def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, target: float | None,
-                deadline: float | None = None, built: Callable[[float, int], tuple[float, list]] | None = None,
-                fixed: Callable[..., float] | None = None) -> UpperBound:
+                deadline: float | None = None) -> UpperBound:
     """The relaxed decision diagram around ``first``'s multiplier (nothing at a multiplier of 0, where no diagram can
     beat ``first``; the diagram's dual need not be least where the state-adaptive one is, and every multiplier gives a
     valid bound, so the search needs no convexity):
@@ -787,10 +793,7 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
        where the time left after its first evaluation holds ``DIAGRAM_SCOUT_ROOM`` times that evaluation;
     2. at the scout's multiplier the wider widths in turn (widening stops after two doublings without a gain);
     3. the compass search again from there at the width that gave the least bound; where a step there no longer
-       fits, at half that width, and so on. With ``built`` and ``fixed`` (``Relaxation.diagram_built`` and
-       ``diagram_fixed``) instead: the structure built at the best point so far is held and its bound, convex in the
-       multiplier, minimised by its slopes (``_slope_search`` from steps of ``DIAGRAM_STEP``), then a structure is
-       built at that minimum and minimised in turn (``DIAGRAM_REBUILDS`` times at most, while each lowers the bound).
+       fits, at half that width, and so on.
 
     Each evaluation only where its estimate fits before ``deadline``, until the bound is within
     ``SLOPE_TOLERANCE_NATS`` of ``target``: the least bound found, or ``first`` where none is lower."""
@@ -798,7 +801,6 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
     evaluations = first.evaluations
     seconds = {0: 0.0}
     values: dict[int, dict[float, float]] = {width: {} for width in DIAGRAM_WIDTHS}
-    structures: dict[tuple[int, float], list] = {}
 
     def close_enough() -> bool:
         return target is not None and found.ln_bound - target <= SLOPE_TOLERANCE_NATS
@@ -813,10 +815,7 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
             if close_enough() or not fits(estimate):
                 raise _OutOfTime
             started = time.perf_counter()
-            if built is None:
-                value = diagram(multiplier, width)  # raises _OutOfTime past the deadline
-            else:
-                value, structures[(width, multiplier)] = built(multiplier, width)
+            value = diagram(multiplier, width)  # raises _OutOfTime past the deadline
             seconds[width] = time.perf_counter() - started
             evaluations += 1
             values[width][multiplier] = value
@@ -839,52 +838,6 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
                     break
             else:
                 state[1] = step / 2
-
-    def refine(fixed: Callable[..., float], width: int) -> None:
-        """Step 3 with structures: from the best multiplier built at ``width``, minimise the held structure's bound
-        ``ln UB_S`` (convex: ``_slope_search`` with slopes, its first step ``DIAGRAM_STEP`` of the multiplier),
-        then build at that minimum (recording the new structure) and repeat while the new structure's bound there
-        is below the last minimum. Every value is a valid bound (a structure covers at every multiplier)."""
-        nonlocal found, evaluations
-        center = min(values[width], key=values[width].get)
-        fixed_seconds = DIAGRAM_FIXED_SHARE * seconds[width]
-        for _ in range(DIAGRAM_REBUILDS):
-            structure, held_from = structures[(width, center)], center
-            tried: dict[float, float] = {}
-            slope_at: dict[float, float] = {}
-
-            def evaluate(multiplier: float) -> float:
-                nonlocal found, evaluations, fixed_seconds
-                if multiplier not in slope_at:
-                    if close_enough() or not fits(fixed_seconds):
-                        return math.inf
-                    slopes: list = []
-                    started = time.perf_counter()
-                    try:
-                        tried[multiplier] = fixed(multiplier, structure, slopes)
-                    except _OutOfTime:
-                        return math.inf
-                    fixed_seconds = time.perf_counter() - started
-                    evaluations += 1
-                    slope_at[multiplier] = slopes[0]
-                    if tried[multiplier] < found.ln_bound:
-                        found = UpperBound(tried[multiplier], multiplier, evaluations,
-                                           f"{DIAGRAM} (width {width}, structure built at multiplier {held_from:.6g})")
-                return tried[multiplier]
-
-            _slope_search(evaluate, tried, slope_at, center, SLOPE_TOLERANCE_NATS, first_step=DIAGRAM_STEP)
-            if not tried:
-                return
-            least = min(tried, key=tried.get)
-            if least == center or least in values[width]:
-                return
-            try:
-                rebuilt = at(least, width, seconds[width])
-            except _OutOfTime:
-                return
-            if rebuilt >= tried[least]:
-                return
-            center = least
 
     if first.multiplier <= 0:
         return first  # at lambda = 0 every layer at its top count: the diagram's dual is that bound too
@@ -917,9 +870,6 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
             break  # two doublings without a gain: widening no longer pays here
     # 3. the compass search at the width that gave the least bound; where a step there no longer fits, at half that
     # width, and so on (any width's bound is valid, and at depth the multiplier can matter more than the width)
-    if built is not None and fixed is not None:
-        refine(fixed, best_width)
-        return found
     state[1] = DIAGRAM_STEP
     rounds = DIAGRAM_SEARCH_STEPS
     for width in [w for w in reversed(DIAGRAM_WIDTHS) if w <= best_width and values[w]]:
@@ -931,13 +881,6 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
                 break
             rounds -= state[3]
     return found
-
-
-#: Structures built and minimised in turn in ``_diagram_at``'s step 3 (each only while the last lowered the bound).
-DIAGRAM_REBUILDS = 4
-#: A held structure's evaluation with its slope costs about this share of building one (measured 0.55-0.75 at
-#: 200 layers of 100, widths 64 and 128): the estimate before the first one.
-DIAGRAM_FIXED_SHARE = 0.75
 
 
 #: Entries (intervals x dimensions over the layers) above which the delayed relaxation is not tried: its vectors are
@@ -981,8 +924,7 @@ UNHINTED_GRID = (0.0,) + tuple(float(v) for v in np.geomspace(1e-6, 20.0, 10))
 
 
 def _slope_search(evaluate: Callable[[float], float], tried: dict[float, float], slope_at: dict[float, float],
-                  start: float | None, tolerance_nats: float = SLOPE_TOLERANCE_NATS,
-                  first_step: float = BRACKET_FIRST_STEP) -> None:
+                  start: float | None, tolerance_nats: float = SLOPE_TOLERANCE_NATS) -> None:
     """Minimise the convex ``ln UB(lambda)`` over ``lambda >= 0`` with subgradients: bracket the minimum by steps
     of 5 %, 10 %, 20 %, ... of the multiplier from ``start`` (the best grid point without one; ``lambda = 0`` is
     tried once the step reaches 100 %) until a negative and a positive slope enclose it, then step to where the tangents at the bracket's ends cross, until the best value is within
@@ -996,7 +938,7 @@ def _slope_search(evaluate: Callable[[float], float], tried: dict[float, float],
             evaluate(multiplier)
         start = min(slope_at, key=tried.get)
     evaluate(start)
-    step = first_step  # a good hint sits within a few % of the minimum: grow the step from there
+    step = BRACKET_FIRST_STEP  # a good hint sits within a few % of the minimum: grow the step from there
     for _ in range(4 * BRACKET_DOUBLINGS):
         if start not in slope_at:
             return
