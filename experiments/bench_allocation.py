@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from allocator import Network  # noqa: E402
 from allocator.allocation import allocate  # noqa: E402
 from experiments.timing import timed  # noqa: E402
+from experiments.entry import positive_int  # noqa: E402
 
 
 def run_case(network: Network, density: float, levels: int, repeats: int) -> dict[str, object]:
@@ -41,7 +42,7 @@ def run_case(network: Network, density: float, levels: int, repeats: int) -> dic
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer cases")
     parser.add_argument("--sweep", action="store_true", help="also the 784-100xD-10 depth sweep, D = 2..200 (slow)")
     args = parser.parse_args(argv)
@@ -73,4 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

@@ -17,6 +17,7 @@ from allocator import Network  # noqa: E402
 from allocator.bound import expected_bound, ln_expected_bound  # noqa: E402
 from allocator.bound import rank as rank_module  # noqa: E402
 from experiments import timing  # noqa: E402
+from experiments.entry import positive_int  # noqa: E402
 
 
 def median_seconds(function: Callable[[], object], repeats: int) -> float:
@@ -26,7 +27,7 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=positive_int, default=21)
     args = parser.parse_args(argv)
 
     cases = [
@@ -55,4 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

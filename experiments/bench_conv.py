@@ -25,6 +25,7 @@ import time
 from typing import Sequence
 
 import numpy as np
+from experiments.entry import positive_int
 
 
 def _numpy_rank_mod_p(matrix: np.ndarray, prime: int = 2**31 - 1) -> int:
@@ -51,7 +52,7 @@ def _numpy_rank_mod_p(matrix: np.ndarray, prime: int = 2**31 - 1) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args(argv)
 
     from allocator.bound import conv_law
@@ -131,4 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

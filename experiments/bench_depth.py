@@ -23,6 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from allocator import Network  # noqa: E402
 from allocator.allocation import SolverOptions, allocate  # noqa: E402
+from experiments.entry import positive_int  # noqa: E402
 
 #: (inputs, hidden width, hidden layers, density, seconds before: the issue's table, or None where it gave none)
 CASES = [
@@ -80,7 +81,7 @@ def adaptive_gap(row: dict) -> float | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--quick", action="store_true", help="three cases, one run each")
     parser.add_argument("--wide", action="store_true", help="also 784-100000x10-10 under time_limit_s=60 (one run)")
     parser.add_argument("--sweep", action="store_true", help="the proven gap over depths 2-200 at density 0.001")
@@ -123,4 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

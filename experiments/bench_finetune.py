@@ -33,6 +33,7 @@ from allocator.pruning import Tensors, TrainConfig, prune_to_counts, scores, set
 from allocator.pruning.finetune.batched import ChainData, finetune_cells  # noqa: E402
 from allocator.pruning.finetune.sparse import finetune  # noqa: E402
 from allocator.pruning.finetune.training import evaluate  # noqa: E402
+from experiments.entry import positive_int  # noqa: E402
 
 DENSITIES = {
     "mlp-2x100": (0.001, 0.00075, 0.0005, 0.0001),
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(DENSITIES), default="mlp-2x400")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args(argv)
     set_threads(1)
     entry = get_model(args.model)
@@ -102,4 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

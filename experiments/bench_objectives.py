@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from experiments.timing import median_seconds
+from experiments.entry import positive_int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(f"load average at start (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())} on "
@@ -75,4 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

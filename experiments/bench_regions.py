@@ -25,11 +25,12 @@ from allocator.regions import enumerate_regions  # noqa: E402
 from allocator.regions.mip import count_regions_mip  # noqa: E402
 from allocator.regions.model import data_slice, images, mlp_layers  # noqa: E402
 from experiments.timing import timed  # noqa: E402
+from experiments.entry import positive_int  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args(argv)
     set_threads(1)
     dataset = load_dataset("fashion-mnist")
@@ -53,4 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

@@ -24,11 +24,12 @@ from allocator.data import load_dataset  # noqa: E402
 from allocator.models import get_model  # noqa: E402
 from allocator.pruning import Tensors, TrainConfig, prune_to_counts, scores, set_threads, train  # noqa: E402
 from experiments.timing import median_seconds  # noqa: E402
+from experiments.entry import positive_int  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args(argv)
     set_threads(1)
     data = Tensors.from_dataset(load_dataset("fashion-mnist"))
@@ -80,4 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

@@ -9,8 +9,10 @@ Run: ``.venv/bin/python -m experiments.check_allocation_quality``.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
+from typing import Sequence
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -34,7 +36,8 @@ CASES = [
 ]
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)  # no options: --help, and a bad one refused
     print(f"{'network':<22}{'density':>9}{'oracle':>10}{'points':>9}{'oracle ln':>12}{'ours ln':>11}"
           f"{'gap':>9}{'uniform ln':>12}{'ours-unif':>11}{'time s':>8}")
     worst_gap, worst_margin = 0.0, float("inf")
@@ -61,4 +64,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

@@ -17,3 +17,16 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except AllocatorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1, else argparse's one-line usage error naming the value."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1; expected an integer >= 1")
+    return value

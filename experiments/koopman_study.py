@@ -303,4 +303,6 @@ def plot(document: dict, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

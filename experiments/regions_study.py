@@ -263,4 +263,6 @@ def plot(table: list[dict], path: Path, title: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.entry import run_main
+
+    raise SystemExit(run_main(main))

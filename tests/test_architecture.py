@@ -4,6 +4,7 @@ and describer registries, validated solver options, seeds, the shared training l
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -258,3 +259,25 @@ def importlib_target_exists(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.pure
+def test_every_experiment_script_ends_through_run_main():
+    """Each script under experiments/ that runs as a program ends with ``run_main(main)`` (an ``AllocatorError``
+    printed as one line, exit 2), and bad input reaches the user as one line without a traceback: a bad
+    ``--repeats`` (argparse) and a missing results root (an ``AllocatorError`` raised by the report)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    scripts = [p for p in sorted(root.glob("*.py")) if '__name__ == "__main__"' in p.read_text()]
+    assert len(scripts) >= 25
+    for path in scripts:
+        tree = ast.parse(path.read_text())
+        guards = [node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
+        assert guards and "run_main(main)" in ast.unparse(guards[-1]), path.name
+    for arguments in (["experiments.bench_depth", "--repeats", "0"],
+                      ["experiments.rivals_report", "--root", "/nonexistent-results"]):
+        result = subprocess.run([sys.executable, "-m", *arguments], capture_output=True, text=True,
+                                cwd=root.parent, timeout=120)
+        assert result.returncode in (1, 2), (arguments, result.stderr)  # argparse and AllocatorError: 2
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2, result.stderr
