@@ -98,6 +98,12 @@ keep it: head to head (one run each, 784-100xD-10 at 0.001, 4/10/30 s) it equall
 lost at D = 100 given 4 s (0.0147 against 0.0000 nats: a held evaluation with its slope costs 0.8 of a build
 there, 1.1 s against 1.3 s, and gives no new structure) and was 0.045 once and 0.069 once at D = 200 given 30 s
 against the compass's 0.069 and 0.025. A held evaluation without its slope costs a third of a build.
+Every cover is at or above the dual ``lambda K + max_x [ln N_x(1, n0) - lambda sum x]`` at its multiplier (some
+member bounds each allocation's own term), so the dual is the floor of every diagram. At 784-100x200-10, 0.9925
+times the first multiplier, widths 128 and 256 with ``DIAGRAM_WINDOW`` 4 or 8 all give 0.0125 nats with the same
+slope +8.59 (the dual there, 6-60 s an evaluation), and 0.9915 gives 0.0061 at width 128: the dual's minimum at 200
+layers lies below 0.01 nats, but reaching it takes width 128 (6-8 s an evaluation on this project's machine) at a
+multiplier within about 0.05 % of the best, several such evaluations, more than the default share holds.
 Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation; session 8): gap 0.035 ->
 0.000 nats at D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.001 at
 D = 50, 0.76 -> 0.000 at D = 100, 0.89 -> 0.28 at D = 200 (loose there: a wider diagram and a finer multiplier
