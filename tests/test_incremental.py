@@ -8,7 +8,8 @@ import pytest
 
 from allocator import Network
 from allocator.bound.rank import RankModel
-from allocator.bound.recursion import ln_adjoint_of_layer, ln_expected_bound_from_laws, ln_n_of_layer, ln_pairing
+from allocator.bound.recursion import (ln_adjoint_of_layer, ln_expected_bound_from_laws, ln_n_of_layer, ln_pairing,
+                                       ln_tail_of)
 from allocator.formulation.objective import ExactObjective
 from allocator.formulation.problem import AllocationProblem, make_budget
 
@@ -38,6 +39,25 @@ def test_the_adjoint_row_pairs_with_every_suffix_to_the_bound():
             if layer < depth:
                 row = ln_adjoint_of_layer(widths[layer], input_width if layer == 0 else widths[layer - 1],
                                           laws[layer], row)
+
+
+@pytest.mark.pure
+def test_a_step_with_the_laws_tail_given_equals_the_step_without():
+    """``ln_n_of_layer`` given ``ln_tail_of(ln_pmf)`` (the objective's cache) is bit for bit the step that computes
+    the tail itself, on random laws with zero entries; and the tail is ``ln sum_{k>=d} P(k)`` summed directly."""
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        width, cols = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+        m = min(width, cols)
+        p = rng.random(m + 1) * (rng.random(m + 1) < 0.7)
+        p[rng.integers(0, m + 1)] += 0.1
+        with np.errstate(divide="ignore"):
+            ln_pmf = np.log(p / p.sum())
+            direct = np.log([p[d:].sum() / p.sum() for d in range(m + 1)])
+        np.testing.assert_allclose(ln_tail_of(ln_pmf), direct, rtol=1e-12, atol=1e-12)
+        ln_next = np.cumsum(rng.random(width + 1))
+        np.testing.assert_array_equal(ln_n_of_layer(width, cols, ln_pmf, ln_next, ln_tail_of(ln_pmf)),
+                                      ln_n_of_layer(width, cols, ln_pmf, ln_next))
 
 
 @pytest.mark.solver

@@ -25,6 +25,7 @@ log-sum-exp with no subtraction. ``N(l, d) = sum_{k<d} P(k) h(k) + h(d) sum_{k>=
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from fractions import Fraction
@@ -41,12 +42,20 @@ def _running_logsumexp(values: np.ndarray) -> np.ndarray:
     return np.logaddexp.accumulate(values) if values.size else values
 
 
+@functools.lru_cache(maxsize=None)
+def ln_partial_binomial_sums(n: int) -> np.ndarray:
+    """``ln S(t) = ln sum_{j<=t} C(n, j)`` for ``t = 0..n`` (read-only; computed once per ``n``)."""
+    ln_s = _running_logsumexp(ln_binomial_row(n))
+    ln_s.flags.writeable = False
+    return ln_s
+
+
 def ln_h_of_layer(width: int, m: int, ln_next: np.ndarray) -> np.ndarray:
     """``ln h(c)`` for ``c = 0..m`` (``m <= width``), ``h(c) = sum_{j<=c} C(n, j) N'(min(n - j, c))`` with
     ``n = width`` and ``ln N'`` given on ``0..width``; O(n) by the windows of the module docstring."""
     n = width
     ln_c = ln_binomial_row(n)
-    ln_s = _running_logsumexp(ln_c)
+    ln_s = ln_partial_binomial_sums(n)
     c = np.arange(m + 1)
     ln_h = ln_next[c] + ln_s[np.minimum(c, n - c)]
     c0 = n // 2 + 1  # the smallest c whose window [n - c + 1, c] is non-empty
@@ -60,18 +69,25 @@ def ln_h_of_layer(width: int, m: int, ln_next: np.ndarray) -> np.ndarray:
     return ln_h
 
 
-def ln_expect_over_rank(ln_pmf: np.ndarray, ln_h: np.ndarray) -> np.ndarray:
+def ln_tail_of(ln_pmf: np.ndarray) -> np.ndarray:
+    """``ln sum_{k>=d} P(k)`` for ``d = 0..m``: the law's tail, which ``ln_expect_over_rank`` needs (callers that
+    apply one law many times compute it once)."""
+    return _running_logsumexp(ln_pmf[::-1])[::-1]
+
+
+def ln_expect_over_rank(ln_pmf: np.ndarray, ln_h: np.ndarray, ln_tail: np.ndarray | None = None) -> np.ndarray:
     """``ln sum_k P(k) h(min(d, k))`` for ``d = 0..m`` (``m + 1`` entries in both arrays; constant for ``d >= m``):
-    ``sum_{k<d} P(k) h(k) + h(d) sum_{k>=d} P(k)``, two running sums."""
+    ``sum_{k<d} P(k) h(k) + h(d) sum_{k>=d} P(k)``, two running sums (``ln_tail``: ``ln_tail_of(ln_pmf)``, if
+    known)."""
     weighted = ln_pmf + ln_h
     below = np.concatenate(([_NEG_INF], _running_logsumexp(weighted)[:-1]))  # sum_{k<d} P(k) h(k)
-    tail = _running_logsumexp(ln_pmf[::-1])[::-1]  # sum_{k>=d} P(k)
+    tail = ln_tail_of(ln_pmf) if ln_tail is None else ln_tail  # sum_{k>=d} P(k)
     return np.logaddexp(below, ln_h + tail)
 
 
-def _layer_ln_n(width: int, ln_pmf: np.ndarray, ln_next: np.ndarray) -> np.ndarray:
+def _layer_ln_n(width: int, ln_pmf: np.ndarray, ln_next: np.ndarray, ln_tail: np.ndarray | None = None) -> np.ndarray:
     """``ln N(l, d)`` for ``d = 0..m`` from ``ln N(l+1, d')`` for ``d' = 0..width``; see module docstring."""
-    return ln_expect_over_rank(ln_pmf, ln_h_of_layer(width, ln_pmf.size - 1, ln_next))
+    return ln_expect_over_rank(ln_pmf, ln_h_of_layer(width, ln_pmf.size - 1, ln_next), ln_tail)
 
 
 def ln_expected_bound_from_laws(input_width: int, widths: Sequence[int], ln_pmfs: Sequence[np.ndarray]) -> float:
@@ -92,22 +108,25 @@ def ln_expected_bound_from_laws(input_width: int, widths: Sequence[int], ln_pmfs
     return float(ln_next[input_width])
 
 
-def ln_n_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_next: np.ndarray) -> np.ndarray:
+def ln_n_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_next: np.ndarray,
+                  ln_tail: np.ndarray | None = None) -> np.ndarray:
     """One step of the recursion: ``ln N(l, d)`` for ``d = 0..cols`` from ``ln N(l+1, .)`` on ``0..width``.
 
     ``cols`` is the width of the layer before (``n0`` for the first). Exposed so that callers evaluating
-    many allocations can cache the suffix ``N(l+1, .)`` of unchanged deeper layers.
+    many allocations can cache the suffix ``N(l+1, .)`` of unchanged deeper layers (and the law's tail,
+    ``ln_tail_of(ln_pmf)``).
     """
     ln_pmf = np.asarray(ln_pmf, dtype=float)
     m = min(width, cols)
     if ln_pmf.shape != (m + 1,):
         raise ValueError(f"rank law of a {width} x {cols} layer has {ln_pmf.size} entries; expected {m + 1}")
-    ln_n = _layer_ln_n(width, ln_pmf, ln_next)
+    ln_n = _layer_ln_n(width, ln_pmf, ln_next, ln_tail)
     # N(l, d) is constant for d >= m; the caller's dimension runs to cols.
     return np.concatenate((ln_n, np.full(cols - m, ln_n[-1])))
 
 
-def ln_adjoint_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_row: np.ndarray) -> np.ndarray:
+def ln_adjoint_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_row: np.ndarray,
+                        ln_tail: np.ndarray | None = None) -> np.ndarray:
     """The adjoint (transposed) step: ``ln R'`` on ``0..width`` with ``sum_d R(d) N(l, d) = sum_d' R'(d') N(l+1, d')``
     for every ``N(l+1, .)``, from ``ln R`` on ``0..cols``. O(width) like the forward step.
 
@@ -121,6 +140,7 @@ def ln_adjoint_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_row: np.nd
 
     With ``R_1 = e_{n0}`` and ``R_{l+1}`` its adjoint step, ``E[B] = sum_d R_l(d) N(l, d)`` for every ``l``: a
     change to layer ``l`` alone is then evaluated in O(width) from the current ``R_l`` and ``N(l+1, .)``.
+    ``ln_tail``: ``ln_tail_of(ln_pmf)``, if known.
     """
     n = width
     ln_pmf = np.asarray(ln_pmf, dtype=float)
@@ -130,11 +150,11 @@ def ln_adjoint_of_layer(width: int, cols: int, ln_pmf: np.ndarray, ln_row: np.nd
     folded = ln_row[: m + 1].copy()
     if cols > m:
         folded[m] = np.logaddexp.reduce(ln_row[m:])
-    tail = _running_logsumexp(ln_pmf[::-1])[::-1]  # T(c)
+    tail = ln_tail_of(ln_pmf) if ln_tail is None else ln_tail  # T(c)
     above = np.concatenate((_running_logsumexp(folded[::-1])[::-1][1:], [_NEG_INF]))  # sum_{d>c} R~(d)
     ln_u = np.logaddexp(ln_pmf + above, folded + tail)
     ln_c = ln_binomial_row(n)
-    ln_s = _running_logsumexp(ln_c)
+    ln_s = ln_partial_binomial_sums(n)
     ln_u_suffix = np.concatenate((_running_logsumexp(ln_u[::-1])[::-1], [_NEG_INF]))  # index m+1: empty sum
     d = np.arange(n + 1)
     start = np.minimum(np.maximum(d + 1, n - d), m + 1)

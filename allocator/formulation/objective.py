@@ -19,14 +19,10 @@ import numpy as np
 
 from allocator.formulation.problem import AllocationProblem
 from allocator.bound.engine import at_least_one_region
-from allocator.bound.rank import RankLaw, ln_binomial_row
+from allocator.bound.rank import RankLaw
 from allocator.bound.program import ln_program_suffix
-from allocator.bound.recursion import ln_adjoint_of_layer, ln_expect_over_rank, ln_h_of_layer, ln_n_of_layer, ln_pairing
-
-
-def ln_partial_binomial_sums(n: int) -> np.ndarray:
-    """``F(t) = ln sum_{j<=t} C(n, j)`` for ``t = 0..n``."""
-    return np.logaddexp.accumulate(ln_binomial_row(n))
+from allocator.bound.recursion import (ln_adjoint_of_layer, ln_expect_over_rank, ln_h_of_layer, ln_n_of_layer,
+                                       ln_pairing, ln_partial_binomial_sums, ln_tail_of)
 
 
 def breakpoints(cap: int, dense_below: int = 32, ratio: float = 1.05) -> np.ndarray:
@@ -113,6 +109,15 @@ class ExactObjective:
             self.cache.put(key, law, law.ln_pmf.nbytes)
         return law
 
+    def tail(self, layer: int, kept: int) -> np.ndarray:
+        """``recursion.ln_tail_of`` of ``law(layer, kept)``, computed once per law (every recursion step needs it)."""
+        key = ("tail", layer, kept)
+        tail = self.cache.get(key)
+        if tail is None:
+            tail = ln_tail_of(self.law(layer, kept).ln_pmf)
+            self.cache.put(key, tail, tail.nbytes)
+        return tail
+
     def of_kept(self, kept: Sequence[int]) -> float:
         """``ln E[B]`` (nats) with weight layer ``l`` keeping ``kept[l]`` weights.
 
@@ -135,7 +140,8 @@ class ExactObjective:
         for position in range(start - 1, -1, -1):
             layer = self._layers[position]
             cols = network.input_width if position == 0 else self._widths[position - 1]
-            ln_next = ln_n_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, ln_next)
+            ln_next = ln_n_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, ln_next,
+                                    self.tail(layer, kept[layer]))
             self.cache.put(("suffix",) + key_kept[position:], ln_next, ln_next.nbytes)
         return at_least_one_region(float(ln_next[network.input_width]), self.problem.rank_model)
 
@@ -151,7 +157,7 @@ class ExactObjective:
                 layer = self._layers[position]
                 cols = network.input_width if position == 0 else self._widths[position - 1]
                 cached = ln_n_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf,
-                                       suffixes[position + 1])
+                                       suffixes[position + 1], self.tail(layer, kept[layer]))
                 self.cache.put(key, cached, cached.nbytes)
             suffixes[position] = cached
         return suffixes
@@ -184,7 +190,7 @@ class ExactObjective:
             ln_pmf = self.law(layer, value).ln_pmf
             if position not in inner:
                 inner[position] = ln_h_of_layer(self._widths[position], ln_pmf.size - 1, suffixes[position + 1])
-            changed = ln_expect_over_rank(ln_pmf, inner[position])
+            changed = ln_expect_over_rank(ln_pmf, inner[position], self.tail(layer, value))
             changed = np.concatenate((changed, np.full(cols + 1 - changed.size, changed[-1])))
             values.append(at_least_one_region(ln_pairing(rows[position], changed), self.problem.rank_model))
         return values
@@ -200,7 +206,8 @@ class ExactObjective:
             if position < depth - 1:
                 layer = self._layers[position]
                 cols = network.input_width if position == 0 else self._widths[position - 1]
-                row = ln_adjoint_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, row)
+                row = ln_adjoint_of_layer(self._widths[position], cols, self.law(layer, kept[layer]).ln_pmf, row,
+                                          self.tail(layer, kept[layer]))
         return rows
 
     def pair_moves(self, kept: Sequence[int], step: int, layers: Sequence[int]
@@ -231,7 +238,8 @@ class ExactObjective:
         def forward(position: int, count: int, vector: np.ndarray) -> np.ndarray:
             layer = self._layers[position]
             cols = network.input_width if position == 0 else self._widths[position - 1]
-            return ln_n_of_layer(self._widths[position], cols, self.law(layer, count).ln_pmf, vector)
+            return ln_n_of_layer(self._widths[position], cols, self.law(layer, count).ln_pmf, vector,
+                                 self.tail(layer, count))
 
         def value(position: int, vector: np.ndarray) -> float:
             return at_least_one_region(ln_pairing(rows[position], vector), self.problem.rank_model)
