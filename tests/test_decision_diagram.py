@@ -57,6 +57,18 @@ def _focus(problem, fractions):
     return [lo + int(f * (hi - lo)) for (lo, hi), f in zip(_ranges(problem), fractions)]
 
 
+def _patched_optimum(monkeypatch, problem, window, merge, focus_window):
+    """Set the diagram's window, merge threshold and focus window; the exhaustive optimum of ``problem`` (the
+    example is skipped where there are too many integer allocations to list)."""
+    monkeypatch.setattr(upper_bound, "DIAGRAM_WINDOW", window)
+    monkeypatch.setattr(upper_bound, "DIAGRAM_MERGE_NATS", merge)
+    monkeypatch.setattr(upper_bound, "FOCUS_WINDOW", focus_window)
+    try:
+        return exhaustive_search(problem, ExactObjective(problem), limit=50_000)[1]
+    except ValueError:  # too many integer allocations to list
+        assume(False)
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # set on every example
 @given(widths=st.lists(st.integers(2, 10), min_size=2, max_size=4), n0=st.integers(2, 16), classes=st.integers(2, 4),
@@ -72,15 +84,9 @@ def test_never_below_the_exhaustive_optimum_at_any_multiplier_width_and_focus(wi
     """Any multiplier, grid (``FOCUS_WINDOW`` small, so that intervals of several counts occur: charged their lowest,
     valued at their highest), width, window, merge threshold, chunk and answer to steer by (even a poor one) gives a
     valid bound; width 1 is the state-adaptive bound exactly."""
-    monkeypatch.setattr(upper_bound, "DIAGRAM_WINDOW", window)
-    monkeypatch.setattr(upper_bound, "DIAGRAM_MERGE_NATS", merge)
-    monkeypatch.setattr(upper_bound, "FOCUS_WINDOW", focus_window)
     monkeypatch.setattr(upper_bound, "DIAGRAM_CHUNK", chunk)
     problem = _small_problem(widths, n0, classes, share, rank_model, min_kept)
-    try:
-        _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=50_000)
-    except ValueError:  # too many integer allocations to list
-        assume(False)
+    optimum = _patched_optimum(monkeypatch, problem, window, merge, focus_window)
     value_of = relaxation(problem, levels=levels, focus=_focus(problem, fractions))
     bound = value_of.diagram(multiplier, width)
     assert bound >= optimum - 1e-9
@@ -103,14 +109,8 @@ def test_a_held_structure_is_a_convex_bound_at_every_multiplier(widths, n0, clas
     the built value where it was built, never below the exhaustive optimum anywhere, and its slopes are
     subgradients (the value at every other multiplier lies on or above each tangent) that match a central finite
     difference where the function is smooth."""
-    monkeypatch.setattr(upper_bound, "DIAGRAM_WINDOW", window)
-    monkeypatch.setattr(upper_bound, "DIAGRAM_MERGE_NATS", merge)
-    monkeypatch.setattr(upper_bound, "FOCUS_WINDOW", focus_window)
     problem = _small_problem(widths, n0, classes, share, rank_model, min_kept)
-    try:
-        _, optimum, _ = exhaustive_search(problem, ExactObjective(problem), limit=50_000)
-    except ValueError:  # too many integer allocations to list
-        assume(False)
+    optimum = _patched_optimum(monkeypatch, problem, window, merge, focus_window)
     value_of = relaxation(problem, levels=levels, focus=_focus(problem, fractions))
     value, structure = value_of.diagram_built(built_at, width)
     assert value == pytest.approx(value_of.diagram(built_at, width), abs=1e-12)
