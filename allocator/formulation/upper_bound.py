@@ -83,27 +83,28 @@ nodes the same way. The diagram's dual need not be least at the state-adaptive b
 diagram that fits is also evaluated along a compass search of steps of 0.25 % around it (any multiplier is valid),
 scouted first at the narrowest width where the time allows (``_diagram_at``; given 30 s, D = 200 below went from 0.28
 to 0.069 nats, session 9).
-**Held structures.** A diagram's choices at ``lambda_0`` (which member every candidate joins; a candidate bounded
-by a member joins it too) can be held and the members recomputed at any other ``lambda`` as the pointwise maxima of
-the candidates that joined them: the cover then holds at every ``lambda`` (the induction above uses only that each
-candidate lies below its member), so ``ln UB_S(lambda)`` is a valid bound everywhere. It is convex in ``lambda``:
-each member is a maximum of terms ``e^{-lambda a} E[h(V)]`` with ``h`` linear with non-negative coefficients, so
-by induction ``ln V(d)`` is a maximum of log-sums of exponentials of affine functions of ``lambda``. Its
-subgradient is ``K - C(n0)``, ``C`` the kept count paid from a state on by the maximising candidates, carried as
-``ln (V C)`` beside ``ln V`` (``(V C)`` of a candidate ``= e^{-lambda a} E[h(V' C')] + a V``). Built diagrams are
-jagged in ``lambda`` (784-100x200-10, width 128: 0.0061, 0.0158, 0.0125, 0.0271 nats at 0.9915, 0.992, 0.9925,
-0.993 times the first multiplier), a held one is not. Session 11 tried minimising the held structure of the best
-build by its slopes, then building again at that minimum, in place of ``_diagram_at``'s compass steps, and did not
-keep it: head to head (one run each, 784-100xD-10 at 0.001, 4/10/30 s) it equalled the compass at D = 20 and 50,
-lost at D = 100 given 4 s (0.0147 against 0.0000 nats: a held evaluation with its slope costs 0.8 of a build
-there, 1.1 s against 1.3 s, and gives no new structure) and was 0.045 once and 0.069 once at D = 200 given 30 s
-against the compass's 0.069 and 0.025. A held evaluation without its slope costs a third of a build.
-Every cover is at or above the dual ``lambda K + max_x [ln N_x(1, n0) - lambda sum x]`` at its multiplier (some
-member bounds each allocation's own term), so the dual is the floor of every diagram. At 784-100x200-10, 0.9925
-times the first multiplier, widths 128 and 256 with ``DIAGRAM_WINDOW`` 4 or 8 all give 0.0125 nats with the same
-slope +8.59 (the dual there, 6-60 s an evaluation), and 0.9915 gives 0.0061 at width 128: the dual's minimum at 200
-layers lies below 0.01 nats, but reaching it takes width 128 (6-8 s an evaluation on this project's machine) at a
-multiplier within about 0.05 % of the best, several such evaluations, more than the default share holds.
+**Held structures (session 11; the code is in commit a327054f, removed as unused).** A diagram's choices at
+``lambda_0`` (which member every candidate joins; a candidate bounded by a member joins it too) can be held and the
+members recomputed at any other ``lambda`` as the pointwise maxima of the candidates that joined them: the cover
+then holds at every ``lambda`` (the induction above uses only that each candidate lies below its member), so ``ln
+UB_S(lambda)`` is a valid bound everywhere. It is convex in ``lambda``: each member is a maximum of terms
+``e^{-lambda a} E[h(V)]`` with ``h`` linear with non-negative coefficients, so by induction ``ln V(d)`` is a maximum
+of log-sums of exponentials of affine functions of ``lambda``. Its subgradient is ``K - C(n0)``, ``C`` the kept
+count paid from a state on by the maximising candidates, carried as ``ln (V C)`` beside ``ln V`` (``(V C)`` of a
+candidate ``= e^{-lambda a} E[h(V' C')] + a V``). Built diagrams are jagged in ``lambda`` (784-100x200-10, width
+128: 0.0061, 0.0158, 0.0125, 0.0271 nats at 0.9915, 0.992, 0.9925, 0.993 times the first multiplier), a held one is
+not. Session 11 tried minimising the held structure of the best build by its slopes, then building again at that
+minimum, in place of ``_diagram_at``'s compass steps, and did not keep it: head to head (one run each, 784-100xD-10
+at 0.001, 4/10/30 s) it equalled the compass at D = 20 and 50, lost at D = 100 given 4 s (0.0147 against 0.0000
+nats: a held evaluation with its slope costs 0.8 of a build there, 1.1 s against 1.3 s, and gives no new structure)
+and was 0.045 once and 0.069 once at D = 200 given 30 s against the compass's 0.069 and 0.025. A held evaluation
+without its slope costs a third of a build. Every cover is at or above the dual ``lambda K + max_x [ln N_x(1, n0) -
+lambda sum x]`` at its multiplier (some member bounds each allocation's own term), so the dual is the floor of every
+diagram. At 784-100x200-10, 0.9925 times the first multiplier, widths 128 and 256 with ``DIAGRAM_WINDOW`` 4 or 8 all
+give 0.0125 nats with the same slope +8.59 (the dual there, 6-60 s an evaluation), and 0.9915 gives 0.0061 at width
+128: the dual's minimum at 200 layers lies below 0.01 nats, but reaching it takes width 128 (6-8 s an evaluation on
+this project's machine) at a multiplier within about 0.05 % of the best, several such evaluations, more than the
+default share holds.
 Measured (784-100xD-10 at density 0.001, given 30 s, against the delayed relaxation; session 8): gap 0.035 ->
 0.000 nats at D = 5 (the enumerated optimum), 0.096 -> 0.002 at D = 10, 0.23 -> 0.000 at D = 20, 0.41 -> 0.001 at
 D = 50, 0.76 -> 0.000 at D = 100, 0.89 -> 0.28 at D = 200 (loose there: a wider diagram and a finer multiplier
@@ -196,17 +197,12 @@ class Relaxation:
     """``ln UB(lambda)`` of the module docstring: call it as ``f(lambda, slopes=None)`` (``slopes``: a list that
     receives a subgradient at ``lambda``, on a chain; a program appends nothing). On a chain also ``at_zero()``
     (``ln UB(0)`` in one recursion) and ``delayed(lambda)`` (``ln UB_1``, the delayed relaxation); ``None`` on a
-    program. ``diagram(lambda, width)``: ``ln UB_D``, the relaxed decision diagram (chains with a ``focus``);
-    ``diagram_built(lambda, width, slopes=None)`` gives it with its structure, ``diagram_fixed(lambda, structure,
-    slopes=None)`` a held structure's bound (module docstring: valid at every multiplier, convex, with a
-    subgradient)."""
+    program. ``diagram(lambda, width)``: ``ln UB_D``, the relaxed decision diagram (chains with a ``focus``)."""
 
     evaluate: Callable[..., float]
     at_zero: Callable[[], float] | None
     delayed: Callable[[float], float] | None
     diagram: Callable[[float, int], float] | None = None
-    diagram_built: Callable[[float, int], tuple[float, list]] | None = None
-    diagram_fixed: Callable[..., float] | None = None
 
     def __call__(self, multiplier: float, slopes: list | None = None) -> float:
         return self.evaluate(multiplier, slopes)
@@ -397,96 +393,39 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
         value -= multiplier * outside_floor
         return multiplier * budget + value
 
-    def diagram_pass(multiplier: float, width: int | None, structure: list | None = None,
-                     slopes: list | None = None) -> tuple[float, list]:
-        """One pass of the relaxed decision diagram (chains, with ``focus``). With ``width``: choose each layer's
-        members by ``_cover`` and return the value with the *structure* (per position, which member each candidate
-        joined). With ``structure`` instead: the same candidates, each member the pointwise maximum of the
-        candidates the structure gives it (every candidate joins one member, so the cover holds at *every*
-        multiplier: ``ln UB_S(lambda)``, convex in ``lambda``, module docstring), and with ``slopes`` a
-        subgradient appended: ``K - C(n0)``, ``C`` the kept count that the maximising candidates pay from there on,
-        carried as ``ln (V C)`` beside each vector ``ln V`` (``h_l`` is linear, so ``h_l(V C)`` is its derivative's
-        part; the cost ``a_i`` adds ``a_i V``)."""
-        assert focus is not None
-        widths = [network.widths[l] for l in bound_layers]
-        references = _answer_rows(position_count=len(bound_layers)) if structure is None else None
-        members = np.zeros((1, widths[-1] + 1))
-        paid = np.full_like(members, -np.inf) if slopes is not None else None  # ln (V C): nothing paid after
-        built: list = []
-        for position, layer, cols, m, count, chunk in backward_positions():
-            pmfs, tails, lows = stacked(layer, slice(None))
-            highs = np.asarray(interval_rows(layer)[1])
-            prunable = network.prunable[layer]
-            costs = multiplier * lows if prunable else np.zeros_like(lows)
-
-            def candidates_of(vectors: np.ndarray, near_rows: np.ndarray | None) -> np.ndarray:
-                ln_hs = np.vstack([ln_h_of_layer(widths[position], m, vector) for vector in vectors])
-                if near_rows is None:
-                    return (_expect_many(pmfs, tails, ln_hs) - costs[None, :, None]).reshape(-1, m + 1)
-                far_rows = ~near_rows
-                parts = [_expect_many(pmfs[near_rows], tails[near_rows], ln_hs[:-1]) - costs[near_rows][None, :, None]]
-                if far_rows.any():
-                    parts.append(_expect_many(pmfs[far_rows], tails[far_rows], ln_hs[-1:]) - costs[far_rows][None, :, None])
-                return np.vstack([part.reshape(-1, m + 1) for part in parts])
-
-            near = np.abs(highs - focus[layer]) <= DIAGRAM_WINDOW if members.shape[0] > 1 else None
-            if near is None:
-                candidates = candidates_of(members, None)
-            else:  # the far rows against the members' pointwise maximum, the last vector passed
-                top_index = members.argmax(axis=0)
-                candidates = candidates_of(np.vstack((members, members.max(axis=0))), near)
-            if paid is not None:  # ln (V C) of every candidate: e^{-lambda a} E[h(V C)] + a V
-                if near is None:
-                    carried = candidates_of(paid, None)
-                else:
-                    top_paid = paid[top_index, np.arange(paid.shape[1])]
-                    carried = candidates_of(np.vstack((paid, top_paid)), near)
-                if prunable:
-                    rows = np.tile(lows, members.shape[0]) if near is None else \
-                        np.concatenate((np.tile(lows[near], members.shape[0]), lows[~near]))
-                    with np.errstate(divide="ignore"):
-                        carried = np.logaddexp(carried, np.log(rows)[:, None] + candidates)
-            column = min(network.input_width, m)
-            if position == 0:
-                best = int(candidates[:, column].argmax())
-                value = float(candidates[best, column])
-                if slopes is not None:
-                    assert paid is not None
-                    slopes.append(budget - outside_floor - math.exp(float(carried[best, column]) - value))
-                break
-            if deadline is not None and time.perf_counter() >= deadline:
-                raise _OutOfTime
-            if structure is None:
-                assert references is not None and width is not None
-                reference = references[position]
-                folded = np.concatenate((reference[:m], [np.logaddexp.reduce(reference[m:])]))
-                chosen, joined = _cover(candidates, width, folded, DIAGRAM_MERGE_NATS, deadline)
-                built.append(joined)
-                if paid is not None:
-                    _, chosen_paid = _join(np.maximum(candidates, LN_NOTHING), carried, joined)
-            else:
-                joined = structure[len(bound_layers) - 1 - position]
-                chosen, chosen_paid = _join(candidates, carried if paid is not None else None, joined)
-            if paid is not None:
-                paid = np.concatenate((chosen_paid, np.repeat(chosen_paid[:, -1:], cols - m, axis=1)), axis=1)
-            members = np.concatenate((chosen, np.repeat(chosen[:, -1:], cols - m, axis=1)), axis=1)
-        value -= multiplier * outside_floor
-        return multiplier * budget + value, built
-
     def diagram(multiplier: float, width: int) -> float:
         """``ln UB_D(lambda)`` of the module docstring (chains, with ``focus``): the relaxed decision diagram of at
         most ``width`` vectors per layer."""
-        return diagram_pass(multiplier, width)[0]
-
-    def diagram_built(multiplier: float, width: int, slopes: list | None = None) -> tuple[float, list]:
-        """``diagram`` with the structure it chose (``diagram_fixed`` evaluates it at other multipliers) and, with
-        ``slopes``, that structure's subgradient at ``multiplier`` appended."""
-        return diagram_pass(multiplier, width, None, slopes)
-
-    def diagram_fixed(multiplier: float, structure: list, slopes: list | None = None) -> float:
-        """``ln UB_S(lambda)`` of a structure from ``diagram_built``: a valid bound at every multiplier, convex in
-        it, with a subgradient appended to ``slopes``."""
-        return diagram_pass(multiplier, None, structure, slopes)[0]
+        assert focus is not None
+        widths = [network.widths[l] for l in bound_layers]
+        references = _answer_rows(position_count=len(bound_layers))
+        members = np.zeros((1, widths[-1] + 1))
+        for position, layer, cols, m, count, chunk in backward_positions():
+            pmfs, tails, lows = stacked(layer, slice(None))
+            highs = np.asarray(interval_rows(layer)[1])
+            costs = multiplier * lows if network.prunable[layer] else np.zeros_like(lows)
+            ln_hs = np.vstack([ln_h_of_layer(widths[position], m, member) for member in members])
+            if members.shape[0] > 1:
+                near = np.abs(highs - focus[layer]) <= DIAGRAM_WINDOW
+                far = ~near
+                parts = [_expect_many(pmfs[near], tails[near], ln_hs) - costs[near][None, :, None]]
+                if far.any():
+                    ln_h_top = ln_h_of_layer(widths[position], m, members.max(axis=0))[None, :]
+                    parts.append(_expect_many(pmfs[far], tails[far], ln_h_top) - costs[far][None, :, None])
+                candidates = np.vstack([part.reshape(-1, m + 1) for part in parts])
+            else:
+                candidates = (_expect_many(pmfs, tails, ln_hs) - costs[None, :, None]).reshape(-1, m + 1)
+            if position == 0:
+                value = float(candidates[:, min(network.input_width, m)].max())
+                break
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise _OutOfTime
+            reference = references[position]
+            folded = np.concatenate((reference[:m], [np.logaddexp.reduce(reference[m:])]))
+            chosen = _cover(candidates, width, folded, DIAGRAM_MERGE_NATS, deadline)
+            members = np.concatenate((chosen, np.repeat(chosen[:, -1:], cols - m, axis=1)), axis=1)
+        value -= multiplier * outside_floor
+        return multiplier * budget + value
 
     answer_rows: list[list[np.ndarray]] = []
 
@@ -522,10 +461,8 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
         return float(ln_next[network.input_width])
 
     chain = network.is_chain
-    structured = chain and focus is not None
     return Relaxation(evaluate, at_zero if chain else None, delayed if chain else None,
-                      diagram if structured else None, diagram_built if structured else None,
-                      diagram_fixed if structured else None)
+                      diagram if chain and focus is not None else None)
 
 
 def _expect_rows(ln_pmfs: np.ndarray, ln_tails: np.ndarray, ln_h: np.ndarray) -> np.ndarray:
@@ -607,9 +544,8 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
     every candidate left over merged into the member it exceeds least (chosen in float32: ``_rough``). Raises
     ``_OutOfTime`` past ``deadline`` (checked per chunk of candidates and per block of members)."""
     if candidates.shape[0] <= width:
-        return candidates, np.arange(candidates.shape[0])
+        return candidates
     candidates = np.maximum(candidates, LN_NOTHING)
-    joined = np.full(candidates.shape[0], -1)  # the member each candidate lies below (the structure)
     scores = _ln_sum_exp_rows(candidates + ln_reference[None, :])
     order = np.argsort(-scores, kind="stable")
     held = np.empty((width, candidates.shape[1]))  # the members so far: held[:count]
@@ -626,7 +562,6 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
         if count:  # bounded by a member already: placed at once
             bounded = stale.min(axis=0) <= 0
             placed[chunk[bounded]] = True
-            joined[chunk[bounded]] = stale.argmin(axis=0)[bounded]
             chunk, stale = chunk[~bounded], stale[:, ~bounded]
         pair = _excess(candidates[chunk], candidates[chunk])  # [i, j]: j's excess over i, for members made here
         made: list[int] = []  # chunk positions of the members made from this chunk (slots before, before + 1, ...)
@@ -639,22 +574,19 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
                 nearest = int(excess.argmin())
                 if excess[nearest] <= 0:  # bounded already
                     placed[index] = True
-                    joined[index] = nearest
                     continue
                 if excess[nearest] <= merge_nats:
                     held[nearest] = np.maximum(held[nearest], vector)
                     placed[index] = True
-                    joined[index] = nearest
                     continue
             held[count] = vector
-            joined[index] = count
             count += 1
             made.append(j)
             placed[index] = True
     members = held[:count]
     rest = candidates[~placed]
     if rest.shape[0] == 0:
-        return members, joined
+        return members
     # every candidate left over is merged into the member it exceeds least (by the members as they stand once all
     # are chosen; a merge raises a member, so a later candidate only needs to lie below it): each then lies below
     # the member it joined
@@ -669,22 +601,7 @@ def _cover(candidates: np.ndarray, width: int, ln_reference: np.ndarray, merge_n
     groups, starts = np.unique(nearest[order], return_index=True)
     merged = members.copy()
     merged[groups] = np.maximum(merged[groups], np.maximum.reduceat(rest[order], starts, axis=0))
-    joined[~placed] = nearest
-    return merged, joined
-
-
-def _join(candidates: np.ndarray, carried: np.ndarray | None, joined: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each member the pointwise maximum of the candidates ``joined`` gives it (a structure of ``_cover``), and,
-    with ``carried`` (``ln (V C)`` per candidate), the member's ``ln (V C)`` from its maximising candidate at each
-    dimension (of tied ones the largest: any tied one's gives a subgradient)."""
-    order = np.argsort(joined, kind="stable")
-    _, starts = np.unique(joined[order], return_index=True)
-    members = np.maximum.reduceat(candidates[order], starts, axis=0)
-    if carried is None:
-        return members, None
-    on_top = candidates >= members[joined]
-    paid = np.where(on_top, carried, -np.inf)
-    return members, np.maximum.reduceat(paid[order], starts, axis=0)
+    return merged
 
 
 def _ln_sum_exp_rows(values: np.ndarray) -> np.ndarray:
