@@ -200,10 +200,11 @@ def test_a_prunable_layer_outside_the_bound_is_charged_its_floor(kept):
             assert value_of.diagram(multiplier, width) >= optimum - 1e-9
 
 
-def _stand_in_diagram(monkeypatch, least_at: float):
+def _stand_in_diagram(monkeypatch, least_at: float, base: dict[int, float] | None = None):
     """A stand-in diagram on a stand-in clock for ``_diagram_at``: width 16, 32, 64, 128, 256 cost 1, 2, 4, 8, 16 s;
-    the value falls with the width (3, 2, 1, 0.5, 0.25) and far more with the multiplier's distance from
-    ``least_at``. Returns the diagram, the clock (a one-entry list) and the list of (multiplier, width) calls."""
+    the value falls with the width (``base``, by default 3, 2, 1, 0.5, 0.25) and far more with the multiplier's
+    distance from ``least_at``. Returns the diagram, the clock (a one-entry list) and the list of (multiplier, width)
+    calls."""
     clock = [0.0]
 
     class FakeTime:
@@ -213,7 +214,7 @@ def _stand_in_diagram(monkeypatch, least_at: float):
 
     monkeypatch.setattr(upper_bound, "time", FakeTime)
     cost = {16: 1.0, 32: 2.0, 64: 4.0, 128: 8.0, 256: 16.0}
-    base = {16: 3.0, 32: 2.0, 64: 1.0, 128: 0.5, 256: 0.25}
+    base = base or {16: 3.0, 32: 2.0, 64: 1.0, 128: 0.5, 256: 0.25}
     calls = []
 
     def diagram(multiplier: float, width: int) -> float:
@@ -260,3 +261,38 @@ def test_given_room_the_multiplier_is_scouted_at_the_narrowest_width_and_the_dia
     clock[0] = 0.0  # with 10 s no scout fits after the first evaluation: widening at the first multiplier, as above
     upper_bound._diagram_at(diagram, first, target=0.0, deadline=10.0)
     assert calls[:3] == [(1.0, 16), (1.0, 32), (1.0, 64)]
+
+
+def test_a_doubling_that_leaves_the_bound_unchanged_ends_the_widening(monkeypatch):
+    """The stand-in with the same bound at widths 64, 128 and 256 (there the width does not hold the bound up): with
+    room for every width, widening at the first multiplier stops after 128, and 256 is never evaluated."""
+    diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=1.0, base={16: 3.0, 32: 2.0, 64: 1.0, 128: 1.0,
+                                                                                256: 1.0})
+    upper_bound._diagram_at(diagram, upper_bound.UpperBound(100.0, 1.0, 1), target=0.0, deadline=10.0 ** 6)
+    widths_at_first = [width for multiplier, width in calls if multiplier == 1.0]
+    assert widths_at_first[:4] == [16, 32, 64, 128] and 256 not in {width for _, width in calls}
+
+
+@pytest.mark.parametrize("scale, target, goes_on", [(1.0, 0.0, True), (1.0, -1.0, False), (0.1, 0.0, False)])
+def test_past_its_share_the_diagram_goes_on_only_while_its_gap_is_near_the_goal(monkeypatch, scale, target, goes_on):
+    """The stand-in with bounds 0.08-0.025 nats over widths 16-256 (least at the first multiplier), a share ending at
+    10 s and an extension to 40 s. Gaps of 0.01-0.07 nats (target 0: above ``GOAL_NATS``, within ``REACH_NATS``)
+    go on past 10 s and stop by 40 s, each evaluation stopping at the deadline that then stands; gaps of about 1 nat
+    (target -1: far from the goal) or under 0.01 (the bounds scaled by 0.1) stop by 10 s with the very evaluations of
+    a call without the extension."""
+    base = {width: scale * value for width, value in {16: 0.08, 32: 0.06, 64: 0.045, 128: 0.035, 256: 0.025}.items()}
+    diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=1.0, base=base)
+    first = upper_bound.UpperBound(100.0, 1.0, 1)
+    upper_bound._diagram_at(diagram, first, target=target, deadline=10.0)
+    within_share = list(calls)
+    calls.clear()
+    clock[0] = 0.0
+    moved: list = []
+    found = upper_bound._diagram_at(diagram, first, target=target, deadline=10.0, extended_deadline=40.0,
+                                    move_deadline=moved.append)
+    assert len(moved) == len(calls)
+    if goes_on:
+        assert 10.0 < clock[0] <= 40.0 and len(calls) > len(within_share) and moved[-1] == 40.0
+        assert found.ln_bound <= min(base[width] for _, width in within_share)
+    else:
+        assert clock[0] <= 10.0 and calls == within_share and set(moved) == {10.0}

@@ -22,7 +22,7 @@ from allocator.formulation.objective import DEFAULT_CACHE_BYTES, ExactObjective,
 from allocator.formulation.objectives import get_objective
 from allocator.formulation.problem import AllocationProblem, Constraints, make_budget
 from allocator.formulation.saturation import saturation_density
-from allocator.formulation.upper_bound import UpperBound, lagrangian_upper_bound, monotone_in_density
+from allocator.formulation.upper_bound import GOAL_NATS, UpperBound, lagrangian_upper_bound, monotone_in_density
 from allocator.allocation.floors import bound_drop_nats, conv_floors
 from allocator.bound.conv_law import prepare_rank_tables
 from allocator.network import Network
@@ -146,7 +146,9 @@ def allocate(
     spent = time.perf_counter() - started
     share = options.certificate_s if options.certificate_s is not None else max(1.0, CERTIFICATE_SHARE * spent)
     if problem.blocks and data_objective is None and decision.integer_optimum is None:
-        say(f"certificate: the Lagrangian upper bound (at most {share:.1f} s)")
+        say(f"certificate: the Lagrangian upper bound (at most {share:.1f} s" + (
+            "" if options.certificate_s is not None or share >= CERTIFICATE_GOAL_S else
+            f", {CERTIFICATE_GOAL_S:g} s where its gap is then near {GOAL_NATS:g} nats") + ")")
     enumerated = decision.integer_optimum is not None and math.isfinite(decision.value)  # _decide: bound objective,
     # monotone rank model
     # exhaustive_search keeps a later point only when better by IMPROVEMENT_NATS: the maximum is within that of it
@@ -154,7 +156,9 @@ def allocate(
              lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + share),
                                     focus=problem.kept_per_layer(decision.units),
                                     multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units),
-                                    target=decision.value)
+                                    target=decision.value,
+                                    extended_deadline=None if options.certificate_s is not None else
+                                    min(deadline, time.perf_counter() + max(share, CERTIFICATE_GOAL_S)))
              if problem.blocks and data_objective is None else None)
     ln_bound = decision.value if data_objective is None else bound_exact.of_units(decision.units)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
@@ -303,6 +307,9 @@ def _marginal_nats_per_weight(problem: AllocationProblem, exact: ExactObjective,
 #: ``SolverOptions.certificate_s`` sets it instead. A quarter was tried: at 784-100x50-10 (0.001) no diagram then
 #: finished and the gap rose from 0.049 to 0.56 nats, at 3072-1000x50-10 (0.0001) the multiplier's search was cut.
 CERTIFICATE_SHARE = 0.5
+#: Where the gap after that share is above the goal (``upper_bound.GOAL_NATS``) but within ``REACH_NATS``, the
+#: diagram's search goes on up to this many seconds of certificate in all (not where ``certificate_s`` is set).
+CERTIFICATE_GOAL_S = 8.0
 #: The meet-in-the-middle enumeration (``allocator.allocation.pairing``) runs where its estimate is at most this, s.
 PAIRING_SECONDS = 2.0
 #: Re-solves (extra polish starts) only after a first MIP solve faster than this, seconds.

@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--time-limit", type=float, default=60.0, help="MIP time limit in seconds (default 60)")
     solve.add_argument("--certificate-seconds", type=float, default=None,
                        help="seconds the certificate's upper bound may take after the solve (default: half the "
-                            "solve's time, 1 s at least; within --time-limit): more proves a smaller gap on deep nets")
+                            "solve's time, 1 s at least, and up to 8 s in all where its gap is then within 0.01-0.1 "
+                            "nats; within --time-limit): more proves a smaller gap on deep nets")
     solve.add_argument("--objective", choices=("bound", "distortion", "guarded"), default="bound",
                        help="bound: maximise ln E[B] (default); distortion: minimise the measured output distortion "
                             "of the model on --dataset; guarded: minimise it subject to ln E[B] >= the bound's best "

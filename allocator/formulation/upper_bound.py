@@ -197,12 +197,14 @@ class Relaxation:
     """``ln UB(lambda)`` of the module docstring: call it as ``f(lambda, slopes=None)`` (``slopes``: a list that
     receives a subgradient at ``lambda``, on a chain; a program appends nothing). On a chain also ``at_zero()``
     (``ln UB(0)`` in one recursion) and ``delayed(lambda)`` (``ln UB_1``, the delayed relaxation); ``None`` on a
-    program. ``diagram(lambda, width)``: ``ln UB_D``, the relaxed decision diagram (chains with a ``focus``)."""
+    program. ``diagram(lambda, width)``: ``ln UB_D``, the relaxed decision diagram (chains with a ``focus``).
+    ``move_deadline(t)``: every later evaluation stops at ``t`` instead (the diagram's extension past the share)."""
 
     evaluate: Callable[..., float]
     at_zero: Callable[[], float] | None
     delayed: Callable[[float], float] | None
     diagram: Callable[[float, int], float] | None = None
+    move_deadline: Callable[[float | None], None] | None = None
 
     def __call__(self, multiplier: float, slopes: list | None = None) -> float:
         return self.evaluate(multiplier, slopes)
@@ -460,9 +462,13 @@ def relaxation(problem: AllocationProblem, levels: int = 200, deadline: float | 
             ln_next = ln_n_of_layer(widths[position], cols, ln_pmf(layer, ranges[layer][1]), ln_next)
         return float(ln_next[network.input_width])
 
+    def move_deadline(moved: float | None) -> None:
+        nonlocal deadline
+        deadline = moved
+
     chain = network.is_chain
     return Relaxation(evaluate, at_zero if chain else None, delayed if chain else None,
-                      diagram if chain and focus is not None else None)
+                      diagram if chain and focus is not None else None, move_deadline)
 
 
 def _expect_rows(ln_pmfs: np.ndarray, ln_tails: np.ndarray, ln_h: np.ndarray) -> np.ndarray:
@@ -617,7 +623,7 @@ def _ln_sum_exp_rows(values: np.ndarray) -> np.ndarray:
 def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                            deadline: float | None = None, focus: Sequence[int] | None = None,
                            multiplier_hint: float | None = None, delayed: bool = True,
-                           target: float | None = None) -> UpperBound | None:
+                           target: float | None = None, extended_deadline: float | None = None) -> UpperBound | None:
     """The module docstring's bound, minimised over ``lambda`` (``None`` for a rank model that is not known to be
     stochastically monotone in the density, such as the stratified structural estimate). The search over
     ``lambda`` stops at ``deadline`` (a ``time.perf_counter()`` value) with the best multiplier so far (every
@@ -627,7 +633,9 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     relaxation every layer's marginal value equals ``lambda``); without it a grid from 1e-6 to 20. ``delayed``: on a chain,
     then (with a ``focus``) the relaxed decision diagram at the best multiplier, else the delayed relaxation (module
     docstring), the lower returned; ``delayed=False`` turns both off; not tried
-    when the first bound is within ``SLOPE_TOLERANCE_NATS`` of ``target`` (the answer's ``ln E[B]``: nothing to gain)."""
+    when the first bound is within ``SLOPE_TOLERANCE_NATS`` of ``target`` (the answer's ``ln E[B]``: nothing to gain).
+    ``extended_deadline`` (later than ``deadline``): the diagram's search goes on up to it while its gap to ``target``
+    is above ``GOAL_NATS`` but within ``REACH_NATS`` (``_diagram_at``)."""
     if deadline is not None and time.perf_counter() >= deadline:
         return None
     value_of = relaxation(problem, levels, deadline, focus)
@@ -670,7 +678,9 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     if target is not None and first.ln_bound - target <= SLOPE_TOLERANCE_NATS:
         return first
     if value_of.diagram is not None:
-        found = _diagram_at(value_of.diagram, first, target, deadline)
+        found = _diagram_at(value_of.diagram, first, target, deadline, extended_deadline, value_of.move_deadline)
+        if value_of.move_deadline is not None:
+            value_of.move_deadline(deadline)
         if found is not first:
             return found  # else no diagram finished in time: the delayed relaxation may still fit
     tighter = _delayed_at(value_of.delayed, best)
@@ -704,10 +714,21 @@ DIAGRAM_SEARCH_STEPS = 12
 DIAGRAM_SCOUT_STEPS = 8
 DIAGRAM_SCOUT_MIN_STEP = DIAGRAM_STEP
 DIAGRAM_SCOUT_ROOM = 12.0
+#: A doubled width whose bound at the same multiplier moves by at most this (nats) ends the widening: there the width
+#: is not what holds the bound up (784-100x50-10 at 0.001, 1.0025 times the first multiplier: 0.0230 nats at widths
+#: 64, 128 and 256 alike, the last two 1.5 and 3.8 s that the multiplier's search then lacked).
+DIAGRAM_SAME_NATS = 1e-9
+#: The issue's goal for the certificate's gap, nats, and the gap beyond which the diagram's search does not go on past
+#: its share (``_diagram_at``'s ``extended_deadline``): 784-100x50-10 at 0.001 had 0.0166 nats after its default
+#: share (1.2 s for the diagram), 0.0013 given 6.5 s; 784-100x200-10 (0.33) and 3072-1000x50-10 at 0.0001 (0.81)
+#: need far more than a few seconds.
+GOAL_NATS = 0.01
+REACH_NATS = 0.1
 
 
 def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, target: float | None,
-                deadline: float | None = None) -> UpperBound:
+                deadline: float | None = None, extended_deadline: float | None = None,
+                move_deadline: Callable[[float | None], None] | None = None) -> UpperBound:
     """The relaxed decision diagram around ``first``'s multiplier (nothing at a multiplier of 0, where no diagram can
     beat ``first``; the diagram's dual need not be least where the state-adaptive one is, and every multiplier gives a
     valid bound, so the search needs no convexity):
@@ -719,7 +740,11 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
        fits, at half that width, and so on.
 
     Each evaluation only where its estimate fits before ``deadline``, until the bound is within
-    ``SLOPE_TOLERANCE_NATS`` of ``target``: the least bound found, or ``first`` where none is lower."""
+    ``SLOPE_TOLERANCE_NATS`` of ``target``: the least bound found, or ``first`` where none is lower. While the gap
+    ``found - target`` is above ``GOAL_NATS`` and at most ``REACH_NATS``, ``extended_deadline`` (where later) stands
+    for ``deadline``: evaluations go on past the share where the goal looks near, and stop at the share where the
+    gap already meets it or is far from it (``move_deadline``: the relaxation's own deadline, set to the one that
+    stands before each evaluation)."""
     found = first
     evaluations = first.evaluations
     seconds = {0: 0.0}
@@ -728,8 +753,13 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
     def close_enough() -> bool:
         return target is not None and found.ln_bound - target <= SLOPE_TOLERANCE_NATS
 
+    def limit() -> float | None:
+        near = target is not None and GOAL_NATS < found.ln_bound - target <= REACH_NATS
+        return extended_deadline if near and extended_deadline is not None and deadline is not None else deadline
+
     def fits(estimate: float) -> bool:
-        return deadline is None or time.perf_counter() + estimate <= deadline
+        standing = limit()
+        return standing is None or time.perf_counter() + estimate <= standing
 
     def at(multiplier: float, width: int, estimate: float) -> float:
         """The diagram's bound, raising ``_OutOfTime`` where it is close enough already or ``estimate`` does not fit."""
@@ -737,6 +767,8 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
         if multiplier not in values[width]:
             if close_enough() or not fits(estimate):
                 raise _OutOfTime
+            if move_deadline is not None:
+                move_deadline(limit())
             started = time.perf_counter()
             value = diagram(multiplier, width)  # raises _OutOfTime past the deadline
             seconds[width] = time.perf_counter() - started
@@ -789,8 +821,8 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
         widest = width
         if value < best_value - SLOPE_TOLERANCE_NATS:
             best_width, best_value = width, value
-        elif width >= 4 * best_width:
-            break  # two doublings without a gain: widening no longer pays here
+        elif width >= 4 * best_width or abs(value - values[width // 2].get(center, math.inf)) <= DIAGRAM_SAME_NATS:
+            break  # two doublings without a gain, or one without any change: widening no longer pays here
     # 3. the compass search at the width that gave the least bound; where a step there no longer fits, at half that
     # width, and so on (any width's bound is valid, and at depth the multiplier can matter more than the width)
     state[1] = DIAGRAM_STEP
