@@ -277,22 +277,47 @@ def test_a_doubling_that_leaves_the_bound_unchanged_ends_the_widening(monkeypatc
 def test_past_its_share_the_diagram_goes_on_only_while_its_gap_is_near_the_goal(monkeypatch, scale, target, goes_on):
     """The stand-in with bounds 0.08-0.025 nats over widths 16-256 (least at the first multiplier), a share ending at
     10 s and an extension to 40 s. Gaps of 0.01-0.07 nats (target 0: above ``GOAL_NATS``, within ``REACH_NATS``)
-    go on past 10 s and stop by 40 s, each evaluation stopping at the deadline that then stands; gaps of about 1 nat
+    go on past 10 s and stop by 40 s, each evaluation stopping at the deadline that then stands, at widths already
+    built within the share (the extension searches the multiplier, it does not widen); gaps of about 1 nat
     (target -1: far from the goal) or under 0.01 (the bounds scaled by 0.1) stop by 10 s with the very evaluations of
     a call without the extension."""
     base = {width: scale * value for width, value in {16: 0.08, 32: 0.06, 64: 0.045, 128: 0.035, 256: 0.025}.items()}
     diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=1.0, base=base)
+    started_at = []  # the clock as each evaluation starts
+
+    def timed_diagram(multiplier: float, width: int) -> float:
+        started_at.append(clock[0])
+        return diagram(multiplier, width)
+
     first = upper_bound.UpperBound(100.0, 1.0, 1)
-    upper_bound._diagram_at(diagram, first, target=target, deadline=10.0)
+    upper_bound._diagram_at(timed_diagram, first, target=target, deadline=10.0)
     within_share = list(calls)
     calls.clear()
+    started_at.clear()
     clock[0] = 0.0
     moved: list = []
-    found = upper_bound._diagram_at(diagram, first, target=target, deadline=10.0, extended_deadline=40.0,
+    found = upper_bound._diagram_at(timed_diagram, first, target=target, deadline=10.0, extended_deadline=40.0,
                                     move_deadline=moved.append)
     assert len(moved) == len(calls)
     if goes_on:
         assert 10.0 < clock[0] <= 40.0 and len(calls) > len(within_share) and moved[-1] == 40.0
         assert found.ln_bound <= min(base[width] for _, width in within_share)
+        # the extension searches the multiplier at widths built within the share; it does not widen further
+        built_in_share = {width for (_, width), start in zip(calls, started_at) if start < 10.0}
+        assert {width for (_, width), start in zip(calls, started_at) if start >= 10.0} <= built_in_share
+        assert any(start >= 10.0 for start in started_at)
     else:
         assert clock[0] <= 10.0 and calls == within_share and set(moved) == {10.0}
+
+
+def test_past_its_share_the_diagram_widens_up_to_64_then_searches_the_multiplier(monkeypatch):
+    """The stand-in with gaps of 0.02-0.08 nats, a share ending at 4 s (after width 16 and the scout) and an extension
+    to 40 s: widths 32 and 64 are still built past the share (``DIAGRAM_EXTENSION_WIDEST``), 128 and 256 are not, and
+    the rest of the extension goes to the multiplier's search at width 64."""
+    base = {16: 0.08, 32: 0.06, 64: 0.045, 128: 0.035, 256: 0.025}
+    diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=1.0, base=base)
+    upper_bound._diagram_at(diagram, upper_bound.UpperBound(100.0, 1.0, 1), target=0.0, deadline=4.0,
+                            extended_deadline=40.0)
+    assert upper_bound.DIAGRAM_EXTENSION_WIDEST == 64
+    assert {width for _, width in calls} == {16, 32, 64} and 4.0 < clock[0] <= 40.0
+    assert [width for _, width in calls].count(64) > 1  # the compass search at 64 after the widening
