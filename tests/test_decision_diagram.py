@@ -122,6 +122,14 @@ def test_never_below_the_pairings_optimum_of_four_deep_layers():
         for width in (1, 4, 16, 64):
             assert value_of.diagram(multiplier, width) >= optimum - 1e-9
     assert value_of.diagram(first.multiplier, 16) - optimum < 0.01
+    # started from the optimum's supporting multipliers (what the solver passes): still above it, and within 0.01
+    from allocator.allocation import api
+
+    support = api._supporting_multipliers(problem, ExactObjective(problem), units)
+    assert support is not None and support[0] <= support[1]  # the optimum: no single move pays at [g, q]
+    started = upper_bound.lagrangian_upper_bound(problem, focus=problem.kept_per_layer(units), support=support,
+                                                 target=optimum)
+    assert optimum - 1e-9 <= started.ln_bound < optimum + 0.01
 
 
 def test_the_certificate_at_five_and_twenty_layers_is_within_a_hundredth_of_a_nat():
@@ -310,14 +318,64 @@ def test_past_its_share_the_diagram_goes_on_only_while_its_gap_is_near_the_goal(
         assert clock[0] <= 10.0 and calls == within_share and set(moved) == {10.0}
 
 
-def test_past_its_share_the_diagram_widens_up_to_64_then_searches_the_multiplier(monkeypatch):
+def test_past_its_share_the_diagram_widens_up_to_128_then_searches_the_multiplier(monkeypatch):
     """The stand-in with gaps of 0.02-0.08 nats, a share ending at 4 s (after width 16 and the scout) and an extension
-    to 40 s: widths 32 and 64 are still built past the share (``DIAGRAM_EXTENSION_WIDEST``), 128 and 256 are not, and
-    the rest of the extension goes to the multiplier's search at width 64."""
+    to 40 s: widths 32, 64 and 128 are still built past the share (``DIAGRAM_EXTENSION_WIDEST``), 256 is not, and
+    the rest of the extension goes to the multiplier's search at width 128."""
     base = {16: 0.08, 32: 0.06, 64: 0.045, 128: 0.035, 256: 0.025}
     diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=1.0, base=base)
     upper_bound._diagram_at(diagram, upper_bound.UpperBound(100.0, 1.0, 1), target=0.0, deadline=4.0,
                             extended_deadline=40.0)
-    assert upper_bound.DIAGRAM_EXTENSION_WIDEST == 64
-    assert {width for _, width in calls} == {16, 32, 64} and 4.0 < clock[0] <= 40.0
-    assert [width for _, width in calls].count(64) > 1  # the compass search at 64 after the widening
+    assert upper_bound.DIAGRAM_EXTENSION_WIDEST == 128
+    assert {width for _, width in calls} == {16, 32, 64, 128} and 4.0 < clock[0] <= 40.0
+    assert [width for _, width in calls].count(128) > 1  # the compass search at 128 after the widening
+
+
+def test_from_the_supporting_multipliers_the_search_widens_at_their_midpoint_then_steps_onto_each_end(monkeypatch):
+    """With the answer's supporting multipliers ``(g, q) = (0.99, 0.994)`` the stand-in (least at 0.994) is first
+    evaluated at their midpoint 0.992 and widened there with no scout, and the compass search's first steps (half
+    their distance) land on ``q`` and then stay: the least bound found is at ``q``, the widest width that fits."""
+    diagram, clock, calls = _stand_in_diagram(monkeypatch, least_at=0.994)
+    first = upper_bound.UpperBound(100.0, 1.0, 1)
+    found = upper_bound._diagram_at(diagram, first, target=0.0, deadline=30.0, support=(0.99, 0.994))
+    assert calls[:4] == [(0.992, 16), (0.992, 32), (0.992, 64), (0.992, 128)]
+    assert calls[4] == (0.994, 128)
+    assert found.multiplier == pytest.approx(0.994) and found.relaxation == "decision-diagram (width 128)"
+    assert clock[0] <= 30.0
+    # the start: the midpoint, a first step of half the distance as a fraction of it, within the compass's steps
+    assert upper_bound._supported_start((0.99, 0.994)) == pytest.approx((0.992, 0.002 / 0.992))
+    assert upper_bound._supported_start((0.994, 0.99)) == pytest.approx((0.992, 0.002 / 0.992))  # g > q: a start too
+    assert upper_bound._supported_start((1.0, 1.5))[1] == upper_bound.DIAGRAM_STEP
+    assert upper_bound._supported_start((1.0, 1.0))[1] == upper_bound.DIAGRAM_MIN_STEP
+    assert upper_bound._supported_start(None) is None and upper_bound._supported_start((0.0, 0.0)) is None
+    assert upper_bound._supported_start((math.nan, 1.0)) is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(widths=st.lists(st.integers(2, 10), min_size=2, max_size=3), n0=st.integers(2, 12), share=st.floats(0.1, 0.6),
+       seed=st.integers(0, 10**6))
+def test_the_supporting_multipliers_are_the_single_moves_valued_one_by_one(widths, n0, share, seed):
+    """``api._supporting_multipliers`` (two adjoint passes) against every one-weight change valued by a whole
+    evaluation (``ExactObjective.of_kept``): ``g`` the largest gain of one more weight, ``q`` the least loss of one
+    fewer, over the layers that can move, at a random allocation of a small chain."""
+    from allocator.allocation import api
+
+    problem = _small_problem(widths, n0, 3, share, "binomial")
+    rng = np.random.default_rng(seed)
+    units = [int(rng.integers(block.lo, block.hi + 1)) for block in problem.blocks]
+    exact = ExactObjective(problem)
+    support = api._supporting_multipliers(problem, exact, units)
+    kept = problem.kept_per_layer(units)
+    base = exact.of_kept(kept)
+    gains, losses = [], []
+    for block, value in zip(problem.blocks, units):
+        layer = block.members[0]
+        for step, out in ((1, gains), (-1, losses)):
+            if block.lo <= value + step <= block.hi:
+                changed = list(kept)
+                changed[layer] += step
+                out.append(step * (exact.of_kept(changed) - base))
+    if not gains or not losses:
+        assert support is None
+    else:
+        assert support == pytest.approx((max(gains), min(losses)), abs=1e-9)

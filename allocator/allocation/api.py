@@ -145,10 +145,11 @@ def allocate(
     # (1 s at least)
     spent = time.perf_counter() - started
     share = options.certificate_s if options.certificate_s is not None else max(1.0, CERTIFICATE_SHARE * spent)
+    extension = max(share, min(CERTIFICATE_GOAL_S, CERTIFICATE_EXTENSION_SHARE * spent))
     if problem.blocks and data_objective is None and decision.integer_optimum is None:
         say(f"certificate: the Lagrangian upper bound (at most {share:.1f} s" + (
-            "" if options.certificate_s is not None or share >= CERTIFICATE_GOAL_S else
-            f", {CERTIFICATE_GOAL_S:g} s where its gap is then near {GOAL_NATS:g} nats") + ")")
+            "" if options.certificate_s is not None or share >= extension else
+            f", {extension:.1f} s where its gap is then near {GOAL_NATS:g} nats") + ")")
     enumerated = decision.integer_optimum is not None and math.isfinite(decision.value)  # _decide: bound objective,
     # monotone rank model
     # exhaustive_search keeps a later point only when better by IMPROVEMENT_NATS: the maximum is within that of it
@@ -156,9 +157,10 @@ def allocate(
              lagrangian_upper_bound(problem, deadline=min(deadline, time.perf_counter() + share),
                                     focus=problem.kept_per_layer(decision.units),
                                     multiplier_hint=_marginal_nats_per_weight(problem, bound_exact, decision.units),
+                                    support=_supporting_multipliers(problem, bound_exact, decision.units),
                                     target=decision.value,
                                     extended_deadline=None if options.certificate_s is not None else
-                                    min(deadline, time.perf_counter() + max(share, CERTIFICATE_GOAL_S)))
+                                    min(deadline, time.perf_counter() + extension))
              if problem.blocks and data_objective is None else None)
     ln_bound = decision.value if data_objective is None else bound_exact.of_units(decision.units)
     caveat = certificate.monte_carlo_sentence(model) if network.is_chain else certificate.program_sentence(
@@ -303,13 +305,46 @@ def _marginal_nats_per_weight(problem: AllocationProblem, exact: ExactObjective,
     return gains[len(gains) // 2]  # the bound ignores a hint below its HINT_FLOOR (a saturated bound's noise)
 
 
+def _supporting_multipliers(problem: AllocationProblem, exact: ExactObjective,
+                            units: Sequence[int]) -> tuple[float, float] | None:
+    """``(g, q)``: ``g = max_l [ln E[B](x + e_l) - ln E[B](x)]`` over the free layers that can keep one more, ``q =
+    min_l [ln E[B](x) - ln E[B](x - e_l)]`` over those that can keep one fewer (nats per weight, at the answer ``x``;
+    chains without tied layers only: two adjoint passes, ``ExactObjective.single_changes``). For every ``lambda`` in
+    ``[g, q]`` no single layer's change of one weight raises ``ln E[B](x) - lambda sum_l x_l``: where the Lagrangian
+    dual has no gap its least multiplier is one at which the optimum maximises that function, so it lies in the
+    optimum's own interval; the relaxed decision diagram's search starts there (``upper_bound._diagram_at``).
+    ``None`` where either side has no layer (every layer at a bound) or a value is not finite."""
+    if any(block.is_tied for block in problem.blocks):
+        return None
+    kept = problem.kept_per_layer(units)
+    pairs = list(zip(problem.blocks, units))
+    ups = [block.members[0] for block, value in pairs if value < block.hi]
+    downs = [block.members[0] for block, value in pairs if value > block.lo]
+    if not ups or not downs:
+        return None
+    raised = exact.single_changes(kept, [(layer, kept[layer] + 1) for layer in ups])
+    lowered = exact.single_changes(kept, [(layer, kept[layer] - 1) for layer in downs])
+    if raised is None or lowered is None:
+        return None
+    base = exact.of_kept(kept)
+    gain = max(value - base for value in raised)
+    loss = min(base - value for value in lowered)
+    if not (math.isfinite(gain) and math.isfinite(loss)):
+        return None
+    return gain, loss
+
+
 #: The certificate's default time: this fraction of the solve's time before it (1 s at least);
 #: ``SolverOptions.certificate_s`` sets it instead. A quarter was tried: at 784-100x50-10 (0.001) no diagram then
 #: finished and the gap rose from 0.049 to 0.56 nats, at 3072-1000x50-10 (0.0001) the multiplier's search was cut.
 CERTIFICATE_SHARE = 0.5
 #: Where the gap after that share is above the goal (``upper_bound.GOAL_NATS``) but within ``REACH_NATS``, the
-#: diagram's search goes on up to this many seconds of certificate in all (not where ``certificate_s`` is set).
-CERTIFICATE_GOAL_S = 8.0
+#: diagram's search goes on up to ``CERTIFICATE_EXTENSION_SHARE`` times the solve's time, at most
+#: ``CERTIFICATE_GOAL_S`` seconds of certificate in all (not where ``certificate_s`` is set). 784-100x200-10 at
+#: 0.001 (solve about 12 s): 0.18 nats after the share (width 32), 0.0017 with 16 s (width 128 at the answer's
+#: supporting multiplier, 25 s in all; session 15); session 12 had 8 s and no cap by the solve's time.
+CERTIFICATE_GOAL_S = 16.0
+CERTIFICATE_EXTENSION_SHARE = 2.0
 #: The meet-in-the-middle enumeration (``allocator.allocation.pairing``) runs where its estimate is at most this, s.
 PAIRING_SECONDS = 2.0
 #: Re-solves (extra polish starts) only after a first MIP solve faster than this, seconds.

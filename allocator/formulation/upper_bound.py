@@ -623,7 +623,8 @@ def _ln_sum_exp_rows(values: np.ndarray) -> np.ndarray:
 def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
                            deadline: float | None = None, focus: Sequence[int] | None = None,
                            multiplier_hint: float | None = None, delayed: bool = True,
-                           target: float | None = None, extended_deadline: float | None = None) -> UpperBound | None:
+                           target: float | None = None, extended_deadline: float | None = None,
+                           support: tuple[float, float] | None = None) -> UpperBound | None:
     """The module docstring's bound, minimised over ``lambda`` (``None`` for a rank model that is not known to be
     stochastically monotone in the density, such as the stratified structural estimate). The search over
     ``lambda`` stops at ``deadline`` (a ``time.perf_counter()`` value) with the best multiplier so far (every
@@ -635,7 +636,9 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
     docstring), the lower returned; ``delayed=False`` turns both off; not tried
     when the first bound is within ``SLOPE_TOLERANCE_NATS`` of ``target`` (the answer's ``ln E[B]``: nothing to gain).
     ``extended_deadline`` (later than ``deadline``): the diagram's search goes on up to it while its gap to ``target``
-    is above ``GOAL_NATS`` but within ``REACH_NATS`` (``_diagram_at``)."""
+    is above ``GOAL_NATS`` but within ``REACH_NATS`` (``_diagram_at``). ``support``: the answer's supporting
+    multipliers ``(g, q)`` (``allocation.api._supporting_multipliers``), where the diagram's search starts instead of
+    at the first bound's multiplier."""
     if deadline is not None and time.perf_counter() >= deadline:
         return None
     value_of = relaxation(problem, levels, deadline, focus)
@@ -663,22 +666,28 @@ def lagrangian_upper_bound(problem: AllocationProblem, levels: int = 200,
         return tried[multiplier]
 
     hinted = multiplier_hint is not None and math.isfinite(multiplier_hint) and multiplier_hint > HINT_FLOOR
+    supported = _supported_start(support)
     if chain:  # coarser where the diagram follows: it searches the multiplier again around this one
         coarse = delayed and focus is not None and value_of.diagram is not None
-        _slope_search(evaluate, tried, slope_at, float(multiplier_hint) if hinted else None,
-                      DIAGRAM_FIRST_TOLERANCE_NATS if coarse else SLOPE_TOLERANCE_NATS)
+        if coarse and supported is not None:  # one evaluation where the diagram starts: the fallback bound
+            evaluate(supported[0])
+        else:
+            _slope_search(evaluate, tried, slope_at, float(multiplier_hint) if hinted else None,
+                          DIAGRAM_FIRST_TOLERANCE_NATS if coarse else SLOPE_TOLERANCE_NATS)
     else:
         _golden_search(evaluate, tried, float(multiplier_hint) if hinted else None)
     if not tried:
         return None
     best = min(tried, key=tried.get)
     first = UpperBound(tried[best], best, len(tried))
+
     if not (chain and delayed and _delayed_fits(problem, levels, focus)):
         return first
     if target is not None and first.ln_bound - target <= SLOPE_TOLERANCE_NATS:
         return first
     if value_of.diagram is not None:
-        found = _diagram_at(value_of.diagram, first, target, deadline, extended_deadline, value_of.move_deadline)
+        found = _diagram_at(value_of.diagram, first, target, deadline, extended_deadline, value_of.move_deadline,
+                            support)
         if value_of.move_deadline is not None:
             value_of.move_deadline(deadline)
         if found is not first:
@@ -720,20 +729,24 @@ DIAGRAM_SCOUT_ROOM = 12.0
 DIAGRAM_SAME_NATS = 1e-9
 #: The issue's goal for the certificate's gap, nats, and the gap beyond which the diagram's search does not go on past
 #: its share (``_diagram_at``'s ``extended_deadline``): 784-100x50-10 at 0.001 had 0.0166 nats after its default
-#: share (1.2 s for the diagram), 0.0013 given 6.5 s; 784-100x200-10 (0.33) and 3072-1000x50-10 at 0.0001 (0.81)
-#: need far more than a few seconds.
+#: share (1.2 s for the diagram), 0.0013 given 6.5 s. Session 12 had 0.1: 784-100x200-10 (0.33 nats after the share)
+#: and 3072-1000x50-10 at 0.0001 (0.81) were then beyond it. Since the search starts at the answer's supporting
+#: multipliers (session 15), 784-100x200-10 has 0.18-0.20 after the share and 0.0017 given 16 s (width 128), so the
+#: reach is 0.5; 3072-1000x50-10 at 0.0001 (0.60 after the share, 0.22 given 10 s, width 32) stays beyond it.
 GOAL_NATS = 0.01
-REACH_NATS = 0.1
+REACH_NATS = 0.5
 #: The widest width built past the share (``_diagram_at``): 784-100x100-10 at 0.001 had width 64 at the first
 #: multiplier (0.0147 nats) when the share ended, then width 128 there gave 0.0085 in 2.8 s, where one compass step
 #: at width 64 (1.2 s) gave 0.0000; with no widening at all past the share, 784-100x50-10 (whose share ends after
-#: width 16) stayed at width 16: 0.0564 nats in 2 of 3 runs, against 0.0077 with width 64.
-DIAGRAM_EXTENSION_WIDEST = 64
+#: width 16) stayed at width 16: 0.0564 nats in 2 of 3 runs, against 0.0077 with width 64. Session 15: 128, since
+#: 784-100x200-10 needs width 128 at its supporting multipliers (0.082 nats at width 64, 0.0017 at 128).
+DIAGRAM_EXTENSION_WIDEST = 128
 
 
 def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, target: float | None,
                 deadline: float | None = None, extended_deadline: float | None = None,
-                move_deadline: Callable[[float | None], None] | None = None) -> UpperBound:
+                move_deadline: Callable[[float | None], None] | None = None,
+                support: tuple[float, float] | None = None) -> UpperBound:
     """The relaxed decision diagram around ``first``'s multiplier (nothing at a multiplier of 0, where no diagram can
     beat ``first``; the diagram's dual need not be least where the state-adaptive one is, and every multiplier gives a
     valid bound, so the search needs no convexity):
@@ -804,11 +817,13 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
     if first.multiplier <= 0:
         return first  # at lambda = 0 every layer at its top count: the diagram's dual is that bound too
     narrowest = DIAGRAM_WIDTHS[0]
-    state: list = [first.multiplier, DIAGRAM_STEP, 1.0, 0]
+    supported = _supported_start(support)
+    start, first_step = supported if supported is not None else (first.multiplier, DIAGRAM_STEP)
+    state: list = [start, first_step, 1.0, 0]
     try:  # 1. the scout, where the time left holds it and widening to 64 after it; its first evaluation is not
-        # estimated (nothing measured yet)
-        at(first.multiplier, narrowest, 0.0)
-        if fits(DIAGRAM_SCOUT_ROOM * seconds[narrowest]):
+        # estimated (nothing measured yet). Not where the answer's supporting multipliers say where to look.
+        at(start, narrowest, 0.0)
+        if supported is None and fits(DIAGRAM_SCOUT_ROOM * seconds[narrowest]):
             compass(narrowest, DIAGRAM_SCOUT_STEPS, DIAGRAM_SCOUT_MIN_STEP)
     except _OutOfTime:
         pass
@@ -833,7 +848,7 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
             break  # two doublings without a gain, or one without any change: widening no longer pays here
     # 3. the compass search at the width that gave the least bound; where a step there no longer fits, at half that
     # width, and so on (any width's bound is valid, and at depth the multiplier can matter more than the width)
-    state[1] = DIAGRAM_STEP
+    state[1] = first_step
     rounds = DIAGRAM_SEARCH_STEPS
     for width in [w for w in reversed(DIAGRAM_WIDTHS) if w <= best_width and values[w]]:
         try:
@@ -844,6 +859,21 @@ def _diagram_at(diagram: Callable[[float, int], float], first: UpperBound, targe
                 break
             rounds -= state[3]
     return found
+
+
+def _supported_start(support: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Where the diagram's compass search starts from the answer's supporting multipliers ``(g, q)``: their midpoint,
+    with a first step of half their distance as a fraction of it (between ``DIAGRAM_MIN_STEP`` and
+    ``DIAGRAM_STEP``), so that its first steps land on ``g`` and ``q``; ``None`` without them or where the
+    midpoint is not above ``HINT_FLOOR``. ``g > q`` (the answer is not optimal under single moves) still gives a
+    start: any multiplier gives a valid bound."""
+    if support is None or not all(math.isfinite(v) for v in support):
+        return None
+    low, high = sorted(support)
+    center = 0.5 * (low + high)
+    if center <= HINT_FLOOR:
+        return None
+    return center, min(DIAGRAM_STEP, max(DIAGRAM_MIN_STEP, 0.5 * (high - low) / center))
 
 
 #: Entries (intervals x dimensions over the layers) above which the delayed relaxation is not tried: its vectors are
