@@ -31,6 +31,9 @@ def test_never_below_the_exhaustive_integer_optimum(widths, n0, classes, share, 
     assert upper.ln_bound >= optimum - 1e-9
     focused = lagrangian_upper_bound(problem, levels=3, focus=[w // 3 for w in network.weights], multiplier_hint=share)
     assert focused.ln_bound >= optimum - 1e-9  # a coarse grid, a focus and a hint move the bound, never below
+    for support in ((share, 2 * share), (3.0, 0.1)):  # supporting multipliers only move where the search starts
+        started = lagrangian_upper_bound(problem, focus=[w // 3 for w in network.weights], support=support)
+        assert started.ln_bound >= optimum - 1e-9
 
 
 def test_never_below_random_feasible_allocations_on_larger_networks():
@@ -43,7 +46,9 @@ def test_never_below_random_feasible_allocations_on_larger_networks():
     coarse = lagrangian_upper_bound(problem, levels=12)
     focus = [max(2, k // 2) for k in network.weights]
     focused = lagrangian_upper_bound(problem, levels=12, focus=focus, multiplier_hint=0.3)
-    upper = type(upper)(min(upper.ln_bound, coarse.ln_bound, focused.ln_bound), 0.0, 0)  # each must hold: the least
+    started = lagrangian_upper_bound(problem, levels=12, focus=focus, support=(0.25, 0.35))
+    upper = type(upper)(min(upper.ln_bound, coarse.ln_bound, focused.ln_bound, started.ln_bound), 0.0, 0)  # each
+    # must hold: the least
     prunable = [i for i, p in enumerate(network.prunable) if p]
     for _ in range(300):
         shares = rng.dirichlet(np.ones(len(prunable)))
