@@ -146,6 +146,8 @@ def allocate(
     spent = time.perf_counter() - started
     share = options.certificate_s if options.certificate_s is not None else max(1.0, CERTIFICATE_SHARE * spent)
     extension = max(share, min(CERTIFICATE_GOAL_S, CERTIFICATE_EXTENSION_SHARE * spent))
+    left = max(0.0, deadline - time.perf_counter())  # the call's time limit caps both (said as it stands)
+    share, extension = min(share, left), min(extension, left)
     if problem.blocks and data_objective is None and decision.integer_optimum is None:
         say(f"certificate: the Lagrangian upper bound (at most {share:.1f} s" + (
             "" if options.certificate_s is not None or share >= extension else
