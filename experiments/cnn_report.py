@@ -126,20 +126,29 @@ def plot(rows: Sequence[tuple[str, dict]], path: Path) -> None:
 
 
 def timing(root: Path, folders: Sequence[Path]) -> list[str]:
-    """Measured seconds per model (dense training from ``dense/seed*.json``, cells from their records) and a
-    projection to the full profile of ``experiments.cnn_study`` (labelled as one: linear in the epochs)."""
+    """Measured seconds per model (dense training from ``dense/seed*.json`` and from the sweep's task records in
+    ``root/tasks.jsonl`` for seeds whose checkpoint is not kept, cells from their records) and a projection to the
+    full profile of ``experiments.cnn_study`` (labelled as one: linear in the epochs)."""
     import json
+
+    recorded: dict[str, list[float]] = {}
+    tasks = root / "tasks.jsonl"
+    if tasks.exists():
+        for line in tasks.read_text().splitlines():
+            task = json.loads(line) if line.strip() else {}
+            if task.get("dense_train_seconds"):
+                recorded.setdefault(task["model"], []).append(float(task["dense_train_seconds"]))
 
     from experiments.cnn_study import ALLOCATIONS, DENSITIES, QUICK
 
-    lines = ["## Time", "", "Measured on this 2-core CPU machine, one torch thread per task (two tasks at a time).", "",
+    lines = ["## Time", "", "Measured on this 2-core CPU machine, one torch thread per task (one or two tasks at a time).", "",
              "| model | seeds | dense training s (median) | cells | cell s (median) | projected full profile, core-h |",
              "| --- | --- | --- | --- | --- | --- |"]
     total = 0.0
     for folder in folders:
         model = folder.parts[-2]
         dense = [json.loads(p.read_text()).get("train_seconds") for p in (folder / "dense").glob("seed*.json")]
-        dense = [d for d in dense if d]
+        dense = [d for d in dense if d] or recorded.get(model, [])
         cells = [c for c in load_cells(folder) if "test_accuracy" in c]
         if not cells:
             continue
@@ -149,7 +158,8 @@ def timing(root: Path, folders: Sequence[Path]) -> list[str]:
         full = 5 * ((dense_s * 15 / QUICK["epochs"] if dense else 0.0)
                     + len(DENSITIES) * len(ALLOCATIONS) * cell_s * 15 / QUICK["finetune_epochs"]) / 3600
         total += full
-        lines.append(f"| {model} | {len({c['seed'] for c in cells})} | {dense_s:.0f} | {len(cells)} | {cell_s:.0f} | "
+        dense_text = f"{dense_s:.0f}" if dense else "-"
+        lines.append(f"| {model} | {len({c['seed'] for c in cells})} | {dense_text} | {len(cells)} | {cell_s:.0f} | "
                      f"{full:.1f} |")
     lines += ["", f"Projected full profile ({len(DENSITIES)} densities x {len(ALLOCATIONS)} rules x 5 seeds, 15 + 15 "
               f"epochs): about {total:.0f} core-hours, {total / 2:.0f} h on 2 cores (a projection, linear in the "

@@ -244,3 +244,28 @@ def test_cnn_report_compares_each_of_ours_with_every_rule_once_paired_by_seed(tm
     assert again["lamp"]["pairs"] == 1 and again["lamp"]["other_dense"] == 1
     assert again["lamp"]["mean"] == pytest.approx(0.80 - 0.83)
     assert cnn_report.dense_models_per_seed(folder)[1] == {None: 2, 0.88: 1}
+
+
+def test_cnn_report_timing_takes_dense_seconds_from_checkpoints_then_task_records(tmp_path):
+    """``timing``: a model whose checkpoints are kept uses their ``train_seconds``; one without them the sweep's
+    ``dense_train_seconds``; one with neither prints '-' (not nan) and projects cells only."""
+    from experiments import cnn_report
+
+    folders = []
+    for model in ("lenet5", "vgg-small", "resnet8"):
+        folder = tmp_path / "fashion-mnist" / model / "magnitude"
+        (folder / "cells").mkdir(parents=True)
+        (folder / "cells" / "seed0-d0.01-ours-magnitude.json").write_text(json.dumps(
+            {"seed": 0, "density": 0.01, "allocation": "ours", "test_accuracy": 0.8, "seconds": 10.0}))
+        folders.append(folder)
+    (folders[0] / "dense").mkdir()
+    (folders[0] / "dense" / "seed0.json").write_text(json.dumps({"seed": 0, "train_seconds": 100.0}))
+    (tmp_path / "tasks.jsonl").write_text("\n".join(json.dumps(t) for t in [
+        {"model": "lenet5", "dense_train_seconds": 999.0}, {"model": "vgg-small", "dense_train_seconds": 40.0},
+        {"model": "vgg-small", "dense_train_seconds": 60.0}, {"model": "resnet8", "dense_train_seconds": None}]))
+    text = "\n".join(cnn_report.timing(tmp_path, folders))
+    assert "| lenet5 | 1 | 100 | 1 | 10 |" in text  # the checkpoint's record wins over the task's
+    assert "| vgg-small | 1 | 50 | 1 | 10 |" in text  # the median of the task records
+    assert "| resnet8 | 1 | - | 1 | 10 |" in text and "nan" not in text
+    cells_only = 5 * 6 * 9 * 10.0 * 15 / 3 / 3600  # 5 seeds x 6 densities x 9 rules x 10 s x 15 / 3 epochs
+    assert f"| resnet8 | 1 | - | 1 | 10 | {cells_only:.1f} |" in text
