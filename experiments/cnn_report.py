@@ -131,17 +131,15 @@ def timing(root: Path, folders: Sequence[Path]) -> list[str]:
     full profile of ``experiments.cnn_study`` (labelled as one: linear in the epochs)."""
     import json
 
-    recorded: dict[str, list[float]] = {}
-    tasks = root / "tasks.jsonl"
-    if tasks.exists():
-        for line in tasks.read_text().splitlines():
-            task = json.loads(line) if line.strip() else {}
-            if task.get("dense_train_seconds"):
-                recorded.setdefault(task["model"], []).append(float(task["dense_train_seconds"]))
-
+    from allocator.study.sweep import read_task_log
     from experiments.cnn_study import ALLOCATIONS, DENSITIES, QUICK
 
-    lines = ["## Time", "", "Measured on this 2-core CPU machine, one torch thread per task (one or two tasks at a time).", "",
+    recorded: dict[str, list[float]] = {}
+    for task in read_task_log(root)[0]:
+        if task.get("dense_train_seconds"):
+            recorded.setdefault(task["model"], []).append(float(task["dense_train_seconds"]))
+    lines = ["## Time", "",
+             "Measured on this 2-core CPU machine, one torch thread per task (one or two tasks at a time).", "",
              "| model | seeds | dense training s (median) | cells | cell s (median) | projected full profile, core-h |",
              "| --- | --- | --- | --- | --- | --- |"]
     total = 0.0

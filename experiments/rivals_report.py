@@ -293,13 +293,9 @@ def grid_time(root: Path) -> dict[str, object]:
     line that does not parse (a sweep killed mid-write) is skipped and counted."""
     from experiments.rivals_study import DATASETS, MODELS, SEEDS, folder_cells, specs
 
-    log = root / "tasks.jsonl"
-    records, unreadable = [], 0
-    for line in log.read_text().splitlines() if log.is_file() else []:
-        try:
-            records.append(json.loads(line)) if line.strip() else None
-        except json.JSONDecodeError:
-            unreadable += 1
+    from allocator.study.sweep import read_task_log
+
+    records, unreadable = read_task_log(root)
     spent: dict[tuple[str, str, str], list[float]] = {}
     for r in records:
         if r.get("new_cells"):

@@ -262,10 +262,14 @@ def test_cnn_report_timing_takes_dense_seconds_from_checkpoints_then_task_record
     (folders[0] / "dense" / "seed0.json").write_text(json.dumps({"seed": 0, "train_seconds": 100.0}))
     (tmp_path / "tasks.jsonl").write_text("\n".join(json.dumps(t) for t in [
         {"model": "lenet5", "dense_train_seconds": 999.0}, {"model": "vgg-small", "dense_train_seconds": 40.0},
-        {"model": "vgg-small", "dense_train_seconds": 60.0}, {"model": "resnet8", "dense_train_seconds": None}]))
+        {"model": "vgg-small", "dense_train_seconds": 60.0}, {"model": "resnet8", "dense_train_seconds": None}])
+        + '\n{"model": "vgg-small", "dense_train_sec')  # a line cut short by a killed run: skipped
     text = "\n".join(cnn_report.timing(tmp_path, folders))
     assert "| lenet5 | 1 | 100 | 1 | 10 |" in text  # the checkpoint's record wins over the task's
     assert "| vgg-small | 1 | 50 | 1 | 10 |" in text  # the median of the task records
     assert "| resnet8 | 1 | - | 1 | 10 |" in text and "nan" not in text
-    cells_only = 5 * 6 * 9 * 10.0 * 15 / 3 / 3600  # 5 seeds x 6 densities x 9 rules x 10 s x 15 / 3 epochs
+    from experiments.cnn_study import ALLOCATIONS, DENSITIES, QUICK
+
+    # 5 seeds x every density x every rule x 10 s a cell, scaled from the quick profile's fine-tuning epochs to 15
+    cells_only = 5 * len(DENSITIES) * len(ALLOCATIONS) * 10.0 * 15 / QUICK["finetune_epochs"] / 3600
     assert f"| resnet8 | 1 | - | 1 | 10 | {cells_only:.1f} |" in text

@@ -108,6 +108,24 @@ def run_task(task: SweepTask) -> dict[str, object]:
             "dense_trained": not dense_existed, "dense_train_seconds": dense_seconds if not dense_existed else None}
 
 
+TASK_LOG = "tasks.jsonl"
+
+
+def read_task_log(out_root: str | Path) -> tuple[list[dict], int]:
+    """The task reports ``run_sweep`` appended to ``out_root/tasks.jsonl`` (none where it does not exist), and how
+    many of its lines did not parse (a line cut short by a killed run); blank lines are neither."""
+    log = Path(out_root) / TASK_LOG
+    records, unreadable = [], 0
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            unreadable += 1
+    return records, unreadable
+
+
 def run_sweep(
     spec: SweepSpec,
     out_root: str | Path,
@@ -129,7 +147,7 @@ def run_sweep(
     start = time.perf_counter()
     reports: list[dict[str, object]] = []
 
-    log = Path(out_root) / "tasks.jsonl"
+    log = Path(out_root) / TASK_LOG
     sweep_id = time.strftime("%Y-%m-%dT%H:%M:%S")
 
     def done(report: dict[str, object]) -> None:
